@@ -1,0 +1,163 @@
+//! Building and emitting records: header, filters, counters.
+use aya_ebpf::helpers::generated::{
+    bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+    bpf_get_current_task, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
+};
+use monitor_common::{COMM_LEN, Header, Misc, NO_OFFSET, SCRATCH_SIZE, kind_slot};
+
+use crate::maps::{CGROUP_FILTER, EVENTS, MISC, SCRATCH, STATS, conf};
+
+/// Identity of the current task, taken once per program run.
+#[derive(Clone, Copy)]
+pub struct Current {
+    pub pid_tgid: u64,
+    pub cgroup_id: u64,
+}
+
+impl Current {
+    #[inline(always)]
+    pub fn tgid(&self) -> u32 {
+        (self.pid_tgid >> 32) as u32
+    }
+}
+
+/// Returns the current task unless the kernel-side filters drop it (the agent itself, or a
+/// cgroup outside the configured set).
+#[inline(always)]
+pub fn current() -> Option<Current> {
+    // SAFETY: helpers without arguments.
+    let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
+    if (pid_tgid >> 32) as u32 == conf!(agent_tgid) {
+        return None;
+    }
+    // SAFETY: as above.
+    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    if conf!(cgroup_filter) != 0 {
+        // SAFETY: the value is a u8 we only test for presence.
+        if unsafe { CGROUP_FILTER.get(&cgroup_id) }.is_none() {
+            return None;
+        }
+    }
+    Some(Current { pid_tgid, cgroup_id })
+}
+
+/// Reads a `T` at `base + off` in kernel memory; `None` if the offset is unknown or the read
+/// fails.
+#[inline(always)]
+pub fn read_kernel<T: Copy>(base: u64, off: u32) -> Option<T> {
+    if off == NO_OFFSET || base == 0 {
+        return None;
+    }
+    let mut v = core::mem::MaybeUninit::<T>::uninit();
+    // SAFETY: bpf_probe_read_kernel checks the source address; dst is our own stack slot.
+    let r = unsafe {
+        bpf_probe_read_kernel(
+            v.as_mut_ptr().cast(),
+            core::mem::size_of::<T>() as u32,
+            (base + off as u64) as *const _,
+        )
+    };
+    if r == 0 {
+        // SAFETY: the helper filled all size_of::<T>() bytes.
+        Some(unsafe { v.assume_init() })
+    } else {
+        None
+    }
+}
+
+/// The current task_struct pointer.
+#[inline(always)]
+pub fn task() -> u64 {
+    // SAFETY: helper without arguments.
+    unsafe { bpf_get_current_task() }
+}
+
+/// The effective uid and gid of the current task (from task->cred).
+#[inline(always)]
+pub fn current_euid_egid(task: u64) -> Option<(u32, u32)> {
+    let cred: u64 = read_kernel(task, conf!(k.task_cred))?;
+    let euid: u32 = read_kernel(cred, conf!(k.cred_euid))?;
+    let egid: u32 = read_kernel(cred, conf!(k.cred_egid))?;
+    Some((euid, egid))
+}
+
+/// The per-CPU buffer records are built in.
+#[inline(always)]
+pub fn scratch() -> Option<*mut u8> {
+    match SCRATCH.get_ptr_mut(0) {
+        Some(p) => Some(p.cast()),
+        None => {
+            count_misc(Misc::ScratchMiss);
+            None
+        }
+    }
+}
+
+/// Fills the common header at the start of `buf` for the current task.
+#[inline(always)]
+pub fn fill_header(buf: *mut u8, kind: u32, cur: &Current) {
+    let h = buf.cast::<Header>();
+    let task = task();
+    // SAFETY: helpers without pointer arguments.
+    let (uid_gid, now) = unsafe { (bpf_get_current_uid_gid(), bpf_ktime_get_boot_ns()) };
+    let uid = uid_gid as u32;
+    let gid = (uid_gid >> 32) as u32;
+    let (euid, egid) = current_euid_egid(task).unwrap_or((uid, gid));
+    let leader: u64 = read_kernel(task, conf!(k.task_group_leader)).unwrap_or(0);
+    let start_ns: u64 = read_kernel(leader, conf!(k.task_start_boottime)).unwrap_or(0);
+    // SAFETY: `buf` is the scratch map value, larger than a Header and 8-byte aligned.
+    unsafe {
+        (*h).kind = kind;
+        (*h).len = 0;
+        (*h).ktime_ns = now;
+        (*h).cgroup_id = cur.cgroup_id;
+        (*h).start_ns = start_ns;
+        (*h).pid = cur.tgid();
+        (*h).tid = cur.pid_tgid as u32;
+        (*h).uid = uid;
+        (*h).gid = gid;
+        (*h).euid = euid;
+        (*h).egid = egid;
+        let comm = (&raw mut (*h).comm).cast();
+        if bpf_get_current_comm(comm, COMM_LEN as u32) != 0 {
+            (*h).comm = [0; COMM_LEN];
+        }
+    }
+}
+
+/// Writes the first `len` bytes of `buf` to the ring buffer and counts the outcome.
+#[inline(always)]
+pub fn emit(buf: *mut u8, len: usize, kind: u32) {
+    // Records are always shorter than the scratch buffer; the mask tells the verifier so.
+    let len = len & (SCRATCH_SIZE - 1);
+    // SAFETY: the scratch value is SCRATCH_SIZE bytes long.
+    unsafe { (*buf.cast::<Header>()).len = len as u32 };
+    // SAFETY: `len` bytes of the scratch value are initialised by the caller.
+    let data = unsafe { core::slice::from_raw_parts(buf as *const u8, len) };
+    let ok = EVENTS.output::<[u8]>(data, 0).is_ok();
+    if let Some(s) = STATS.get_ptr_mut(kind_slot(kind)) {
+        // SAFETY: the map value is a KindStats of two u64 counters; atomics keep counts exact
+        // even if another program runs on this CPU in between.
+        let field = unsafe {
+            if ok { &raw mut (*s).submitted } else { &raw mut (*s).dropped }
+        };
+        atomic_inc(field);
+    }
+}
+
+/// Counts a kernel-side condition in the MISC map.
+#[inline(always)]
+pub fn count_misc(which: Misc) {
+    if let Some(p) = MISC.get_ptr_mut(which as u32) {
+        atomic_inc(p);
+    }
+}
+
+/// Adds one to a counter with a BPF atomic add (core's atomics have no BPF lowering).
+#[inline(always)]
+fn atomic_inc(p: *mut u64) {
+    // SAFETY: callers pass a pointer into a live, 8-byte aligned map value.
+    unsafe {
+        core::arch::asm!("lock *(u64 *)({p} + 0) += {one}", p = in(reg) p, one = in(reg) 1u64);
+    }
+}

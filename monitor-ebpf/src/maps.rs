@@ -1,0 +1,45 @@
+//! Maps shared by all programs. Names are the constants of monitor-common.
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
+};
+use monitor_common::{
+    Config, KIND_SLOTS, KindStats, MAX_SYSCALL_NR, MISC_SLOTS, SCRATCH_SIZE, Stash, SyscallDesc,
+};
+
+/// Event records. The agent may resize it at load time.
+#[map(name = "EVENTS")]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+#[map(name = "STATS")]
+pub static STATS: PerCpuArray<KindStats> = PerCpuArray::with_max_entries(KIND_SLOTS, 0);
+
+#[map(name = "MISC")]
+pub static MISC: PerCpuArray<u64> = PerCpuArray::with_max_entries(MISC_SLOTS, 0);
+
+#[map(name = "SYSCALLS")]
+pub static SYSCALLS: Array<SyscallDesc> = Array::with_max_entries(MAX_SYSCALL_NR, 0);
+
+/// One entry per thread inside a hooked syscall; entries of exiting threads are removed.
+#[map(name = "STASH")]
+pub static STASH: HashMap<u64, Stash> = HashMap::with_max_entries(32768, 0);
+
+#[map(name = "CGROUP_FILTER")]
+pub static CGROUP_FILTER: HashMap<u64, u8> = HashMap::with_max_entries(4096, 0);
+
+/// Records are built here: too large for the 512-byte stack.
+#[map(name = "SCRATCH")]
+pub static SCRATCH: PerCpuArray<[u8; SCRATCH_SIZE]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Overridden by the agent at load time; read only through `conf!`.
+#[unsafe(no_mangle)]
+pub static CONFIG: Config = Config::UNSET;
+
+/// Reads a field of the load-time configuration without letting the compiler fold the default.
+macro_rules! conf {
+    ($($f:ident).+) => {
+        // SAFETY: CONFIG is a plain static of integers; the volatile read keeps the load.
+        unsafe { core::ptr::read_volatile(&raw const $crate::maps::CONFIG.$($f).+) }
+    };
+}
+pub(crate) use conf;

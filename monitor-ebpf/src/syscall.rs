@@ -1,0 +1,280 @@
+//! File, network and privilege syscalls, table-driven.
+//!
+//! One `sys_enter` program is attached to the `syscalls/sys_enter_<name>` tracepoint of every
+//! hooked syscall, one `sys_exit` program to the matching `sys_exit_<name>`. The SYSCALLS map
+//! (filled by the agent with the running architecture's numbers) says, per syscall number, which
+//! event kind it produces and which arguments are strings or a data block. Arguments are saved at
+//! enter; strings and data are read at exit, when the kernel has already faulted the user pages
+//! in and the result of the call is known.
+use aya_ebpf::{
+    helpers::generated::{bpf_get_current_uid_gid, bpf_probe_read_user, bpf_probe_read_user_str},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use monitor_common::{
+    Header, MAX_DATA, MAX_PATH, MAX_SYSCALL_NR, Misc, NO_ARG, NO_OFFSET, SYS_DATA_UNREADABLE,
+    SYS_STR1_TRUNCATED, SYS_STR1_UNREADABLE, SYS_STR2_TRUNCATED, SYS_STR2_UNREADABLE, Stash,
+    SyscallBody, SyscallDesc, data_mode, filter,
+};
+
+use crate::{
+    event::{count_misc, current, current_euid_egid, emit, fill_header, scratch, task},
+    maps::{STASH, SYSCALLS, conf},
+};
+
+const HDR: usize = core::mem::size_of::<Header>();
+const BODY: usize = core::mem::size_of::<SyscallBody>();
+
+#[inline(always)]
+fn desc_for(ctx: &TracePointContext, nr_off: u32) -> Option<(u32, &'static SyscallDesc)> {
+    if nr_off == NO_OFFSET {
+        return None;
+    }
+    // SAFETY: `__syscall_nr` offset read from this tracepoint's format.
+    let nr = unsafe { ctx.read_at::<i32>(nr_off as usize) }.ok()?;
+    if nr < 0 || nr as u32 >= MAX_SYSCALL_NR {
+        return None;
+    }
+    let desc = SYSCALLS.get(nr as u32)?;
+    if desc.kind == 0 {
+        return None;
+    }
+    Some((nr as u32, desc))
+}
+
+#[inline(always)]
+fn arg(args: &[u64; 6], i: u8) -> u64 {
+    match i {
+        0 => args[0],
+        1 => args[1],
+        2 => args[2],
+        3 => args[3],
+        4 => args[4],
+        5 => args[5],
+        _ => 0,
+    }
+}
+
+#[inline(always)]
+fn passes_enter_filter(desc: &SyscallDesc, args: &[u64; 6]) -> bool {
+    match desc.filter {
+        filter::NEWFD_STDIO => args[1] <= 2,
+        _ => true,
+    }
+}
+
+/// `syscalls/sys_enter_*`: uses `__syscall_nr` and the six argument slots (offsets from the
+/// tracefs format, identical for every syscall tracepoint).
+#[tracepoint]
+pub fn sys_enter(ctx: TracePointContext) -> u32 {
+    let _ = try_enter(&ctx);
+    0
+}
+
+fn try_enter(ctx: &TracePointContext) -> Option<()> {
+    let (nr, desc) = desc_for(ctx, conf!(tp.sys_enter_nr))?;
+    let cur = current()?;
+    let base = conf!(tp.sys_enter_args);
+    if base == NO_OFFSET {
+        return None;
+    }
+    let base = base as usize;
+    let mut s = Stash { nr, ..Stash::default() };
+    // SAFETY: six 8-byte argument slots follow `base` in every sys_enter format.
+    unsafe {
+        s.args[0] = ctx.read_at::<u64>(base).unwrap_or(0);
+        s.args[1] = ctx.read_at::<u64>(base + 8).unwrap_or(0);
+        s.args[2] = ctx.read_at::<u64>(base + 16).unwrap_or(0);
+        s.args[3] = ctx.read_at::<u64>(base + 24).unwrap_or(0);
+        s.args[4] = ctx.read_at::<u64>(base + 32).unwrap_or(0);
+        s.args[5] = ctx.read_at::<u64>(base + 40).unwrap_or(0);
+    }
+    if !passes_enter_filter(desc, &s.args) {
+        return None;
+    }
+    if desc.save_creds != 0 {
+        // SAFETY: helper without arguments.
+        let uid = unsafe { bpf_get_current_uid_gid() } as u32;
+        s.old_uid = uid;
+        s.old_euid = current_euid_egid(task()).map(|(e, _)| e).unwrap_or(uid);
+    }
+    if STASH.insert(&cur.pid_tgid, &s, 0).is_err() {
+        count_misc(Misc::StashFull);
+    }
+    Some(())
+}
+
+/// `syscalls/sys_exit_*`: uses `__syscall_nr` and `ret` (offsets from the tracefs format).
+#[tracepoint]
+pub fn sys_exit(ctx: TracePointContext) -> u32 {
+    let _ = try_exit(&ctx);
+    0
+}
+
+/// Reads a user string into `dst`; returns (bytes without NUL, truncated, unreadable).
+#[inline(always)]
+fn read_str(dst: *mut u8, src: u64) -> (usize, bool, bool) {
+    if src == 0 {
+        return (0, false, true);
+    }
+    // SAFETY: the helper checks `src`; `dst` has MAX_PATH bytes of room in the scratch buffer.
+    let n = unsafe { bpf_probe_read_user_str(dst.cast(), MAX_PATH as u32, src as *const _) };
+    if n <= 0 {
+        return (0, false, true);
+    }
+    let mut len = (n - 1) as usize;
+    if len >= MAX_PATH {
+        len = MAX_PATH - 1;
+    }
+    (len, n as usize >= MAX_PATH, false)
+}
+
+fn try_exit(ctx: &TracePointContext) -> Option<()> {
+    let (nr, desc) = desc_for(ctx, conf!(tp.sys_exit_nr))?;
+    let cur = current()?;
+    let saved = match STASH.get_ptr(&cur.pid_tgid) {
+        // SAFETY: live map value of type Stash; copied out before removal.
+        Some(p) => unsafe { *p },
+        None => {
+            // Enter-side filters legitimately leave no entry; anything else is a miss.
+            if desc.filter == filter::NONE {
+                count_misc(Misc::StashMiss);
+            }
+            return None;
+        }
+    };
+    let _ = STASH.remove(&cur.pid_tgid);
+    if saved.nr != nr {
+        count_misc(Misc::StashMiss);
+        return None;
+    }
+    let ret_off = conf!(tp.sys_exit_ret);
+    if ret_off == NO_OFFSET {
+        return None;
+    }
+    // SAFETY: `ret` offset read from this tracepoint's format.
+    let ret = unsafe { ctx.read_at::<i64>(ret_off as usize) }.unwrap_or(0);
+    let kind = desc.kind;
+    let buf = scratch()?;
+    fill_header(buf, kind, &cur);
+    let args = saved.args;
+    let mut flags = 0u32;
+
+    // SAFETY: every offset below stays inside the SCRATCH_SIZE buffer: HDR + BODY + 2 strings of
+    // at most MAX_PATH - 1 bytes + MAX_DATA.
+    let tail = unsafe { buf.add(HDR + BODY) };
+    let mut len1 = 0usize;
+    if desc.str1_arg != NO_ARG {
+        let (l, t, u) = read_str(tail, arg(&args, desc.str1_arg));
+        len1 = l;
+        if t {
+            flags |= SYS_STR1_TRUNCATED;
+        }
+        if u {
+            flags |= SYS_STR1_UNREADABLE;
+        }
+    }
+    if len1 >= MAX_PATH {
+        len1 = MAX_PATH - 1;
+    }
+    // SAFETY: see above.
+    let tail2 = unsafe { tail.add(len1) };
+    let mut len2 = 0usize;
+    if desc.str2_arg != NO_ARG {
+        let (l, t, u) = read_str(tail2, arg(&args, desc.str2_arg));
+        len2 = l;
+        if t {
+            flags |= SYS_STR2_TRUNCATED;
+        }
+        if u {
+            flags |= SYS_STR2_UNREADABLE;
+        }
+    }
+    if len2 >= MAX_PATH {
+        len2 = MAX_PATH - 1;
+    }
+    // SAFETY: see above.
+    let tail3 = unsafe { tail2.add(len2) };
+    let dlen = read_data(desc, &args, ret, tail3);
+    if dlen.is_none() {
+        flags |= SYS_DATA_UNREADABLE;
+    }
+    let mut dlen = dlen.unwrap_or(0);
+    if dlen > MAX_DATA {
+        dlen = MAX_DATA;
+    }
+
+    let (old_uid, old_euid) = if desc.save_creds != 0 {
+        (saved.old_uid, saved.old_euid)
+    } else {
+        // SAFETY: the header was filled above.
+        unsafe { ((*buf.cast::<Header>()).uid, (*buf.cast::<Header>()).euid) }
+    };
+    let body = SyscallBody {
+        ret,
+        args,
+        call: desc.call,
+        str1_len: len1 as u16,
+        str2_len: len2 as u16,
+        data_len: dlen as u16,
+        flags,
+        old_uid,
+        old_euid,
+        _pad: 0,
+    };
+    // SAFETY: body slot right after the header inside the scratch buffer.
+    unsafe { buf.add(HDR).cast::<SyscallBody>().write_unaligned(body) };
+    emit(buf, HDR + BODY + len1 + len2 + dlen, kind);
+    Some(())
+}
+
+/// Reads the data block the descriptor asks for; `Some(0)` when there is none, `None` when it
+/// could not be read.
+#[inline(always)]
+fn read_data(desc: &SyscallDesc, args: &[u64; 6], ret: i64, dst: *mut u8) -> Option<usize> {
+    let src = arg(args, desc.data_arg);
+    let want: u64 = match desc.data_mode {
+        data_mode::NONE => return Some(0),
+        data_mode::LEN_IN_ARG => arg(args, desc.len_arg),
+        data_mode::LEN_IN_USER_PTR => {
+            // The kernel wrote the peer address only on success, and only if asked.
+            let lenp = arg(args, desc.len_arg);
+            if ret < 0 || src == 0 || lenp == 0 {
+                return Some(0);
+            }
+            let mut l: u32 = 0;
+            // SAFETY: the helper checks the user pointer; dst is a local.
+            let r = unsafe {
+                bpf_probe_read_user((&raw mut l).cast(), 4, lenp as *const _)
+            };
+            if r != 0 {
+                return None;
+            }
+            l as u64
+        }
+        data_mode::FIXED => desc.fixed_len as u64,
+        data_mode::STRING => {
+            if src == 0 {
+                return Some(0);
+            }
+            let max = if (desc.fixed_len as usize) < MAX_DATA { desc.fixed_len as u32 } else { MAX_DATA as u32 };
+            // SAFETY: the helper checks `src`; dst has MAX_DATA bytes of room.
+            let n = unsafe { bpf_probe_read_user_str(dst.cast(), max, src as *const _) };
+            if n <= 0 {
+                return None;
+            }
+            return Some((n - 1) as usize);
+        }
+        _ => return Some(0),
+    };
+    if src == 0 || want == 0 {
+        return Some(0);
+    }
+    let mut want = want as usize;
+    if want > MAX_DATA {
+        want = MAX_DATA;
+    }
+    // SAFETY: the helper checks `src`; dst has MAX_DATA bytes of room.
+    let r = unsafe { bpf_probe_read_user(dst.cast(), want as u32, src as *const _) };
+    if r != 0 { None } else { Some(want) }
+}

@@ -1,0 +1,153 @@
+//! Reading the ring buffer (woken by epoll through `AsyncFd`, never by sleeping) and the kernel
+//! counters.
+pub mod decode;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use monitor_common::{EventKind, KIND_SLOTS, KindStats, MISC_SLOTS};
+use thiserror::Error;
+use tokio::{io::unix::AsyncFd, sync::mpsc, sync::watch};
+use tracing::warn;
+
+use self::decode::{RawEvent, decode};
+use crate::metrics::{KernelCounts, Metrics};
+
+#[derive(Debug, Error)]
+pub enum CaptureError {
+    #[error("map `{name}` missing from the loaded object")]
+    MissingMap { name: &'static str },
+    #[error("map `{name}`: {source}")]
+    Map { name: &'static str, source: aya::maps::MapError },
+    #[error("waiting on the ring buffer: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The maps the capture stage owns once loading is done.
+pub struct CaptureMaps {
+    pub ring: RingBuf<MapData>,
+    pub stats: PerCpuArray<MapData, KindStats>,
+    pub misc: PerCpuArray<MapData, u64>,
+}
+
+impl CaptureMaps {
+    /// Takes the ring buffer and counter maps out of the loaded object, so that dropping the
+    /// object (which detaches the programs) leaves them readable for a final drain.
+    pub fn take(ebpf: &mut aya::Ebpf) -> Result<CaptureMaps, CaptureError> {
+        let mut take = |name: &'static str| ebpf.take_map(name).ok_or(CaptureError::MissingMap { name });
+        let ring = RingBuf::try_from(take(monitor_common::EVENTS_MAP)?)
+            .map_err(|source| CaptureError::Map { name: monitor_common::EVENTS_MAP, source })?;
+        let stats = PerCpuArray::try_from(take(monitor_common::STATS_MAP)?)
+            .map_err(|source| CaptureError::Map { name: monitor_common::STATS_MAP, source })?;
+        let misc = PerCpuArray::try_from(take(monitor_common::MISC_MAP)?)
+            .map_err(|source| CaptureError::Map { name: monitor_common::MISC_MAP, source })?;
+        Ok(CaptureMaps { ring, stats, misc })
+    }
+}
+
+/// Sums the per-CPU kernel counters.
+pub fn kernel_counts(
+    stats: &PerCpuArray<MapData, KindStats>,
+    misc: &PerCpuArray<MapData, u64>,
+) -> Result<KernelCounts, CaptureError> {
+    let map_err = |name| move |source| CaptureError::Map { name, source };
+    let mut slots = vec![KindStats::default(); KIND_SLOTS as usize];
+    for (i, slot) in slots.iter_mut().enumerate() {
+        let per_cpu = stats.get(&(i as u32), 0).map_err(map_err(monitor_common::STATS_MAP))?;
+        for v in per_cpu.iter() {
+            slot.submitted += v.submitted;
+            slot.dropped += v.dropped;
+        }
+    }
+    let mut m = vec![0u64; MISC_SLOTS as usize];
+    for (i, slot) in m.iter_mut().enumerate() {
+        let per_cpu = misc.get(&(i as u32), 0).map_err(map_err(monitor_common::MISC_MAP))?;
+        *slot = per_cpu.iter().sum();
+    }
+    Ok(KernelCounts::from_slots(&slots, &m))
+}
+
+/// Publishes kernel counter increases into the metrics (counters only ever go up).
+#[derive(Default)]
+pub struct KernelCountsExporter {
+    last: KernelCounts,
+}
+
+impl KernelCountsExporter {
+    pub fn update(&mut self, m: &Metrics, now: &KernelCounts) {
+        for (kind, c) in &now.kinds {
+            let before = self.last.kinds.get(kind).copied().unwrap_or_default();
+            let d = c.dropped.saturating_sub(before.dropped);
+            if d > 0 {
+                m.dropped.with_label_values(&[kind, "kernel_ring"]).inc_by(d);
+            }
+        }
+        for (name, now_v, before) in [
+            ("stash_miss", now.stash_miss, self.last.stash_miss),
+            ("stash_full", now.stash_full, self.last.stash_full),
+            ("scratch_miss", now.scratch_miss, self.last.scratch_miss),
+        ] {
+            if now_v > before {
+                m.kernel_misc.with_label_values(&[name]).inc_by(now_v - before);
+            }
+        }
+        self.last = now.clone();
+    }
+}
+
+/// Number of decode errors logged in full; later ones are only counted.
+const LOGGED_DECODE_ERRORS: u64 = 20;
+
+/// Reads records until `stop` flips, then drains what is left and returns. Decoded events go to
+/// `tx`; when the queue is full the event is dropped and counted, the reader never blocks.
+pub async fn read_ring(
+    ring: RingBuf<MapData>,
+    tx: mpsc::Sender<RawEvent>,
+    metrics: Metrics,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), CaptureError> {
+    // SAFETY: the RingBuf owns its fd for as long as the AsyncFd lives (it is moved in), so
+    // the registered fd cannot be closed or reused behind the reactor's back.
+    let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(|e| CaptureError::Io(e.into()))?;
+    let logged = AtomicU64::new(0);
+    let handle = |bytes: &[u8]| match decode(bytes) {
+        Ok(ev) => {
+            let kind = ev.kind;
+            metrics.received.with_label_values(&[kind.name()]).inc();
+            if let Err(mpsc::error::TrySendError::Full(_) | mpsc::error::TrySendError::Closed(_)) = tx.try_send(ev) {
+                metrics.dropped.with_label_values(&[kind.name(), "user_queue"]).inc();
+            }
+        }
+        Err(e) => {
+            metrics.decode_errors.with_label_values(&[e.reason()]).inc();
+            if logged.fetch_add(1, Ordering::Relaxed) < LOGGED_DECODE_ERRORS {
+                warn!(error = %e, len = bytes.len(), "dropping undecodable kernel record");
+            }
+        }
+    };
+    loop {
+        tokio::select! {
+            guard = fd.readable_mut() => {
+                let mut guard = guard?;
+                let ring = guard.get_inner_mut();
+                while let Some(item) = ring.next() {
+                    handle(&item);
+                }
+                guard.clear_ready();
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    // Producers are detached by now: whatever is in the ring is all there will be.
+    let ring = fd.get_mut();
+    while let Some(item) = ring.next() {
+        handle(&item);
+    }
+    Ok(())
+}
+
+/// Kind of a decoded event, for filters.
+pub fn kind_by_name(name: &str) -> Option<EventKind> {
+    EventKind::ALL.into_iter().find(|k| k.name() == name)
+}

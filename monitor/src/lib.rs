@@ -1,0 +1,9 @@
+//! The monitor agent: loads the kernel programs, decodes their events, keeps a process table
+//! and turns each event into an enriched record.
+pub mod capture;
+pub mod decode_net;
+pub mod event;
+pub mod load;
+pub mod metrics;
+pub mod process;
+pub mod trace;

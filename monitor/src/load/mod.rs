@@ -1,0 +1,351 @@
+//! Loading and attaching the kernel programs, with the running kernel's offsets.
+//!
+//! What could not be attached (a tracepoint this kernel lacks, a layout we do not understand)
+//! is skipped and reported, never silently ignored: see [`ProbeStatus`].
+pub mod btf;
+pub mod syscalls;
+pub mod tracefs;
+
+use std::path::Path;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap as BpfHashMap},
+    programs::{RawTracePoint, TracePoint},
+};
+use monitor_common::{
+    CGROUP_FILTER_MAP, CONFIG_GLOBAL, Config, EVENTS_MAP, KernelOffsets, NO_OFFSET, SYSCALLS_MAP,
+    SyscallDesc, TpOffsets,
+};
+use thiserror::Error;
+use tracing::{info, warn};
+
+use self::{btf::Btf, tracefs::Tracefs};
+
+/// The kernel object built by build.rs.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
+
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("this agent was built without its kernel programs (AYA_BUILD_SKIP was set); rebuild without it")]
+    NoObject,
+    #[error(transparent)]
+    Tracefs(#[from] tracefs::TracefsError),
+    #[error("kernel BTF is required to locate task fields: {0}")]
+    Btf(#[from] btf::BtfError),
+    #[error("loading the eBPF object: {0}")]
+    Ebpf(#[from] aya::EbpfError),
+    #[error("program `{name}`: {source}")]
+    Program { name: String, source: aya::programs::ProgramError },
+    #[error("map `{name}`: {source}")]
+    Map { name: String, source: aya::maps::MapError },
+    #[error("object has no program or map `{0}`")]
+    Missing(String),
+    #[error("no syscall tracepoint could be attached; see the probe report above")]
+    NothingAttached,
+}
+
+/// Settings of the kernel side.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Ring buffer size in bytes (power of two, at least one page).
+    pub ring_bytes: u32,
+    /// When non-empty: capture only these cgroup2 ids.
+    pub cgroups: Vec<u64>,
+    /// TCP states whose entry is reported (bit N = state N).
+    pub tcp_state_mask: u32,
+}
+
+/// Default TCP transitions reported: into SYN_SENT, ESTABLISHED, CLOSE and LISTEN.
+pub const DEFAULT_TCP_STATES: u32 = (1 << 1) | (1 << 2) | (1 << 7) | (1 << 10);
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { ring_bytes: 16 << 20, cgroups: Vec::new(), tcp_state_mask: DEFAULT_TCP_STATES }
+    }
+}
+
+/// Outcome of one probe (one tracepoint attachment).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProbeStatus {
+    pub probe: String,
+    pub attached: bool,
+    /// Why it was skipped, when it was.
+    pub reason: Option<String>,
+}
+
+/// The loaded programs and what was attached.
+pub struct Loaded {
+    pub ebpf: Ebpf,
+    pub probes: Vec<ProbeStatus>,
+    pub config: Config,
+}
+
+/// Makes sure tracefs is mounted (agents in a container may need to mount it themselves).
+pub fn ensure_tracefs() -> Result<Tracefs, tracefs::TracefsError> {
+    if let Ok(t) = Tracefs::find() {
+        return Ok(t);
+    }
+    let target = Path::new(tracefs::TRACEFS_CANDIDATES[0]);
+    // SAFETY: plain mount(2) with NUL-terminated constant strings.
+    let r = unsafe {
+        libc::mount(
+            c"tracefs".as_ptr(),
+            c"/sys/kernel/tracing".as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if r == 0 {
+        info!(path = %target.display(), "mounted tracefs");
+    }
+    Tracefs::find()
+}
+
+fn kernel_offsets(btf: &Btf) -> KernelOffsets {
+    let get = |s: &str, m: &str| match btf.member_offset(s, m) {
+        Ok(o) => o,
+        Err(e) => {
+            warn!(error = %e, "kernel field unavailable; events will lack it");
+            NO_OFFSET
+        }
+    };
+    KernelOffsets {
+        task_tgid: get("task_struct", "tgid"),
+        task_pid: get("task_struct", "pid"),
+        task_real_parent: get("task_struct", "real_parent"),
+        task_group_leader: get("task_struct", "group_leader"),
+        task_start_boottime: get("task_struct", "start_boottime"),
+        task_exit_code: get("task_struct", "exit_code"),
+        task_mm: get("task_struct", "mm"),
+        task_cred: get("task_struct", "cred"),
+        mm_arg_start: get("mm_struct", "arg_start"),
+        mm_arg_end: get("mm_struct", "arg_end"),
+        cred_euid: get("cred", "euid"),
+        cred_egid: get("cred", "egid"),
+    }
+}
+
+/// Syscall tracepoint layout: `__syscall_nr`, then 8-byte argument slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SysLayout {
+    nr: u32,
+    args: u32,
+}
+
+fn sys_enter_layout(f: &tracefs::Format) -> Option<(SysLayout, Vec<(String, u32, u32)>)> {
+    let nr = f.offset("__syscall_nr")?;
+    let mut args: Vec<(String, u32, u32)> = f
+        .fields
+        .iter()
+        .filter(|(n, _)| !n.starts_with("common_") && n.as_str() != "__syscall_nr")
+        .map(|(n, fl)| (n.clone(), fl.offset, fl.size))
+        .collect();
+    args.sort_by_key(|a| a.1);
+    let base = args.first().map(|a| a.1).unwrap_or(nr + 8);
+    Some((SysLayout { nr, args: base }, args))
+}
+
+/// Checks that a sys_enter format has its arguments in consecutive 8-byte slots from `base`.
+fn args_are_slots(args: &[(String, u32, u32)], base: u32) -> bool {
+    args.len() <= 6
+        && args.iter().enumerate().all(|(i, (_, off, size))| *off == base + 8 * i as u32 && *size == 8)
+}
+
+fn tp_offsets(tfs: &Tracefs, probes: &mut Vec<ProbeStatus>) -> Result<TpOffsets, LoadError> {
+    let mut tp = Config::UNSET.tp;
+    // The reference layout of syscall tracepoints, from openat (present on every architecture).
+    let enter = tfs.format("syscalls", "sys_enter_openat")?;
+    let (layout, _) = sys_enter_layout(&enter).ok_or_else(|| {
+        LoadError::Missing("syscalls/sys_enter_openat: __syscall_nr".into())
+    })?;
+    tp.sys_enter_nr = layout.nr;
+    tp.sys_enter_args = layout.args;
+    let exit = tfs.format("syscalls", "sys_exit_openat")?;
+    tp.sys_exit_nr = exit.field("__syscall_nr")?.offset;
+    tp.sys_exit_ret = exit.field("ret")?.offset;
+
+    match tfs.format("sched", "sched_process_exec") {
+        Ok(f) => {
+            tp.exec_filename = f.field("filename")?.offset;
+            tp.exec_old_pid = f.offset("old_pid").unwrap_or(NO_OFFSET);
+        }
+        Err(e) => probes.push(skip("tracepoint/sched/sched_process_exec", e.to_string())),
+    }
+    if let Ok(f) = tfs.format("sched", "sched_process_exit") {
+        tp.exit_group_dead = f.offset("group_dead").unwrap_or(NO_OFFSET);
+    }
+    if let Ok(f) = tfs.format("sock", "inet_sock_set_state") {
+        let o = |n: &str| f.offset(n).unwrap_or(NO_OFFSET);
+        tp.sk_skaddr = o("skaddr");
+        tp.sk_oldstate = o("oldstate");
+        tp.sk_newstate = o("newstate");
+        tp.sk_sport = o("sport");
+        tp.sk_dport = o("dport");
+        tp.sk_family = o("family");
+        tp.sk_protocol = o("protocol");
+        tp.sk_saddr = o("saddr");
+        tp.sk_daddr = o("daddr");
+        tp.sk_saddr_v6 = o("saddr_v6");
+        tp.sk_daddr_v6 = o("daddr_v6");
+    }
+    Ok(tp)
+}
+
+fn skip(probe: &str, reason: String) -> ProbeStatus {
+    ProbeStatus { probe: probe.to_string(), attached: false, reason: Some(reason) }
+}
+fn ok(probe: &str) -> ProbeStatus {
+    ProbeStatus { probe: probe.to_string(), attached: true, reason: None }
+}
+
+/// Loads the programs, fills their maps and attaches every probe this kernel supports.
+pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
+    if EBPF_OBJECT.is_empty() {
+        return Err(LoadError::NoObject);
+    }
+    let tfs = ensure_tracefs()?;
+    let btf = Btf::from_sys_fs()?;
+    let mut probes = Vec::new();
+    let tp = tp_offsets(&tfs, &mut probes)?;
+    let config = Config {
+        agent_tgid: std::process::id(),
+        cgroup_filter: u32::from(!opts.cgroups.is_empty()),
+        tcp_state_mask: opts.tcp_state_mask,
+        _pad: 0,
+        tp,
+        k: kernel_offsets(&btf),
+    };
+    let mut ebpf = EbpfLoader::new()
+        .override_global(CONFIG_GLOBAL, &config, true)
+        .map_max_entries(EVENTS_MAP, opts.ring_bytes)
+        .load(EBPF_OBJECT)?;
+
+    if !opts.cgroups.is_empty() {
+        let map = ebpf.map_mut(CGROUP_FILTER_MAP).ok_or_else(|| LoadError::Missing(CGROUP_FILTER_MAP.into()))?;
+        let mut filter: BpfHashMap<_, u64, u8> = BpfHashMap::try_from(map)
+            .map_err(|source| LoadError::Map { name: CGROUP_FILTER_MAP.into(), source })?;
+        for id in &opts.cgroups {
+            filter.insert(id, 1, 0).map_err(|source| LoadError::Map { name: CGROUP_FILTER_MAP.into(), source })?;
+        }
+    }
+
+    // Process lifecycle first, so that the process table never misses a fork of a process that
+    // later makes a syscall.
+    attach_tp(&mut ebpf, "sched_process_exec", "sched", "sched_process_exec", &tfs, &mut probes)?;
+    attach_tp(&mut ebpf, "sched_process_exit", "sched", "sched_process_exit", &tfs, &mut probes)?;
+    {
+        let name = "sched_process_fork";
+        let prog: &mut RawTracePoint = program(&mut ebpf, name)?;
+        prog.load().map_err(|source| LoadError::Program { name: name.into(), source })?;
+        match prog.attach(name) {
+            Ok(_) => probes.push(ok("raw_tracepoint/sched_process_fork")),
+            Err(e) => probes.push(skip("raw_tracepoint/sched_process_fork", e.to_string())),
+        }
+    }
+    attach_tp(&mut ebpf, "inet_sock_set_state", "sock", "inet_sock_set_state", &tfs, &mut probes)?;
+
+    // Syscalls: decide which hooks are usable, publish their recipes, then attach.
+    let reference = SysLayout { nr: tp.sys_enter_nr, args: tp.sys_enter_args };
+    let mut usable = Vec::new();
+    for h in syscalls::hooks() {
+        let enter = format!("sys_enter_{}", h.tracepoint);
+        let exit = format!("sys_exit_{}", h.tracepoint);
+        let label = format!("tracepoint/syscalls/{}", h.tracepoint);
+        if !tfs.exists("syscalls", &enter) || !tfs.exists("syscalls", &exit) {
+            probes.push(skip(&label, "tracepoint does not exist on this kernel (syscall not built in)".into()));
+            continue;
+        }
+        let same = tfs.format("syscalls", &enter).ok().and_then(|f| sys_enter_layout(&f)).filter(|(l, args)| {
+            l.nr == reference.nr && args_are_slots(args, reference.args)
+        });
+        if same.is_none() {
+            probes.push(skip(&label, "unexpected sys_enter layout".into()));
+            continue;
+        }
+        usable.push(h);
+    }
+    {
+        let map = ebpf.map_mut(SYSCALLS_MAP).ok_or_else(|| LoadError::Missing(SYSCALLS_MAP.into()))?;
+        let mut table: Array<_, SyscallDesc> =
+            Array::try_from(map).map_err(|source| LoadError::Map { name: SYSCALLS_MAP.into(), source })?;
+        for h in &usable {
+            table.set(h.nr, h.desc, 0).map_err(|source| LoadError::Map { name: SYSCALLS_MAP.into(), source })?;
+        }
+    }
+    let mut attached = 0;
+    for (prog_name, prefix) in [("sys_enter", "sys_enter_"), ("sys_exit", "sys_exit_")] {
+        let prog: &mut TracePoint = program(&mut ebpf, prog_name)?;
+        prog.load().map_err(|source| LoadError::Program { name: prog_name.into(), source })?;
+        for h in &usable {
+            let tp_name = format!("{prefix}{}", h.tracepoint);
+            if let Err(e) = prog.attach("syscalls", &tp_name) {
+                probes.push(skip(&format!("tracepoint/syscalls/{tp_name}"), e.to_string()));
+            } else if prefix == "sys_exit_" {
+                attached += 1;
+            }
+        }
+    }
+    for h in &usable {
+        probes.push(ok(&format!("tracepoint/syscalls/{}", h.tracepoint)));
+    }
+    if attached == 0 {
+        return Err(LoadError::NothingAttached);
+    }
+    Ok(Loaded { ebpf, probes, config })
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, LoadError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let prog = ebpf.program_mut(name).ok_or_else(|| LoadError::Missing(name.into()))?;
+    prog.try_into().map_err(|source| LoadError::Program { name: name.into(), source })
+}
+
+fn attach_tp(
+    ebpf: &mut Ebpf,
+    prog_name: &str,
+    group: &str,
+    tp_name: &str,
+    tfs: &Tracefs,
+    probes: &mut Vec<ProbeStatus>,
+) -> Result<(), LoadError> {
+    let label = format!("tracepoint/{group}/{tp_name}");
+    if !tfs.exists(group, tp_name) {
+        probes.push(skip(&label, "tracepoint does not exist on this kernel".into()));
+        return Ok(());
+    }
+    let prog: &mut TracePoint = program(ebpf, prog_name)?;
+    prog.load().map_err(|source| LoadError::Program { name: prog_name.into(), source })?;
+    match prog.attach(group, tp_name) {
+        Ok(_) => probes.push(ok(&label)),
+        Err(e) => probes.push(skip(&label, e.to_string())),
+    }
+    Ok(())
+}
+
+/// Logs the probe report: one line per skipped probe, one summary line.
+pub fn log_probes(probes: &[ProbeStatus]) {
+    let attached = probes.iter().filter(|p| p.attached).count();
+    for p in probes.iter().filter(|p| !p.attached) {
+        warn!(probe = %p.probe, reason = p.reason.as_deref().unwrap_or(""), "probe skipped");
+    }
+    info!(attached, skipped = probes.len() - attached, "kernel probes attached");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syscall_layout_check() {
+        let text = include_str!("../../tests/fixtures/tracefs/sys_enter_openat.format");
+        let f = tracefs::Format::parse("syscalls/sys_enter_openat", text, Path::new("x")).expect("parse");
+        let (layout, args) = sys_enter_layout(&f).expect("layout");
+        assert_eq!(layout, SysLayout { nr: 8, args: 16 });
+        assert!(args_are_slots(&args, 16));
+        assert!(!args_are_slots(&args, 24));
+    }
+}

@@ -1,0 +1,376 @@
+//! The process table: seeded from /proc at start-up, kept current by fork, exec and exit
+//! events, and asked for each event's process details and ancestry.
+//!
+//! Identity: a process is (pid, start time). Start times are compared in clock ticks, the unit of
+//! /proc/<pid>/stat, so that processes seeded from /proc and processes learned from kernel events
+//! (start_boottime in ns) get the same identity.
+pub mod procfs;
+
+use std::{
+    collections::{HashMap, VecDeque},
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+
+/// How long an exited process stays resolvable (for its children's ancestry and late events).
+pub const EXIT_GRACE: Duration = Duration::from_secs(30);
+/// Upper bound of entries; beyond it exited entries are evicted early.
+pub const MAX_ENTRIES: usize = 262_144;
+/// Ancestors listed on each event.
+pub const ANCESTRY_DEPTH: usize = 8;
+
+/// Everything known about one process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcInfo {
+    pub pid: u32,
+    pub ppid: u32,
+    /// Parent's start time in ticks (0 if unknown), to stop ancestry walks at pid reuse.
+    pub parent_start: u64,
+    pub start_ticks: u64,
+    pub exe: String,
+    pub args: Vec<String>,
+    pub cwd: Option<String>,
+    pub exited: Option<Instant>,
+    /// Where the details came from.
+    pub source: Source,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Seen exec'ing (or forked from such a process) since the agent started.
+    Exec,
+    /// Read from /proc.
+    Procfs,
+    /// Known only from an event header: the details were not available.
+    Unknown,
+}
+
+/// One entry of an event's ancestry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ancestor {
+    pub pid: u32,
+    pub id: String,
+    pub exe: String,
+}
+
+/// Converts CLOCK_BOOTTIME ns (task start_boottime) to /proc clock ticks.
+pub fn ns_to_ticks(ns: u64, clk_tck: u64) -> u64 {
+    ns / (1_000_000_000 / clk_tck.max(1))
+}
+
+/// Stable identity of a process across pid reuse (and across nodes, through the boot id).
+pub fn process_id(boot_id: &str, pid: u32, start_ticks: u64) -> String {
+    // FNV-1a 64: fast, stable across releases, and good enough to tell processes apart.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in boot_id.bytes().chain(pid.to_le_bytes()).chain(start_ticks.to_le_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Reads process details; the real implementation is /proc, tests may supply their own.
+pub trait ProcSource {
+    fn read(&self, pid: u32) -> Option<ProcInfo>;
+    fn cwd(&self, pid: u32) -> Option<String>;
+    fn all_pids(&self) -> Vec<u32>;
+}
+
+pub struct ProcessTable<S: ProcSource> {
+    procs: HashMap<u32, ProcInfo>,
+    exited: VecDeque<(u32, u64, Instant)>,
+    source: S,
+    boot_id: String,
+    clk_tck: u64,
+    /// Entries evicted before their grace period ended (table full).
+    pub evicted_early: u64,
+}
+
+impl<S: ProcSource> ProcessTable<S> {
+    pub fn new(source: S, boot_id: String, clk_tck: u64) -> Self {
+        ProcessTable {
+            procs: HashMap::new(),
+            exited: VecDeque::new(),
+            source,
+            boot_id,
+            clk_tck,
+            evicted_early: 0,
+        }
+    }
+
+    /// Loads every process currently in /proc. Call after the probes are attached, so that a
+    /// process born in between is seen either here or through its fork event.
+    pub fn seed(&mut self) -> usize {
+        let mut n = 0;
+        for pid in self.source.all_pids() {
+            if self.procs.contains_key(&pid) {
+                continue;
+            }
+            if let Some(p) = self.source.read(pid) {
+                self.procs.insert(pid, p);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    pub fn len(&self) -> usize {
+        self.procs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.procs.is_empty()
+    }
+
+    pub fn ticks(&self, ns: u64) -> u64 {
+        ns_to_ticks(ns, self.clk_tck)
+    }
+
+    pub fn id_of(&self, pid: u32, start_ticks: u64) -> String {
+        process_id(&self.boot_id, pid, start_ticks)
+    }
+
+    /// The entry for (pid, start), creating it from /proc (or as unknown) when the table has no
+    /// matching entry: a stale entry of a previous process with the same pid is replaced.
+    pub fn get_or_load(&mut self, pid: u32, start_ns: u64) -> &ProcInfo {
+        let start = if start_ns == 0 { None } else { Some(self.ticks(start_ns)) };
+        let stale = match (self.procs.get(&pid), start) {
+            (None, _) => true,
+            (Some(p), Some(s)) => p.start_ticks != s,
+            (Some(_), None) => false,
+        };
+        if stale {
+            let loaded = self
+                .source
+                .read(pid)
+                .filter(|p| start.is_none_or(|s| p.start_ticks == s))
+                .unwrap_or_else(|| ProcInfo {
+                    pid,
+                    ppid: 0,
+                    parent_start: 0,
+                    start_ticks: start.unwrap_or(0),
+                    exe: String::new(),
+                    args: Vec::new(),
+                    cwd: None,
+                    exited: None,
+                    source: Source::Unknown,
+                });
+            self.procs.insert(pid, loaded);
+        }
+        &self.procs[&pid]
+    }
+
+    /// A process forked: the child starts as a copy of its parent.
+    pub fn on_fork(&mut self, parent_pid: u32, parent_start_ns: u64, child_pid: u32, child_start_ns: u64) {
+        let parent = self.get_or_load(parent_pid, parent_start_ns).clone();
+        let child = ProcInfo {
+            pid: child_pid,
+            ppid: parent_pid,
+            parent_start: parent.start_ticks,
+            start_ticks: self.ticks(child_start_ns),
+            exited: None,
+            ..parent
+        };
+        self.procs.insert(child_pid, child);
+    }
+
+    /// A process replaced its image.
+    pub fn on_exec(&mut self, pid: u32, start_ns: u64, ppid: u32, filename: &str, args: Vec<String>) {
+        let cwd = self.source.cwd(pid);
+        let start_ticks = self.ticks(start_ns);
+        let parent_start = self
+            .procs
+            .get(&ppid)
+            .map(|p| p.start_ticks)
+            .unwrap_or(0);
+        let entry = self.get_or_load(pid, start_ns).clone();
+        let keep_parent = entry.ppid == ppid && entry.parent_start != 0;
+        self.procs.insert(
+            pid,
+            ProcInfo {
+                pid,
+                ppid,
+                parent_start: if keep_parent { entry.parent_start } else { parent_start },
+                start_ticks,
+                exe: filename.to_string(),
+                args,
+                cwd: cwd.or(entry.cwd),
+                exited: None,
+                source: Source::Exec,
+            },
+        );
+    }
+
+    /// The last thread of a process exited.
+    pub fn on_exit(&mut self, pid: u32, start_ns: u64, now: Instant) {
+        let start = self.ticks(start_ns);
+        if let Some(p) = self.procs.get_mut(&pid) {
+            if start_ns == 0 || p.start_ticks == start {
+                p.exited = Some(now);
+                self.exited.push_back((pid, p.start_ticks, now));
+            }
+        }
+        self.sweep(now);
+    }
+
+    /// Forgets exited processes whose grace period is over (or early, when the table is full).
+    pub fn sweep(&mut self, now: Instant) {
+        while let Some(&(pid, start, at)) = self.exited.front() {
+            let full = self.procs.len() > MAX_ENTRIES;
+            if now.duration_since(at) < EXIT_GRACE && !full {
+                break;
+            }
+            self.exited.pop_front();
+            if let Some(p) = self.procs.get(&pid) {
+                if p.start_ticks == start && p.exited.is_some() {
+                    self.procs.remove(&pid);
+                    if full {
+                        self.evicted_early += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn get(&self, pid: u32) -> Option<&ProcInfo> {
+        self.procs.get(&pid)
+    }
+
+    /// Up to `depth` ancestors, nearest first; stops where a parent is unknown or its pid was
+    /// reused.
+    pub fn ancestry(&self, pid: u32, depth: usize) -> Vec<Ancestor> {
+        let mut out = Vec::new();
+        let Some(mut cur) = self.procs.get(&pid) else { return out };
+        while out.len() < depth && cur.ppid != 0 {
+            let Some(parent) = self.procs.get(&cur.ppid) else { break };
+            if cur.parent_start != 0 && parent.start_ticks != cur.parent_start {
+                break;
+            }
+            out.push(Ancestor {
+                pid: parent.pid,
+                id: self.id_of(parent.pid, parent.start_ticks),
+                exe: parent.exe.clone(),
+            });
+            if parent.pid == cur.pid {
+                break;
+            }
+            cur = parent;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct FakeProc {
+        procs: RefCell<HashMap<u32, ProcInfo>>,
+    }
+
+    impl ProcSource for FakeProc {
+        fn read(&self, pid: u32) -> Option<ProcInfo> {
+            self.procs.borrow().get(&pid).cloned()
+        }
+        fn cwd(&self, pid: u32) -> Option<String> {
+            self.procs.borrow().get(&pid).and_then(|p| p.cwd.clone())
+        }
+        fn all_pids(&self) -> Vec<u32> {
+            self.procs.borrow().keys().copied().collect()
+        }
+    }
+
+    fn p(pid: u32, ppid: u32, start: u64, exe: &str) -> ProcInfo {
+        ProcInfo {
+            pid,
+            ppid,
+            parent_start: 0,
+            start_ticks: start,
+            exe: exe.into(),
+            args: vec![exe.into()],
+            cwd: Some("/".into()),
+            exited: None,
+            source: Source::Procfs,
+        }
+    }
+
+    // 100 ticks per second: 1 tick = 10 ms.
+    const TICK: u64 = 10_000_000;
+
+    fn table() -> ProcessTable<FakeProc> {
+        let src = FakeProc::default();
+        src.procs.borrow_mut().insert(1, p(1, 0, 1, "/sbin/init"));
+        src.procs.borrow_mut().insert(10, p(10, 1, 5, "/usr/sbin/sshd"));
+        let mut t = ProcessTable::new(src, "boot".into(), 100);
+        assert_eq!(t.seed(), 2);
+        t
+    }
+
+    #[test]
+    fn fork_exec_builds_ancestry() {
+        let mut t = table();
+        t.on_fork(10, 5 * TICK, 20, 7 * TICK);
+        assert_eq!(t.get(20).expect("child").exe, "/usr/sbin/sshd");
+        t.on_exec(20, 7 * TICK, 10, "/bin/bash", vec!["bash".into()]);
+        t.on_fork(20, 7 * TICK, 30, 8 * TICK);
+        t.on_exec(30, 8 * TICK, 20, "/usr/bin/curl", vec!["curl".into(), "x".into()]);
+        let a = t.ancestry(30, 8);
+        let exes: Vec<_> = a.iter().map(|a| a.exe.as_str()).collect();
+        assert_eq!(exes, ["/bin/bash", "/usr/sbin/sshd", "/sbin/init"]);
+        assert_eq!(a[0].id, t.id_of(20, 7));
+        assert_eq!(t.ancestry(30, 1).len(), 1);
+    }
+
+    #[test]
+    fn identity_distinguishes_pid_reuse() {
+        assert_ne!(process_id("b", 20, 7), process_id("b", 20, 8));
+        assert_ne!(process_id("b", 20, 7), process_id("c", 20, 7));
+        assert_eq!(process_id("b", 20, 7), process_id("b", 20, 7));
+        assert_eq!(ns_to_ticks(1_234_567_890, 100), 123);
+    }
+
+    #[test]
+    fn pid_reuse_replaces_stale_entry_and_breaks_ancestry() {
+        let mut t = table();
+        t.on_fork(10, 5 * TICK, 20, 7 * TICK);
+        t.on_fork(20, 7 * TICK, 30, 8 * TICK);
+        let now = Instant::now();
+        t.on_exit(20, 7 * TICK, now);
+        // pid 20 reused by an unrelated process: a fork from init.
+        t.on_fork(1, TICK, 20, 50 * TICK);
+        assert_eq!(t.get(20).expect("new").start_ticks, 50);
+        // 30's recorded parent started at tick 7: the chain must not continue into the new 20.
+        assert!(t.ancestry(30, 8).is_empty());
+        // An event whose header start differs from the table replaces the entry.
+        let e = t.get_or_load(20, 60 * TICK).clone();
+        assert_eq!((e.start_ticks, e.source), (60, Source::Unknown));
+    }
+
+    #[test]
+    fn exited_entries_live_for_the_grace_period() {
+        let mut t = table();
+        t.on_fork(10, 5 * TICK, 20, 7 * TICK);
+        let now = Instant::now();
+        t.on_exit(20, 7 * TICK, now);
+        assert!(t.get(20).is_some(), "kept for late events and ancestry");
+        t.sweep(now + EXIT_GRACE + Duration::from_secs(1));
+        assert!(t.get(20).is_none());
+        // An exit for an older incarnation does not mark the current one.
+        t.on_fork(10, 5 * TICK, 21, 9 * TICK);
+        t.on_exit(21, 3 * TICK, now);
+        assert!(t.get(21).expect("21").exited.is_none());
+    }
+
+    #[test]
+    fn unknown_process_gets_a_placeholder() {
+        let mut t = table();
+        let e = t.get_or_load(999, 42 * TICK).clone();
+        assert_eq!(e.source, Source::Unknown);
+        assert_eq!(e.start_ticks, 42);
+    }
+}

@@ -1,0 +1,191 @@
+//! `monitor trace`: the capture pipeline with every enriched event printed as a JSON line.
+//!
+//! Stages, data flowing one way: ring reader (decode) -> bounded queue -> process table and
+//! enrichment -> filter -> JSON lines. The reader never blocks: a full queue drops and counts.
+use std::{
+    collections::HashSet,
+    io::Write,
+    os::unix::fs::MetadataExt,
+    path::PathBuf,
+    time::Duration,
+};
+
+use thiserror::Error;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::{
+    capture::{self, CaptureError, CaptureMaps, KernelCountsExporter, decode::RawEvent, kind_by_name},
+    event::{Event, NodeContext, enrich},
+    load::{self, LoadError, LoadOptions},
+    metrics::{Metrics, Summary},
+    process::{ProcessTable, procfs::Procfs},
+};
+
+#[derive(Debug, Error)]
+pub enum TraceError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error("unknown event kind `{0}` (known: {1})")]
+    UnknownKind(String, String),
+    #[error("cgroup {path}: {source} (give a cgroup2 directory, e.g. /sys/fs/cgroup/unified/<name>)")]
+    Cgroup { path: PathBuf, source: std::io::Error },
+    #[error("writing {what} {path}: {source}")]
+    Write { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("writing events: {0}")]
+    Output(std::io::Error),
+    #[error("a pipeline task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// What to capture and print.
+#[derive(Debug, Clone, Default)]
+pub struct TraceOptions {
+    pub load: LoadOptions,
+    /// cgroup2 directories to capture exclusively (resolved to ids for the kernel filter).
+    pub cgroup_paths: Vec<PathBuf>,
+    pub kinds: Vec<String>,
+    pub pids: Vec<u32>,
+    pub comms: Vec<String>,
+    pub queue: usize,
+    pub node: Option<String>,
+    pub stats_json: Option<PathBuf>,
+    pub ready_file: Option<PathBuf>,
+}
+
+/// Decides which enriched events are printed.
+#[derive(Debug, Default)]
+pub struct Filter {
+    kinds: HashSet<&'static str>,
+    pids: HashSet<u32>,
+    comms: HashSet<String>,
+}
+
+impl Filter {
+    pub fn new(kinds: &[String], pids: &[u32], comms: &[String]) -> Result<Filter, TraceError> {
+        let mut k = HashSet::new();
+        for name in kinds.iter().flat_map(|s| s.split(',')).map(str::trim).filter(|s| !s.is_empty()) {
+            let kind = kind_by_name(name).ok_or_else(|| {
+                let known: Vec<_> = monitor_common::EventKind::ALL.iter().map(|k| k.name()).collect();
+                TraceError::UnknownKind(name.to_string(), known.join(", "))
+            })?;
+            k.insert(kind.name());
+        }
+        Ok(Filter { kinds: k, pids: pids.iter().copied().collect(), comms: comms.iter().cloned().collect() })
+    }
+
+    /// A pid filter matches the process, its parent or any listed ancestor, so that a command
+    /// and everything it starts are followed.
+    pub fn matches(&self, e: &Event) -> bool {
+        (self.kinds.is_empty() || self.kinds.contains(e.kind))
+            && (self.pids.is_empty()
+                || self.pids.contains(&e.process.pid)
+                || e.process.ancestors.iter().any(|a| self.pids.contains(&a.pid)))
+            && (self.comms.is_empty() || self.comms.contains(&e.process.comm))
+    }
+}
+
+/// cgroup2 id of a cgroup directory: its inode number.
+pub fn cgroup_id(path: &std::path::Path) -> Result<u64, TraceError> {
+    std::fs::metadata(path).map(|m| m.ino()).map_err(|source| TraceError::Cgroup { path: path.into(), source })
+}
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+fn clk_tck() -> u64 {
+    // SAFETY: sysconf has no memory effects.
+    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if v > 0 { v as u64 } else { 100 }
+}
+
+/// Runs until `shutdown` resolves, writing events to `out`; returns the final counters.
+pub async fn run<W: Write + Send + 'static>(
+    mut opts: TraceOptions,
+    out: W,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<Summary, TraceError> {
+    let filter = Filter::new(&opts.kinds, &opts.pids, &opts.comms)?;
+    for p in &opts.cgroup_paths {
+        opts.load.cgroups.push(cgroup_id(p)?);
+    }
+    let metrics = Metrics::new();
+    let mut loaded = load::load(&opts.load)?;
+    load::log_probes(&loaded.probes);
+    let CaptureMaps { ring, stats, misc } = CaptureMaps::take(&mut loaded.ebpf)?;
+
+    let node = NodeContext::detect(opts.node.clone());
+    let mut table = ProcessTable::new(Procfs::default(), boot_id(), clk_tck());
+    let seeded = table.seed();
+    info!(processes = seeded, node = %node.node, "process table seeded from /proc");
+
+    let (tx, mut rx) = mpsc::channel::<RawEvent>(opts.queue.max(1024));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let reader = tokio::spawn(capture::read_ring(ring, tx, metrics.clone(), stop_rx));
+    let processor = tokio::task::spawn_blocking(move || -> Result<(), std::io::Error> {
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
+        while let Some(ev) = rx.blocking_recv() {
+            let e = enrich(&ev, &mut table, &node);
+            if filter.matches(&e) {
+                serde_json::to_writer(&mut out, &e).map_err(std::io::Error::other)?;
+                out.write_all(b"\n")?;
+            }
+            if rx.is_empty() {
+                out.flush()?;
+            }
+        }
+        out.flush()
+    });
+
+    if let Some(path) = &opts.ready_file {
+        std::fs::write(path, b"ready\n").map_err(|source| TraceError::Write { what: "ready file", path: path.clone(), source })?;
+    }
+    info!("capturing");
+
+    let mut exporter = KernelCountsExporter::default();
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    tokio::pin!(shutdown);
+    let mut last_dropped = 0;
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tick.tick() => {
+                match capture::kernel_counts(&stats, &misc) {
+                    Ok(k) => {
+                        exporter.update(&metrics, &k);
+                        let dropped = k.total_dropped();
+                        if dropped > last_dropped {
+                            warn!(dropped_total = dropped, new = dropped - last_dropped, "kernel ring buffer full: events dropped");
+                            last_dropped = dropped;
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "reading kernel counters"),
+                }
+            }
+        }
+    }
+    info!("stopping: detaching probes and draining the ring buffer");
+    // Dropping the object detaches every program: nothing new can enter the ring after this.
+    drop(loaded);
+    let _ = stop_tx.send(true);
+    reader.await??;
+    processor.await?.map_err(TraceError::Output)?;
+    let kernel = capture::kernel_counts(&stats, &misc)?;
+    exporter.update(&metrics, &kernel);
+    let summary = Summary::collect(&metrics, kernel);
+    info!(
+        received = summary.received.values().sum::<u64>(),
+        kernel_dropped = summary.kernel.total_dropped(),
+        queue_dropped = summary.queue_dropped.values().sum::<u64>(),
+        decode_errors = summary.decode_errors,
+        "stopped"
+    );
+    if let Some(path) = &opts.stats_json {
+        let text = serde_json::to_vec_pretty(&summary).map_err(std::io::Error::other).map_err(TraceError::Output)?;
+        std::fs::write(path, text).map_err(|source| TraceError::Write { what: "stats", path: path.clone(), source })?;
+    }
+    Ok(summary)
+}
