@@ -1,0 +1,186 @@
+//! `monitor-trigger`: performs named system actions with exact, known arguments, so that tests,
+//! benchmarks and operators can check what the monitor reports. It only touches paths it is
+//! given, loopback, and namespaces the caller created.
+//!
+//! Usage: monitor-trigger file DIR | net PORT DIR | priv DIR | unlink-flood COUNT PATH
+use std::{ffi::CString, process::exit};
+
+fn c(s: &str) -> CString {
+    match CString::new(s) {
+        Ok(v) => v,
+        Err(_) => die(&format!("path with NUL: {s:?}")),
+    }
+}
+
+fn die(msg: &str) -> ! {
+    eprintln!("monitor-trigger: {msg}");
+    exit(2)
+}
+
+/// Runs a raw call and reports its result as a JSON line on stdout.
+fn report(name: &str, r: i64) -> i64 {
+    let err = if r < 0 { std::io::Error::last_os_error().raw_os_error().unwrap_or(0) } else { 0 };
+    println!("{{\"call\":\"{name}\",\"result\":{r},\"errno\":{err}}}");
+    r
+}
+
+fn file(dir: &str) {
+    let f = c(&format!("{dir}/f"));
+    let g = c(&format!("{dir}/g"));
+    let d = c(&format!("{dir}/d"));
+    // SAFETY: plain syscalls on NUL-terminated paths we own.
+    unsafe {
+        let fd = report("openat", libc::openat(libc::AT_FDCWD, f.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o640) as i64);
+        if fd >= 0 {
+            libc::close(fd as i32);
+        }
+        report("mkdirat", libc::mkdirat(libc::AT_FDCWD, d.as_ptr(), 0o750) as i64);
+        report("fchmodat", libc::fchmodat(libc::AT_FDCWD, f.as_ptr(), 0o600, 0) as i64);
+        report("fchownat", libc::fchownat(libc::AT_FDCWD, f.as_ptr(), 1234, 5678, 0) as i64);
+        report("renameat", libc::renameat(libc::AT_FDCWD, f.as_ptr(), libc::AT_FDCWD, g.as_ptr()) as i64);
+        let target = c("g");
+        let s = c(&format!("{dir}/s"));
+        report("symlinkat", libc::symlinkat(target.as_ptr(), libc::AT_FDCWD, s.as_ptr()) as i64);
+        let h = c(&format!("{dir}/h"));
+        report("linkat", libc::linkat(libc::AT_FDCWD, g.as_ptr(), libc::AT_FDCWD, h.as_ptr(), 0) as i64);
+        report("unlinkat", libc::unlinkat(libc::AT_FDCWD, h.as_ptr(), 0) as i64);
+        report("unlinkat_dir", libc::unlinkat(libc::AT_FDCWD, d.as_ptr(), libc::AT_REMOVEDIR) as i64);
+        let missing = c(&format!("{dir}/missing"));
+        report("openat_missing", libc::openat(libc::AT_FDCWD, missing.as_ptr(), libc::O_RDONLY, 0) as i64);
+    }
+}
+
+/// Brings `lo` up (a new network namespace starts with it down).
+fn loopback_up() {
+    // SAFETY: ioctl on a socket with an ifreq we own.
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        let mut req: libc::ifreq = std::mem::zeroed();
+        req.ifr_name[0] = b'l' as libc::c_char;
+        req.ifr_name[1] = b'o' as libc::c_char;
+        if libc::ioctl(s, libc::SIOCGIFFLAGS, &mut req) == 0 {
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as i16;
+            libc::ioctl(s, libc::SIOCSIFFLAGS, &mut req);
+        }
+        libc::close(s);
+    }
+}
+
+fn tcp_pair(family: i32, port: u16) {
+    // SAFETY: sockets and sockaddrs we own, sizes from the types.
+    unsafe {
+        let mut ss: libc::sockaddr_storage = std::mem::zeroed();
+        let len = if family == libc::AF_INET {
+            let a = &mut *(&raw mut ss).cast::<libc::sockaddr_in>();
+            a.sin_family = libc::AF_INET as u16;
+            a.sin_port = port.to_be();
+            a.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+            size_of::<libc::sockaddr_in>()
+        } else {
+            let a = &mut *(&raw mut ss).cast::<libc::sockaddr_in6>();
+            a.sin6_family = libc::AF_INET6 as u16;
+            a.sin6_port = port.to_be();
+            a.sin6_addr.s6_addr[15] = 1;
+            size_of::<libc::sockaddr_in6>()
+        } as u32;
+        let sa = (&raw const ss).cast::<libc::sockaddr>();
+        let l = libc::socket(family, libc::SOCK_STREAM, 0);
+        let one: i32 = 1;
+        libc::setsockopt(l, libc::SOL_SOCKET, libc::SO_REUSEADDR, (&raw const one).cast(), 4);
+        report("bind", libc::bind(l, sa, len) as i64);
+        report("listen", libc::listen(l, 16) as i64);
+        let cl = libc::socket(family, libc::SOCK_STREAM, 0);
+        report("connect", libc::connect(cl, sa, len) as i64);
+        let mut peer: libc::sockaddr_storage = std::mem::zeroed();
+        let mut plen = size_of::<libc::sockaddr_storage>() as u32;
+        let a = report("accept4", libc::accept4(l, (&raw mut peer).cast(), &mut plen, libc::SOCK_CLOEXEC) as i64);
+        if a >= 0 {
+            libc::close(a as i32);
+        }
+        libc::close(cl);
+        libc::close(l);
+    }
+}
+
+fn net(port: u16, dir: &str) {
+    loopback_up();
+    tcp_pair(libc::AF_INET, port);
+    tcp_pair(libc::AF_INET6, port + 1);
+    // SAFETY: a unix socket bound to a path under `dir`.
+    unsafe {
+        let path = format!("{dir}/sock");
+        let mut a: libc::sockaddr_un = std::mem::zeroed();
+        a.sun_family = libc::AF_UNIX as u16;
+        for (i, b) in path.bytes().take(a.sun_path.len() - 1).enumerate() {
+            a.sun_path[i] = b as libc::c_char;
+        }
+        let s = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+        report("bind_unix", libc::bind(s, (&raw const a).cast(), size_of::<libc::sockaddr_un>() as u32) as i64);
+        libc::close(s);
+    }
+}
+
+fn privileged(dir: &str) {
+    // SAFETY: raw syscalls with arguments we own; run inside namespaces the caller created.
+    unsafe {
+        // capset with the current sets: a no-op change that still goes through the call.
+        let mut hdr = [0x2008_0522u32, 0]; // _LINUX_CAPABILITY_VERSION_3, this process
+        let mut data = [0u32; 6];
+        libc::syscall(libc::SYS_capget, hdr.as_mut_ptr(), data.as_mut_ptr());
+        report("capset", libc::syscall(libc::SYS_capset, hdr.as_mut_ptr(), data.as_ptr()));
+        // ptrace attach to a child of ours.
+        let child = libc::fork();
+        if child == 0 {
+            libc::pause();
+            libc::_exit(0);
+        }
+        report("ptrace", libc::ptrace(libc::PTRACE_ATTACH, child, 0, 0));
+        let mut st = 0;
+        libc::waitpid(child, &mut st, 0);
+        libc::ptrace(libc::PTRACE_DETACH, child, 0, 0);
+        libc::kill(child, libc::SIGKILL);
+        libc::waitpid(child, &mut st, 0);
+        // mount and umount of a tmpfs in our private mount namespace.
+        let m = c(&format!("{dir}/mnt"));
+        libc::mkdir(m.as_ptr(), 0o700);
+        let (src, fs) = (c("trigger-tmpfs"), c("tmpfs"));
+        report("mount", libc::mount(src.as_ptr(), m.as_ptr(), fs.as_ptr(), libc::MS_NOSUID | libc::MS_NODEV, std::ptr::null()) as i64);
+        report("umount2", libc::umount2(m.as_ptr(), 0) as i64);
+        report("unshare", libc::unshare(libc::CLONE_NEWUTS) as i64);
+        let ns = c("/proc/self/ns/uts");
+        let nsfd = libc::open(ns.as_ptr(), libc::O_RDONLY);
+        report("setns", libc::setns(nsfd, libc::CLONE_NEWUTS) as i64);
+        let name = c("trigger-memfd");
+        report("memfd_create", libc::syscall(libc::SYS_memfd_create, name.as_ptr(), 0));
+        // BPF_PROG_LOAD with an empty attribute: rejected, but the call is made.
+        let attr = [0u8; 128];
+        report("bpf", libc::syscall(libc::SYS_bpf, 5, attr.as_ptr(), 128));
+        let params = c("trigger=1");
+        report("init_module", libc::syscall(libc::SYS_init_module, attr.as_ptr(), 0, params.as_ptr()));
+        let null = c("/dev/null");
+        let fd = libc::open(null.as_ptr(), libc::O_WRONLY);
+        report("dup3", libc::dup3(fd, 2, 0) as i64);
+        report("setgid", libc::setgid(4321) as i64);
+        report("setresuid", libc::setresuid(4321, 4321, 4321) as i64);
+    }
+}
+
+fn unlink_flood(count: u64, path: &str) {
+    let p = c(path);
+    for _ in 0..count {
+        // SAFETY: unlink of a path that does not exist: only the syscall matters.
+        unsafe { libc::unlinkat(libc::AT_FDCWD, p.as_ptr(), 0) };
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let a = |i: usize| args.get(i).map(String::as_str).unwrap_or_else(|| die("missing argument; see the usage in the source"));
+    match a(0) {
+        "file" => file(a(1)),
+        "net" => net(a(1).parse().unwrap_or_else(|_| die("PORT must be a number")), a(2)),
+        "priv" => privileged(a(1)),
+        "unlink-flood" => unlink_flood(a(1).parse().unwrap_or_else(|_| die("COUNT must be a number")), a(2)),
+        other => die(&format!("unknown action {other}: file DIR | net PORT DIR | priv DIR | unlink-flood COUNT PATH")),
+    }
+}

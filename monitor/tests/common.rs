@@ -1,0 +1,210 @@
+//! Shared harness of the root integration tests: starts the real agent, creates and removes
+//! cgroups, runs commands inside them.
+#![allow(dead_code)]
+
+use std::{
+    ffi::CString,
+    os::unix::{fs::MetadataExt, process::CommandExt},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// True when the test can run. Without root it fails in CI (or when MONITOR_REQUIRE_ROOT is
+/// set) and is reported as skipped elsewhere.
+pub fn require_root(test: &str) -> bool {
+    // SAFETY: geteuid has no side effects.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() || std::env::var_os("MONITOR_REQUIRE_ROOT").is_some() {
+        panic!("{test}: integration tests need root (CI runs them as root)");
+    }
+    eprintln!("SKIPPED {test}: needs root (run `cargo xtask test` as root)");
+    false
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+fn unique(tag: &str) -> String {
+    format!("monitor-test-{tag}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(unique(tag));
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A cgroup2 directory of our own, removed on drop (after its processes are gone).
+pub struct TestCgroup {
+    pub path: PathBuf,
+    pub id: u64,
+}
+
+impl TestCgroup {
+    pub fn new(tag: &str) -> TestCgroup {
+        // Hybrid hosts mount cgroup2 at /sys/fs/cgroup/unified; pure v2 hosts at /sys/fs/cgroup.
+        let root = if Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
+            PathBuf::from("/sys/fs/cgroup/unified")
+        } else {
+            PathBuf::from("/sys/fs/cgroup")
+        };
+        let path = root.join(unique(tag));
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        let id = std::fs::metadata(&path).expect("stat cgroup").ino();
+        TestCgroup { path, id }
+    }
+
+    /// A command that moves itself into this cgroup before exec.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let procs = CString::new(self.path.join("cgroup.procs").to_string_lossy().as_bytes()).expect("path");
+        let mut cmd = Command::new(program);
+        // SAFETY: only async-signal-safe calls (open, write, close) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+                libc::close(fd);
+                if ok { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+            });
+        }
+        cmd
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::remove_dir(&self.path).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The real agent (`monitor trace`) running as a child process.
+pub struct Agent {
+    child: Option<Child>,
+    dir: TempDir,
+}
+
+pub struct Output {
+    pub events: Vec<Value>,
+    pub stats: Value,
+    pub stderr: String,
+}
+
+impl Agent {
+    pub fn start(args: &[&str]) -> Agent {
+        let dir = TempDir::new("agent");
+        let ready = dir.path().join("ready");
+        let child = Command::new(env!("CARGO_BIN_EXE_monitor"))
+            .arg("trace")
+            .arg("--ready-file")
+            .arg(&ready)
+            .arg("--stats-json")
+            .arg(dir.path().join("stats.json"))
+            .args(args)
+            .stdout(std::fs::File::create(dir.path().join("events.jsonl")).expect("events file"))
+            .stderr(std::fs::File::create(dir.path().join("stderr")).expect("stderr file"))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start monitor");
+        let mut agent = Agent { child: Some(child), dir };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ready.exists() {
+            if let Some(c) = agent.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!("monitor exited early ({status}): {}", agent.stderr());
+                }
+            }
+            assert!(Instant::now() < deadline, "monitor not ready in 60 s: {}", agent.stderr());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        agent
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default()
+    }
+
+    /// SIGTERM, wait, and read everything the agent wrote.
+    pub fn stop(mut self) -> Output {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().expect("wait monitor");
+        let stderr = self.stderr();
+        assert!(status.success(), "monitor failed ({status}): {stderr}");
+        let text = std::fs::read_to_string(self.dir.path().join("events.jsonl")).expect("events");
+        let events = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l}: {e}")))
+            .collect();
+        let stats = std::fs::read_to_string(self.dir.path().join("stats.json")).expect("stats.json");
+        Output { events, stats: serde_json::from_str(&stats).expect("stats JSON"), stderr }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs a command to completion, returning its stdout.
+pub fn run(mut cmd: Command) -> String {
+    let out = cmd.output().expect("run command");
+    assert!(out.status.success() || out.status.code().is_some(), "command killed: {cmd:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Wraps a command in new pid, mount and network namespaces (util-linux `unshare`), with a
+/// private /proc.
+pub fn in_namespaces(cg: &TestCgroup, program: &str, args: &[&str]) -> Command {
+    let mut cmd = cg.command("unshare");
+    cmd.args(["--pid", "--fork", "--mount", "--net", "--mount-proc", "--propagation", "private", program]);
+    cmd.args(args);
+    cmd
+}
+
+pub fn trigger() -> &'static str {
+    env!("CARGO_BIN_EXE_monitor-trigger")
+}
+
+/// Events of `kind` from cgroup `cg`.
+pub fn of_kind<'a>(events: &'a [Value], kind: &str, cg: u64) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["kind"] == kind && e["cgroup_id"] == cg).collect()
+}
+
+/// The single file/network/privilege event of `syscall` from `cg`, by its detail section.
+pub fn by_syscall<'a>(events: &'a [Value], section: &str, syscall: &str, cg: u64) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["cgroup_id"] == cg && e[section]["syscall"] == syscall).collect()
+}
