@@ -17,9 +17,15 @@ fn main() -> anyhow::Result<()> {
     }
     let root = env::var("CARGO_MANIFEST_DIR")?;
     let ebpf_dir = PathBuf::from(root).join("..").join("monitor-ebpf");
-    let ebpf_dir = ebpf_dir.to_str().ok_or_else(|| anyhow::anyhow!("non-UTF-8 path"))?;
+    let ebpf_dir = ebpf_dir
+        .to_str()
+        .ok_or_else(|| anyhow::anyhow!("non-UTF-8 path"))?;
     aya_build::build_ebpf(
-        [aya_build::Package { name: "monitor-ebpf", root_dir: ebpf_dir, ..Default::default() }],
+        [aya_build::Package {
+            name: "monitor-ebpf",
+            root_dir: ebpf_dir,
+            ..Default::default()
+        }],
         aya_build::Toolchain::default(),
     )
 }

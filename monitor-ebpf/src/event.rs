@@ -34,11 +34,12 @@ pub fn current() -> Option<Current> {
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     if conf!(cgroup_filter) != 0 {
         // SAFETY: the value is a u8 we only test for presence.
-        if unsafe { CGROUP_FILTER.get(&cgroup_id) }.is_none() {
-            return None;
-        }
+        unsafe { CGROUP_FILTER.get(cgroup_id) }?;
     }
-    Some(Current { pid_tgid, cgroup_id })
+    Some(Current {
+        pid_tgid,
+        cgroup_id,
+    })
 }
 
 /// Reads a `T` at `base + off` in kernel memory; `None` if the offset is unknown or the read
@@ -139,7 +140,11 @@ pub fn emit(buf: *mut u8, len: usize, kind: u32) {
         // SAFETY: the map value is a KindStats of two u64 counters; atomics keep counts exact
         // even if another program runs on this CPU in between.
         let field = unsafe {
-            if ok { &raw mut (*s).submitted } else { &raw mut (*s).dropped }
+            if ok {
+                &raw mut (*s).submitted
+            } else {
+                &raw mut (*s).dropped
+            }
         };
         atomic_inc(field);
     }

@@ -76,7 +76,8 @@ fn try_exec(ctx: &TracePointContext) -> Option<()> {
             flags |= EXEC_ARGS_TRUNCATED;
         }
         // SAFETY: tail + flen + MAX_ARGS stays inside the scratch buffer.
-        let r = unsafe { bpf_probe_read_user(tail.add(flen).cast(), want as u32, start as *const _) };
+        let r =
+            unsafe { bpf_probe_read_user(tail.add(flen).cast(), want as u32, start as *const _) };
         if r == 0 {
             alen = want;
         } else {
@@ -121,7 +122,11 @@ fn try_fork(ctx: &RawTracePointContext) -> Option<()> {
     let child_start_ns: u64 = read_kernel(child, conf!(k.task_start_boottime)).unwrap_or(0);
     let buf = scratch()?;
     fill_header(buf, EventKind::Fork as u32, &cur);
-    let body = ForkBody { child_pid: child_tgid, _pad: 0, child_start_ns };
+    let body = ForkBody {
+        child_pid: child_tgid,
+        _pad: 0,
+        child_start_ns,
+    };
     // SAFETY: body slot right after the header inside the scratch buffer.
     unsafe { buf.add(HDR).cast::<ForkBody>().write_unaligned(body) };
     emit(buf, HDR + BODY, EventKind::Fork as u32);
@@ -142,7 +147,7 @@ fn try_exit(ctx: &TracePointContext) -> Option<()> {
     // SAFETY: helper without arguments.
     let pid_tgid = unsafe { aya_ebpf::helpers::generated::bpf_get_current_pid_tgid() };
     // A thread killed inside a hooked syscall never reaches sys_exit: forget its arguments.
-    let _ = STASH.remove(&pid_tgid);
+    let _ = STASH.remove(pid_tgid);
     let gd_off = conf!(tp.exit_group_dead);
     let group_dead = if gd_off == NO_OFFSET {
         (pid_tgid >> 32) as u32 == pid_tgid as u32

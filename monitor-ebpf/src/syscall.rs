@@ -79,7 +79,10 @@ fn try_enter(ctx: &TracePointContext) -> Option<()> {
         return None;
     }
     let base = base as usize;
-    let mut s = Stash { nr, ..Stash::default() };
+    let mut s = Stash {
+        nr,
+        ..Stash::default()
+    };
     // SAFETY: six 8-byte argument slots follow `base` in every sys_enter format.
     unsafe {
         s.args[0] = ctx.read_at::<u64>(base).unwrap_or(0);
@@ -98,7 +101,7 @@ fn try_enter(ctx: &TracePointContext) -> Option<()> {
         s.old_uid = uid;
         s.old_euid = current_euid_egid(task()).map(|(e, _)| e).unwrap_or(uid);
     }
-    if STASH.insert(&cur.pid_tgid, &s, 0).is_err() {
+    if STASH.insert(cur.pid_tgid, s, 0).is_err() {
         count_misc(Misc::StashFull);
     }
     Some(())
@@ -132,7 +135,7 @@ fn read_str(dst: *mut u8, src: u64) -> (usize, bool, bool) {
 fn try_exit(ctx: &TracePointContext) -> Option<()> {
     let (nr, desc) = desc_for(ctx, conf!(tp.sys_exit_nr))?;
     let cur = current()?;
-    let saved = match STASH.get_ptr(&cur.pid_tgid) {
+    let saved = match STASH.get_ptr(cur.pid_tgid) {
         // SAFETY: live map value of type Stash; copied out before removal.
         Some(p) => unsafe { *p },
         None => {
@@ -143,7 +146,7 @@ fn try_exit(ctx: &TracePointContext) -> Option<()> {
             return None;
         }
     };
-    let _ = STASH.remove(&cur.pid_tgid);
+    let _ = STASH.remove(cur.pid_tgid);
     if saved.nr != nr {
         count_misc(Misc::StashMiss);
         return None;
@@ -244,9 +247,7 @@ fn read_data(desc: &SyscallDesc, args: &[u64; 6], ret: i64, dst: *mut u8) -> Opt
             }
             let mut l: u32 = 0;
             // SAFETY: the helper checks the user pointer; dst is a local.
-            let r = unsafe {
-                bpf_probe_read_user((&raw mut l).cast(), 4, lenp as *const _)
-            };
+            let r = unsafe { bpf_probe_read_user((&raw mut l).cast(), 4, lenp as *const _) };
             if r != 0 {
                 return None;
             }
@@ -257,7 +258,11 @@ fn read_data(desc: &SyscallDesc, args: &[u64; 6], ret: i64, dst: *mut u8) -> Opt
             if src == 0 {
                 return Some(0);
             }
-            let max = if (desc.fixed_len as usize) < MAX_DATA { desc.fixed_len as u32 } else { MAX_DATA as u32 };
+            let max = if (desc.fixed_len as usize) < MAX_DATA {
+                desc.fixed_len as u32
+            } else {
+                MAX_DATA as u32
+            };
             // SAFETY: the helper checks `src`; dst has MAX_DATA bytes of room.
             let n = unsafe { bpf_probe_read_user_str(dst.cast(), max, src as *const _) };
             if n <= 0 {

@@ -21,13 +21,18 @@ pub fn sockaddr(b: &[u8]) -> Option<SockAddr> {
     Some(match family as i32 {
         libc::AF_INET => SockAddr {
             family: "inet".into(),
-            address: b.get(4..8).map(|a| Ipv4Addr::new(a[0], a[1], a[2], a[3]).to_string()),
+            address: b
+                .get(4..8)
+                .map(|a| Ipv4Addr::new(a[0], a[1], a[2], a[3]).to_string()),
             port: port(),
             unix_path: None,
         },
         libc::AF_INET6 => SockAddr {
             family: "inet6".into(),
-            address: b.get(8..24).and_then(|a| <[u8; 16]>::try_from(a).ok()).map(|a| Ipv6Addr::from(a).to_string()),
+            address: b
+                .get(8..24)
+                .and_then(|a| <[u8; 16]>::try_from(a).ok())
+                .map(|a| Ipv6Addr::from(a).to_string()),
             port: port(),
             unix_path: None,
         },
@@ -35,16 +40,29 @@ pub fn sockaddr(b: &[u8]) -> Option<SockAddr> {
             let p = b.get(2..).unwrap_or_default();
             let path = match p.first() {
                 // Abstract namespace: leading NUL, name may contain NULs; shown as @name.
-                Some(0) if p.len() > 1 => Some(format!("@{}", String::from_utf8_lossy(&p[1..]).trim_end_matches('\0'))),
+                Some(0) if p.len() > 1 => Some(format!(
+                    "@{}",
+                    String::from_utf8_lossy(&p[1..]).trim_end_matches('\0')
+                )),
                 Some(_) => {
                     let end = p.iter().position(|&c| c == 0).unwrap_or(p.len());
                     Some(String::from_utf8_lossy(&p[..end]).into_owned())
                 }
                 None => None,
             };
-            SockAddr { family: "unix".into(), address: None, port: None, unix_path: path }
+            SockAddr {
+                family: "unix".into(),
+                address: None,
+                port: None,
+                unix_path: path,
+            }
         }
-        other => SockAddr { family: other.to_string(), address: None, port: None, unix_path: None },
+        other => SockAddr {
+            family: other.to_string(),
+            address: None,
+            port: None,
+            unix_path: None,
+        },
     })
 }
 
@@ -69,12 +87,22 @@ pub fn tcp_state_name(s: u32) -> &'static str {
 pub fn tcp_detail(t: &TcpStateBody) -> TcpDetail {
     let v6 = t.family as i32 == libc::AF_INET6;
     let addr = |a: &[u8; 16]| {
-        if v6 { Ipv6Addr::from(*a).to_string() } else { Ipv4Addr::new(a[0], a[1], a[2], a[3]).to_string() }
+        if v6 {
+            Ipv6Addr::from(*a).to_string()
+        } else {
+            Ipv4Addr::new(a[0], a[1], a[2], a[3]).to_string()
+        }
     };
     TcpDetail {
         old_state: tcp_state_name(t.oldstate),
         new_state: tcp_state_name(t.newstate),
-        family: if v6 { "inet6".into() } else if t.family as i32 == libc::AF_INET { "inet".into() } else { t.family.to_string() },
+        family: if v6 {
+            "inet6".into()
+        } else if t.family as i32 == libc::AF_INET {
+            "inet".into()
+        } else {
+            t.family.to_string()
+        },
         protocol: t.protocol,
         saddr: addr(&t.saddr),
         sport: t.sport,
@@ -124,7 +152,11 @@ pub fn errno_name(e: i64) -> &'static str {
 }
 
 fn names(v: u64, table: &[(u64, &'static str)]) -> Vec<&'static str> {
-    table.iter().filter(|(bit, _)| v & bit == *bit && *bit != 0).map(|(_, n)| *n).collect()
+    table
+        .iter()
+        .filter(|(bit, _)| v & bit == *bit && *bit != 0)
+        .map(|(_, n)| *n)
+        .collect()
 }
 
 /// Names of open(2) flags, access mode first.
@@ -146,7 +178,10 @@ pub fn open_flag_names(f: u64) -> Vec<&'static str> {
         (libc::O_NOFOLLOW as u64, "O_NOFOLLOW"),
         (libc::O_CLOEXEC as u64, "O_CLOEXEC"),
         (libc::O_PATH as u64, "O_PATH"),
-        (libc::O_TMPFILE as u64 & !(libc::O_DIRECTORY as u64), "O_TMPFILE"),
+        (
+            libc::O_TMPFILE as u64 & !(libc::O_DIRECTORY as u64),
+            "O_TMPFILE",
+        ),
     ];
     out.extend(names(f, &t));
     out
@@ -231,7 +266,10 @@ mod tests {
     fn sockaddrs() {
         let v4 = [2, 0, 0x1f, 0x90, 127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
         let a = sockaddr(&v4).expect("v4");
-        assert_eq!((a.family.as_str(), a.address.as_deref(), a.port), ("inet", Some("127.0.0.1"), Some(8080)));
+        assert_eq!(
+            (a.family.as_str(), a.address.as_deref(), a.port),
+            ("inet", Some("127.0.0.1"), Some(8080))
+        );
         let mut v6 = vec![10, 0, 0, 80, 0, 0, 0, 0];
         v6.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
         let a = sockaddr(&v6).expect("v6");
@@ -249,7 +287,10 @@ mod tests {
     fn flag_names() {
         let f = (libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC) as u64;
         assert_eq!(open_flag_names(f), vec!["O_WRONLY", "O_CREAT", "O_CLOEXEC"]);
-        assert_eq!(ns_flag_names((libc::CLONE_NEWNET | libc::CLONE_NEWNS) as u64), vec!["CLONE_NEWNS", "CLONE_NEWNET"]);
+        assert_eq!(
+            ns_flag_names((libc::CLONE_NEWNET | libc::CLONE_NEWNS) as u64),
+            vec!["CLONE_NEWNS", "CLONE_NEWNET"]
+        );
         assert_eq!(errno_name(2), "ENOENT");
         assert_eq!(join_path("/a/b", "../c/./d"), "/a/c/d");
         assert_eq!(tcp_state_name(10), "LISTEN");

@@ -1,5 +1,7 @@
 //! Enriched events: a decoded record plus what the process table knows, as JSON.
-use monitor_common::{EXEC_ARGS_TRUNCATED, EXEC_FILENAME_TRUNCATED, EventKind, Header, Syscall, SyscallBody};
+use monitor_common::{
+    EXEC_ARGS_TRUNCATED, EXEC_FILENAME_TRUNCATED, EventKind, Header, Syscall, SyscallBody,
+};
 use serde::Serialize;
 
 use crate::{
@@ -210,14 +212,24 @@ impl NodeContext {
     pub fn detect(node: Option<String>) -> NodeContext {
         let node = node
             .or_else(|| std::env::var("NODE_NAME").ok())
-            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|s| s.trim().to_string()))
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|s| s.trim().to_string())
+            })
             .unwrap_or_default();
-        NodeContext { node, boot_to_wall_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_BOOTTIME) }
+        NodeContext {
+            node,
+            boot_to_wall_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_BOOTTIME),
+        }
     }
 }
 
 fn clock_ns(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into our timespec.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
@@ -239,7 +251,12 @@ pub fn rfc3339(ns: i128) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z", sod / 3600, sod % 3600 / 60, sod % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
 }
 
 fn comm(h: &Header) -> String {
@@ -248,11 +265,19 @@ fn comm(h: &Header) -> String {
 }
 
 /// Updates the process table with `ev` and returns the enriched event.
-pub fn enrich<S: ProcSource>(ev: &RawEvent, table: &mut ProcessTable<S>, node: &NodeContext) -> Event {
+pub fn enrich<S: ProcSource>(
+    ev: &RawEvent,
+    table: &mut ProcessTable<S>,
+    node: &NodeContext,
+) -> Event {
     let h = &ev.header;
     // Lifecycle events update the table first, so that an exec shows the new image.
     match &ev.payload {
-        Payload::Exec { body, filename, argv } => {
+        Payload::Exec {
+            body,
+            filename,
+            argv,
+        } => {
             table.on_exec(h.pid, h.start_ns, body.ppid, filename, argv.clone());
         }
         Payload::Fork(f) => table.on_fork(h.pid, h.start_ns, f.child_pid, f.child_start_ns),
@@ -277,7 +302,11 @@ pub fn enrich<S: ProcSource>(ev: &RawEvent, table: &mut ProcessTable<S>, node: &
         ancestors: table.ancestry(h.pid, crate::process::ANCESTRY_DEPTH),
     };
     let detail = match &ev.payload {
-        Payload::Exec { body, filename, argv } => Detail::Exec(ExecDetail {
+        Payload::Exec {
+            body,
+            filename,
+            argv,
+        } => Detail::Exec(ExecDetail {
             filename: filename.clone(),
             args: argv.clone(),
             args_truncated: body.flags & EXEC_ARGS_TRUNCATED != 0,
@@ -297,9 +326,22 @@ pub fn enrich<S: ProcSource>(ev: &RawEvent, table: &mut ProcessTable<S>, node: &
             })
         }
         Payload::TcpState(t) => Detail::Tcp(crate::decode_net::tcp_detail(t)),
-        Payload::Syscall { body, call, str1, str2, data } => {
-            syscall_detail(ev.kind, body, *call, str1.as_deref(), str2.as_deref(), data, p.cwd.as_deref(), h.pid)
-        }
+        Payload::Syscall {
+            body,
+            call,
+            str1,
+            str2,
+            data,
+        } => syscall_detail(
+            ev.kind,
+            body,
+            *call,
+            str1.as_deref(),
+            str2.as_deref(),
+            data,
+            p.cwd.as_deref(),
+            h.pid,
+        ),
     };
     if let Payload::Exit(_) = ev.payload {
         table.on_exit(h.pid, h.start_ns, std::time::Instant::now());
@@ -315,7 +357,11 @@ pub fn enrich<S: ProcSource>(ev: &RawEvent, table: &mut ProcessTable<S>, node: &
 }
 
 fn result(call: Syscall, ret: i64) -> CallResult {
-    CallResult { syscall: call_name(call), result: ret, error: (ret < 0).then(|| crate::decode_net::errno_name(-ret)) }
+    CallResult {
+        syscall: call_name(call),
+        result: ret,
+        error: (ret < 0).then(|| crate::decode_net::errno_name(-ret)),
+    }
 }
 
 const AT_FDCWD: i64 = -100;
@@ -328,7 +374,9 @@ fn resolve(path: &str, dirfd: Option<i64>, cwd: Option<&str>, pid: u32) -> Optio
     }
     let base = match dirfd {
         None | Some(AT_FDCWD) => cwd.map(str::to_string),
-        Some(fd) => std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok().map(|p| p.to_string_lossy().into_owned()),
+        Some(fd) => std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned()),
     }?;
     Some(crate::decode_net::join_path(&base, path))
 }
@@ -347,51 +395,82 @@ fn syscall_detail(
     use Syscall as S;
     let a = |i: usize| b.args[i] as i64;
     let r = result(call, b.ret);
-    let truncated = b.flags & (monitor_common::SYS_STR1_TRUNCATED | monitor_common::SYS_STR2_TRUNCATED) != 0;
+    let truncated =
+        b.flags & (monitor_common::SYS_STR1_TRUNCATED | monitor_common::SYS_STR2_TRUNCATED) != 0;
     // dirfd argument index of the first and second path, for the *at calls.
     let (dirfd1, dirfd2) = match call {
-        S::Openat | S::Openat2 | S::Unlinkat | S::Fchmodat | S::Fchmodat2 | S::Fchownat | S::Mkdirat => (Some(a(0)), None),
+        S::Openat
+        | S::Openat2
+        | S::Unlinkat
+        | S::Fchmodat
+        | S::Fchmodat2
+        | S::Fchownat
+        | S::Mkdirat => (Some(a(0)), None),
         S::Renameat | S::Renameat2 | S::Linkat => (Some(a(0)), Some(a(2))),
         S::Symlinkat => (None, Some(a(1))),
         _ => (None, None),
     };
-    let file = |path: Option<&str>, flags: Option<u64>, mode: Option<u64>, owner: Option<(i64, i64)>| {
-        let (path, raw_path) = match path {
-            Some(p) => match resolve(p, dirfd1, cwd, pid) {
-                Some(abs) => (Some(abs), Some(p.to_string())),
-                None => (Some(p.to_string()), None),
-            },
-            None => (None, None),
+    let file =
+        |path: Option<&str>, flags: Option<u64>, mode: Option<u64>, owner: Option<(i64, i64)>| {
+            let (path, raw_path) = match path {
+                Some(p) => match resolve(p, dirfd1, cwd, pid) {
+                    Some(abs) => (Some(abs), Some(p.to_string())),
+                    None => (Some(p.to_string()), None),
+                },
+                None => (None, None),
+            };
+            let target = match (call, s2) {
+                // A symlink's first string is its content, not a path to resolve.
+                (S::Symlink | S::Symlinkat, Some(t)) => {
+                    Some(resolve(t, dirfd2, cwd, pid).unwrap_or_else(|| t.to_string()))
+                }
+                (_, Some(t)) => Some(resolve(t, dirfd2, cwd, pid).unwrap_or_else(|| t.to_string())),
+                _ => None,
+            };
+            Detail::File(FileDetail {
+                call: r.clone(),
+                path,
+                raw_path,
+                target,
+                flags,
+                flag_names: flags
+                    .map(crate::decode_net::open_flag_names)
+                    .unwrap_or_default(),
+                mode: mode.map(|m| format!("{:04o}", m & 0o7777)),
+                owner_uid: owner.map(|o| o.0 as i32 as i64),
+                owner_gid: owner.map(|o| o.1 as i32 as i64),
+                truncated,
+            })
         };
-        let target = match (call, s2) {
-            // A symlink's first string is its content, not a path to resolve.
-            (S::Symlink | S::Symlinkat, Some(t)) => Some(resolve(t, dirfd2, cwd, pid).unwrap_or_else(|| t.to_string())),
-            (_, Some(t)) => Some(resolve(t, dirfd2, cwd, pid).unwrap_or_else(|| t.to_string())),
-            _ => None,
-        };
-        Detail::File(FileDetail {
-            call: r.clone(),
-            path,
-            raw_path,
-            target,
-            flags,
-            flag_names: flags.map(crate::decode_net::open_flag_names).unwrap_or_default(),
-            mode: mode.map(|m| format!("{:04o}", m & 0o7777)),
-            owner_uid: owner.map(|o| o.0 as i32 as i64),
-            owner_gid: owner.map(|o| o.1 as i32 as i64),
-            truncated,
-        })
-    };
     let creates = |flags: u64| flags & (libc::O_CREAT as u64 | libc::O_TMPFILE as u64) != 0;
     match call {
-        S::Open => file(s1, Some(b.args[1]), creates(b.args[1]).then_some(b.args[2]), None),
-        S::Openat => file(s1, Some(b.args[2]), creates(b.args[2]).then_some(b.args[3]), None),
+        S::Open => file(
+            s1,
+            Some(b.args[1]),
+            creates(b.args[1]).then_some(b.args[2]),
+            None,
+        ),
+        S::Openat => file(
+            s1,
+            Some(b.args[2]),
+            creates(b.args[2]).then_some(b.args[3]),
+            None,
+        ),
         S::Openat2 => {
-            let how = |i: usize| data.get(i * 8..i * 8 + 8).and_then(|s| s.try_into().ok()).map(u64::from_le_bytes);
+            let how = |i: usize| {
+                data.get(i * 8..i * 8 + 8)
+                    .and_then(|s| s.try_into().ok())
+                    .map(u64::from_le_bytes)
+            };
             let flags = how(0);
             file(s1, flags, flags.filter(|f| creates(*f)).and(how(1)), None)
         }
-        S::Creat => file(s1, Some((libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC) as u64), Some(b.args[1]), None),
+        S::Creat => file(
+            s1,
+            Some((libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC) as u64),
+            Some(b.args[1]),
+            None,
+        ),
         S::Unlink | S::Rmdir => file(s1, None, None, None),
         S::Unlinkat => file(s1, Some(b.args[2]), None, None),
         S::Rename | S::Renameat => file(s1, None, None, None),
@@ -420,7 +499,11 @@ fn syscall_detail(
             Detail::Network(NetDetail {
                 call: r,
                 // accept returns the new connection's fd.
-                fd: if matches!(call, S::Accept | S::Accept4) { b.ret } else { a(0) },
+                fd: if matches!(call, S::Accept | S::Accept4) {
+                    b.ret
+                } else {
+                    a(0)
+                },
                 family: addr.as_ref().map(|x| x.family.clone()),
                 address: addr.as_ref().and_then(|x| x.address.clone()),
                 port: addr.as_ref().and_then(|x| x.port),
@@ -444,7 +527,10 @@ fn priv_detail(
     use Syscall as S;
     let a = |i: usize| b.args[i] as i64;
     let id = |i: usize| b.args[i] as u32 as i32 as i64;
-    let mut d = PrivDetail { call: Some(r), ..PrivDetail::default() };
+    let mut d = PrivDetail {
+        call: Some(r),
+        ..PrivDetail::default()
+    };
     if matches!(kind, EventKind::SetId | EventKind::Capset) {
         d.old_uid = Some(b.old_uid);
         d.old_euid = Some(b.old_euid);
@@ -454,10 +540,17 @@ fn priv_detail(
         S::Setreuid | S::Setregid => d.ids = vec![id(0), id(1)],
         S::Setresuid | S::Setresgid => d.ids = vec![id(0), id(1), id(2)],
         S::Capset => {
-            let w = |i: usize| data.get(i * 4..i * 4 + 4).and_then(|s| s.try_into().ok()).map(u32::from_le_bytes);
+            let w = |i: usize| {
+                data.get(i * 4..i * 4 + 4)
+                    .and_then(|s| s.try_into().ok())
+                    .map(u32::from_le_bytes)
+            };
             // Two __user_cap_data_struct {effective, permitted, inheritable}: low then high words.
             let set = |i: usize| match (w(i), w(i + 3)) {
-                (Some(lo), hi) => Some(format!("{:#x}", u64::from(lo) | u64::from(hi.unwrap_or(0)) << 32)),
+                (Some(lo), hi) => Some(format!(
+                    "{:#x}",
+                    u64::from(lo) | u64::from(hi.unwrap_or(0)) << 32
+                )),
                 _ => None,
             };
             d.cap_effective = set(0);
@@ -515,13 +608,22 @@ mod tests {
     #[test]
     fn rfc3339_formats() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(rfc3339(1_700_000_000_123_456_789), "2023-11-14T22:13:20.123456789Z");
-        assert_eq!(rfc3339(951_782_400_000_000_000), "2000-02-29T00:00:00.000000000Z");
+        assert_eq!(
+            rfc3339(1_700_000_000_123_456_789),
+            "2023-11-14T22:13:20.123456789Z"
+        );
+        assert_eq!(
+            rfc3339(951_782_400_000_000_000),
+            "2000-02-29T00:00:00.000000000Z"
+        );
     }
 
     #[test]
     fn relative_paths_resolve_against_cwd() {
-        assert_eq!(resolve("a/b", Some(AT_FDCWD), Some("/tmp"), 1).as_deref(), Some("/tmp/a/b"));
+        assert_eq!(
+            resolve("a/b", Some(AT_FDCWD), Some("/tmp"), 1).as_deref(),
+            Some("/tmp/a/b")
+        );
         assert_eq!(resolve("/x", Some(AT_FDCWD), Some("/tmp"), 1), None);
         assert_eq!(resolve("x", None, None, 1), None);
     }

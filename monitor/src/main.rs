@@ -10,13 +10,22 @@ use monitor::{
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "monitor", version, about = "eBPF runtime security monitor for Kubernetes nodes")]
+#[command(
+    name = "monitor",
+    version,
+    about = "eBPF runtime security monitor for Kubernetes nodes"
+)]
 struct Cli {
     /// Log filter (tracing EnvFilter syntax); logs go to stderr.
     #[arg(long, global = true, env = "MONITOR_LOG", default_value = "info")]
     log: String,
     /// Log format: text or json.
-    #[arg(long, global = true, env = "MONITOR_LOG_FORMAT", default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        env = "MONITOR_LOG_FORMAT",
+        default_value = "text"
+    )]
     log_format: String,
     #[command(subcommand)]
     cmd: Cmd,
@@ -61,7 +70,10 @@ struct TraceArgs {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         // Without signal handlers we can only run until killed.
         return std::future::pending().await;
     };
@@ -72,8 +84,11 @@ async fn shutdown_signal() {
 }
 
 fn init_logging(filter: &str, format: &str) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_new(filter).with_context(|| format!("invalid --log filter `{filter}`"))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_new(filter).with_context(|| format!("invalid --log filter `{filter}`"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         "json" => builder.json().init(),
         "text" => builder.init(),
@@ -93,7 +108,11 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Trace(a) => {
             let opts = TraceOptions {
-                load: LoadOptions { ring_bytes: a.ring_buffer_bytes, cgroups: Vec::new(), tcp_state_mask: DEFAULT_TCP_STATES },
+                load: LoadOptions {
+                    ring_bytes: a.ring_buffer_bytes,
+                    cgroups: Vec::new(),
+                    tcp_state_mask: DEFAULT_TCP_STATES,
+                },
                 cgroup_paths: a.cgroup,
                 kinds: a.kind,
                 pids: a.pid,

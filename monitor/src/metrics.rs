@@ -24,15 +24,34 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let mk = |name: &str, help: &str, labels: &[&str]| -> IntCounterVec {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
-            registry.register(Box::new(c.clone())).expect("metric registered once");
+            let c = IntCounterVec::new(Opts::new(name, help), labels)
+                .expect("static metric definition");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("metric registered once");
             c
         };
         Metrics {
-            received: mk("monitor_events_received_total", "Events received from the kernel.", &["kind"]),
-            dropped: mk("monitor_events_dropped_total", "Events lost, by pipeline stage.", &["kind", "stage"]),
-            decode_errors: mk("monitor_decode_errors_total", "Kernel records that failed to decode.", &["reason"]),
-            kernel_misc: mk("monitor_kernel_conditions_total", "Kernel-side conditions that are not drops.", &["condition"]),
+            received: mk(
+                "monitor_events_received_total",
+                "Events received from the kernel.",
+                &["kind"],
+            ),
+            dropped: mk(
+                "monitor_events_dropped_total",
+                "Events lost, by pipeline stage.",
+                &["kind", "stage"],
+            ),
+            decode_errors: mk(
+                "monitor_decode_errors_total",
+                "Kernel records that failed to decode.",
+                &["reason"],
+            ),
+            kernel_misc: mk(
+                "monitor_kernel_conditions_total",
+                "Kernel-side conditions that are not drops.",
+                &["condition"],
+            ),
             registry,
         }
     }
@@ -66,7 +85,13 @@ impl KernelCounts {
         let mut kinds = BTreeMap::new();
         for k in EventKind::ALL {
             if let Some(s) = slots.get(k.slot() as usize) {
-                kinds.insert(k.name(), KindCount { submitted: s.submitted, dropped: s.dropped });
+                kinds.insert(
+                    k.name(),
+                    KindCount {
+                        submitted: s.submitted,
+                        dropped: s.dropped,
+                    },
+                );
             }
         }
         let m = |i: Misc| misc.get(i as usize).copied().unwrap_or(0);
@@ -98,14 +123,26 @@ impl Summary {
         let mut queue_dropped = BTreeMap::new();
         for k in EventKind::ALL {
             received.insert(k.name(), m.received.with_label_values(&[k.name()]).get());
-            queue_dropped.insert(k.name(), m.dropped.with_label_values(&[k.name(), "user_queue"]).get());
+            queue_dropped.insert(
+                k.name(),
+                m.dropped.with_label_values(&[k.name(), "user_queue"]).get(),
+            );
         }
         let decode_errors = m
             .decode_errors
             .collect()
             .iter()
-            .flat_map(|f| f.get_metric().iter().map(|x| x.get_counter().get_value() as u64))
+            .flat_map(|f| {
+                f.get_metric()
+                    .iter()
+                    .map(|x| x.get_counter().get_value() as u64)
+            })
             .sum();
-        Summary { kernel, received, queue_dropped, decode_errors }
+        Summary {
+            kernel,
+            received,
+            queue_dropped,
+            decode_errors,
+        }
     }
 }

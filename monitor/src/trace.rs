@@ -3,11 +3,7 @@
 //! Stages, data flowing one way: ring reader (decode) -> bounded queue -> process table and
 //! enrichment -> filter -> JSON lines. The reader never blocks: a full queue drops and counts.
 use std::{
-    collections::HashSet,
-    io::Write,
-    os::unix::fs::MetadataExt,
-    path::PathBuf,
-    time::Duration,
+    collections::HashSet, io::Write, os::unix::fs::MetadataExt, path::PathBuf, time::Duration,
 };
 
 use thiserror::Error;
@@ -15,7 +11,9 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::{
-    capture::{self, CaptureError, CaptureMaps, KernelCountsExporter, decode::RawEvent, kind_by_name},
+    capture::{
+        self, CaptureError, CaptureMaps, KernelCountsExporter, decode::RawEvent, kind_by_name,
+    },
     event::{Event, NodeContext, enrich},
     load::{self, LoadError, LoadOptions},
     metrics::{Metrics, Summary},
@@ -30,10 +28,19 @@ pub enum TraceError {
     Capture(#[from] CaptureError),
     #[error("unknown event kind `{0}` (known: {1})")]
     UnknownKind(String, String),
-    #[error("cgroup {path}: {source} (give a cgroup2 directory, e.g. /sys/fs/cgroup/unified/<name>)")]
-    Cgroup { path: PathBuf, source: std::io::Error },
+    #[error(
+        "cgroup {path}: {source} (give a cgroup2 directory, e.g. /sys/fs/cgroup/unified/<name>)"
+    )]
+    Cgroup {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("writing {what} {path}: {source}")]
-    Write { what: &'static str, path: PathBuf, source: std::io::Error },
+    Write {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("writing events: {0}")]
     Output(std::io::Error),
     #[error("a pipeline task failed: {0}")]
@@ -66,14 +73,26 @@ pub struct Filter {
 impl Filter {
     pub fn new(kinds: &[String], pids: &[u32], comms: &[String]) -> Result<Filter, TraceError> {
         let mut k = HashSet::new();
-        for name in kinds.iter().flat_map(|s| s.split(',')).map(str::trim).filter(|s| !s.is_empty()) {
+        for name in kinds
+            .iter()
+            .flat_map(|s| s.split(','))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             let kind = kind_by_name(name).ok_or_else(|| {
-                let known: Vec<_> = monitor_common::EventKind::ALL.iter().map(|k| k.name()).collect();
+                let known: Vec<_> = monitor_common::EventKind::ALL
+                    .iter()
+                    .map(|k| k.name())
+                    .collect();
                 TraceError::UnknownKind(name.to_string(), known.join(", "))
             })?;
             k.insert(kind.name());
         }
-        Ok(Filter { kinds: k, pids: pids.iter().copied().collect(), comms: comms.iter().cloned().collect() })
+        Ok(Filter {
+            kinds: k,
+            pids: pids.iter().copied().collect(),
+            comms: comms.iter().cloned().collect(),
+        })
     }
 
     /// A pid filter matches the process, its parent or any listed ancestor, so that a command
@@ -82,18 +101,28 @@ impl Filter {
         (self.kinds.is_empty() || self.kinds.contains(e.kind))
             && (self.pids.is_empty()
                 || self.pids.contains(&e.process.pid)
-                || e.process.ancestors.iter().any(|a| self.pids.contains(&a.pid)))
+                || e.process
+                    .ancestors
+                    .iter()
+                    .any(|a| self.pids.contains(&a.pid)))
             && (self.comms.is_empty() || self.comms.contains(&e.process.comm))
     }
 }
 
 /// cgroup2 id of a cgroup directory: its inode number.
 pub fn cgroup_id(path: &std::path::Path) -> Result<u64, TraceError> {
-    std::fs::metadata(path).map(|m| m.ino()).map_err(|source| TraceError::Cgroup { path: path.into(), source })
+    std::fs::metadata(path)
+        .map(|m| m.ino())
+        .map_err(|source| TraceError::Cgroup {
+            path: path.into(),
+            source,
+        })
 }
 
 fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 fn clk_tck() -> u64 {
@@ -141,7 +170,11 @@ pub async fn run<W: Write + Send + 'static>(
     });
 
     if let Some(path) = &opts.ready_file {
-        std::fs::write(path, b"ready\n").map_err(|source| TraceError::Write { what: "ready file", path: path.clone(), source })?;
+        std::fs::write(path, b"ready\n").map_err(|source| TraceError::Write {
+            what: "ready file",
+            path: path.clone(),
+            source,
+        })?;
     }
     info!("capturing");
 
@@ -184,8 +217,14 @@ pub async fn run<W: Write + Send + 'static>(
         "stopped"
     );
     if let Some(path) = &opts.stats_json {
-        let text = serde_json::to_vec_pretty(&summary).map_err(std::io::Error::other).map_err(TraceError::Output)?;
-        std::fs::write(path, text).map_err(|source| TraceError::Write { what: "stats", path: path.clone(), source })?;
+        let text = serde_json::to_vec_pretty(&summary)
+            .map_err(std::io::Error::other)
+            .map_err(TraceError::Output)?;
+        std::fs::write(path, text).map_err(|source| TraceError::Write {
+            what: "stats",
+            path: path.clone(),
+            source,
+        })?;
     }
     Ok(summary)
 }

@@ -1,1 +1,238 @@
-fn main() {}
+//! Developer tasks: `cargo xtask setup | build | run | test`.
+//!
+//! `setup` installs what building the kernel programs needs on a Debian machine of this project's
+//! kind, idempotently: LLVM (for bpf-linker), bpf-linker itself, the nightly toolchain's rust-src.
+//! `run` and `test` call it first, so a fresh clone needs nothing but cargo and root.
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+/// LLVM major version of Debian's packages and of the Rust toolchains' LLVM.
+const LLVM_MAJOR: &str = "22";
+/// bpf-linker release known to build against that LLVM.
+const BPF_LINKER_VERSION: &str = "0.13.0";
+/// Debian packages needed to build bpf-linker, and by the tests (unshare from util-linux).
+const APT_BUILD: &[&str] = &["llvm-22-dev", "libpolly-22-dev", "util-linux"];
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install build prerequisites (apt packages, bpf-linker, nightly rust-src). Idempotent.
+    Setup,
+    /// Build the agent (with its kernel programs) in release mode.
+    Build,
+    /// Build and run the agent as root; arguments after `--` go to `monitor` (default: `trace`).
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, then run the whole test suite: lints, unit tests and the root integration tests.
+    Test {
+        /// Skip clippy and rustfmt checks.
+        #[arg(long)]
+        no_lint: bool,
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false)
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    eprintln!("+ {cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn succeeds(cmd: &mut Command) -> bool {
+    cmd.output().map(|o| o.status.success()).unwrap_or(false)
+}
+
+fn cargo_bin(name: &str) -> PathBuf {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from("/root/.cargo"));
+    home.join("bin").join(name)
+}
+
+fn bpf_linker_ok() -> bool {
+    let path = cargo_bin("bpf-linker");
+    Command::new(&path)
+        .arg("--version")
+        .output()
+        .map(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION)
+        })
+        .unwrap_or(false)
+}
+
+fn setup() -> anyhow::Result<()> {
+    let missing: Vec<&str> = APT_BUILD
+        .iter()
+        .copied()
+        .filter(|p| !succeeds(Command::new("dpkg").args(["-s", p])))
+        .collect();
+    let need_linker = !bpf_linker_ok();
+    if need_linker && !missing.is_empty() {
+        if !is_root() {
+            bail!(
+                "missing Debian packages {missing:?}; run `cargo xtask setup` as root or install them with apt-get"
+            );
+        }
+        if !succeeds(Command::new("apt-get").arg("--version")) {
+            bail!(
+                "missing packages {missing:?} and no apt-get: install LLVM {LLVM_MAJOR} development files by hand"
+            );
+        }
+        run(Command::new("apt-get").args(["update", "-q"]))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    } else if !missing.is_empty() && missing.contains(&"util-linux") {
+        eprintln!("note: util-linux (unshare) is missing; the integration tests need it");
+    }
+    if need_linker {
+        run(Command::new("cargo")
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--no-default-features",
+                "--features",
+            ])
+            .arg(format!("llvm-{LLVM_MAJOR}"))
+            .env("LLVM_PREFIX", format!("/usr/lib/llvm-{LLVM_MAJOR}")))
+        .context(
+            "installing bpf-linker (needs LLVM development files, see ../shared/TOOLCHAIN.md)",
+        )?;
+    }
+    if !succeeds(Command::new("rustup").args(["run", "nightly", "rustc", "--version"])) {
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))
+        .context("the kernel programs need a nightly toolchain (-Z build-std)")?;
+    }
+    let installed = Command::new("rustup")
+        .args(["component", "list", "--toolchain", "nightly", "--installed"])
+        .output()
+        .context("rustup component list")?;
+    if !String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|l| l.starts_with("rust-src"))
+    {
+        run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
+    }
+    eprintln!("setup: prerequisites present (bpf-linker {BPF_LINKER_VERSION}, nightly rust-src)");
+    Ok(())
+}
+
+fn cargo(root: &Path) -> Command {
+    let mut c = Command::new("cargo");
+    c.current_dir(root);
+    // bpf-linker lives in cargo's bin directory, which a root shell may not have on PATH.
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    if let Some(dir) = cargo_bin("bpf-linker").parent()
+        && !paths.iter().any(|p| p == dir)
+    {
+        paths.push(dir.to_path_buf());
+    }
+    if let Ok(joined) = std::env::join_paths(paths) {
+        c.env("PATH", joined);
+    }
+    c
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    match cli.cmd {
+        Cmd::Setup => setup(),
+        Cmd::Build => {
+            setup()?;
+            run(cargo(&root).args(["build", "--release", "-p", "monitor"]))
+        }
+        Cmd::Run { args } => {
+            setup()?;
+            run(cargo(&root).args(["build", "--release", "-p", "monitor"]))?;
+            if !is_root() {
+                bail!("the agent loads eBPF programs: run `cargo xtask run` as root");
+            }
+            let args = if args.is_empty() {
+                vec!["trace".to_string()]
+            } else {
+                args
+            };
+            run(Command::new(root.join("target/release/monitor")).args(args))
+        }
+        Cmd::Test { no_lint, args } => {
+            setup()?;
+            if !no_lint {
+                run(cargo(&root).args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
+                // The kernel crate only builds for the BPF target, with nightly: lint it alone.
+                run(cargo(&root.join("monitor-ebpf")).args([
+                    "+nightly",
+                    "clippy",
+                    "--release",
+                    "-Z",
+                    "build-std=core",
+                    "--target",
+                    "bpfel-unknown-none",
+                    "--",
+                    "-D",
+                    "warnings",
+                ]))?;
+            }
+            let mut test = cargo(&root);
+            test.args(["test"]).args(&args);
+            if !is_root() {
+                eprintln!(
+                    "note: not root: the integration tests will report themselves skipped (they fail under CI=1)"
+                );
+            }
+            run(&mut test)
+        }
+    }
+}

@@ -19,7 +19,11 @@ fn die(msg: &str) -> ! {
 
 /// Runs a raw call and reports its result as a JSON line on stdout.
 fn report(name: &str, r: i64) -> i64 {
-    let err = if r < 0 { std::io::Error::last_os_error().raw_os_error().unwrap_or(0) } else { 0 };
+    let err = if r < 0 {
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    } else {
+        0
+    };
     println!("{{\"call\":\"{name}\",\"result\":{r},\"errno\":{err}}}");
     r
 }
@@ -30,23 +34,58 @@ fn file(dir: &str) {
     let d = c(&format!("{dir}/d"));
     // SAFETY: plain syscalls on NUL-terminated paths we own.
     unsafe {
-        let fd = report("openat", libc::openat(libc::AT_FDCWD, f.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o640) as i64);
+        let fd = report(
+            "openat",
+            libc::openat(
+                libc::AT_FDCWD,
+                f.as_ptr(),
+                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                0o640,
+            ) as i64,
+        );
         if fd >= 0 {
             libc::close(fd as i32);
         }
-        report("mkdirat", libc::mkdirat(libc::AT_FDCWD, d.as_ptr(), 0o750) as i64);
-        report("fchmodat", libc::fchmodat(libc::AT_FDCWD, f.as_ptr(), 0o600, 0) as i64);
-        report("fchownat", libc::fchownat(libc::AT_FDCWD, f.as_ptr(), 1234, 5678, 0) as i64);
-        report("renameat", libc::renameat(libc::AT_FDCWD, f.as_ptr(), libc::AT_FDCWD, g.as_ptr()) as i64);
+        report(
+            "mkdirat",
+            libc::mkdirat(libc::AT_FDCWD, d.as_ptr(), 0o750) as i64,
+        );
+        report(
+            "fchmodat",
+            libc::fchmodat(libc::AT_FDCWD, f.as_ptr(), 0o600, 0) as i64,
+        );
+        report(
+            "fchownat",
+            libc::fchownat(libc::AT_FDCWD, f.as_ptr(), 1234, 5678, 0) as i64,
+        );
+        report(
+            "renameat",
+            libc::renameat(libc::AT_FDCWD, f.as_ptr(), libc::AT_FDCWD, g.as_ptr()) as i64,
+        );
         let target = c("g");
         let s = c(&format!("{dir}/s"));
-        report("symlinkat", libc::symlinkat(target.as_ptr(), libc::AT_FDCWD, s.as_ptr()) as i64);
+        report(
+            "symlinkat",
+            libc::symlinkat(target.as_ptr(), libc::AT_FDCWD, s.as_ptr()) as i64,
+        );
         let h = c(&format!("{dir}/h"));
-        report("linkat", libc::linkat(libc::AT_FDCWD, g.as_ptr(), libc::AT_FDCWD, h.as_ptr(), 0) as i64);
-        report("unlinkat", libc::unlinkat(libc::AT_FDCWD, h.as_ptr(), 0) as i64);
-        report("unlinkat_dir", libc::unlinkat(libc::AT_FDCWD, d.as_ptr(), libc::AT_REMOVEDIR) as i64);
+        report(
+            "linkat",
+            libc::linkat(libc::AT_FDCWD, g.as_ptr(), libc::AT_FDCWD, h.as_ptr(), 0) as i64,
+        );
+        report(
+            "unlinkat",
+            libc::unlinkat(libc::AT_FDCWD, h.as_ptr(), 0) as i64,
+        );
+        report(
+            "unlinkat_dir",
+            libc::unlinkat(libc::AT_FDCWD, d.as_ptr(), libc::AT_REMOVEDIR) as i64,
+        );
         let missing = c(&format!("{dir}/missing"));
-        report("openat_missing", libc::openat(libc::AT_FDCWD, missing.as_ptr(), libc::O_RDONLY, 0) as i64);
+        report(
+            "openat_missing",
+            libc::openat(libc::AT_FDCWD, missing.as_ptr(), libc::O_RDONLY, 0) as i64,
+        );
     }
 }
 
@@ -86,14 +125,23 @@ fn tcp_pair(family: i32, port: u16) {
         let sa = (&raw const ss).cast::<libc::sockaddr>();
         let l = libc::socket(family, libc::SOCK_STREAM, 0);
         let one: i32 = 1;
-        libc::setsockopt(l, libc::SOL_SOCKET, libc::SO_REUSEADDR, (&raw const one).cast(), 4);
+        libc::setsockopt(
+            l,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&raw const one).cast(),
+            4,
+        );
         report("bind", libc::bind(l, sa, len) as i64);
         report("listen", libc::listen(l, 16) as i64);
         let cl = libc::socket(family, libc::SOCK_STREAM, 0);
         report("connect", libc::connect(cl, sa, len) as i64);
         let mut peer: libc::sockaddr_storage = std::mem::zeroed();
         let mut plen = size_of::<libc::sockaddr_storage>() as u32;
-        let a = report("accept4", libc::accept4(l, (&raw mut peer).cast(), &mut plen, libc::SOCK_CLOEXEC) as i64);
+        let a = report(
+            "accept4",
+            libc::accept4(l, (&raw mut peer).cast(), &mut plen, libc::SOCK_CLOEXEC) as i64,
+        );
         if a >= 0 {
             libc::close(a as i32);
         }
@@ -115,7 +163,14 @@ fn net(port: u16, dir: &str) {
             a.sun_path[i] = b as libc::c_char;
         }
         let s = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
-        report("bind_unix", libc::bind(s, (&raw const a).cast(), size_of::<libc::sockaddr_un>() as u32) as i64);
+        report(
+            "bind_unix",
+            libc::bind(
+                s,
+                (&raw const a).cast(),
+                size_of::<libc::sockaddr_un>() as u32,
+            ) as i64,
+        );
         libc::close(s);
     }
 }
@@ -127,7 +182,10 @@ fn privileged(dir: &str) {
         let mut hdr = [0x2008_0522u32, 0]; // _LINUX_CAPABILITY_VERSION_3, this process
         let mut data = [0u32; 6];
         libc::syscall(libc::SYS_capget, hdr.as_mut_ptr(), data.as_mut_ptr());
-        report("capset", libc::syscall(libc::SYS_capset, hdr.as_mut_ptr(), data.as_ptr()));
+        report(
+            "capset",
+            libc::syscall(libc::SYS_capset, hdr.as_mut_ptr(), data.as_ptr()),
+        );
         // ptrace attach to a child of ours.
         let child = libc::fork();
         if child == 0 {
@@ -144,19 +202,34 @@ fn privileged(dir: &str) {
         let m = c(&format!("{dir}/mnt"));
         libc::mkdir(m.as_ptr(), 0o700);
         let (src, fs) = (c("trigger-tmpfs"), c("tmpfs"));
-        report("mount", libc::mount(src.as_ptr(), m.as_ptr(), fs.as_ptr(), libc::MS_NOSUID | libc::MS_NODEV, std::ptr::null()) as i64);
+        report(
+            "mount",
+            libc::mount(
+                src.as_ptr(),
+                m.as_ptr(),
+                fs.as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                std::ptr::null(),
+            ) as i64,
+        );
         report("umount2", libc::umount2(m.as_ptr(), 0) as i64);
         report("unshare", libc::unshare(libc::CLONE_NEWUTS) as i64);
         let ns = c("/proc/self/ns/uts");
         let nsfd = libc::open(ns.as_ptr(), libc::O_RDONLY);
         report("setns", libc::setns(nsfd, libc::CLONE_NEWUTS) as i64);
         let name = c("trigger-memfd");
-        report("memfd_create", libc::syscall(libc::SYS_memfd_create, name.as_ptr(), 0));
+        report(
+            "memfd_create",
+            libc::syscall(libc::SYS_memfd_create, name.as_ptr(), 0),
+        );
         // BPF_PROG_LOAD with an empty attribute: rejected, but the call is made.
         let attr = [0u8; 128];
         report("bpf", libc::syscall(libc::SYS_bpf, 5, attr.as_ptr(), 128));
         let params = c("trigger=1");
-        report("init_module", libc::syscall(libc::SYS_init_module, attr.as_ptr(), 0, params.as_ptr()));
+        report(
+            "init_module",
+            libc::syscall(libc::SYS_init_module, attr.as_ptr(), 0, params.as_ptr()),
+        );
         let null = c("/dev/null");
         let fd = libc::open(null.as_ptr(), libc::O_WRONLY);
         report("dup3", libc::dup3(fd, 2, 0) as i64);
@@ -175,12 +248,26 @@ fn unlink_flood(count: u64, path: &str) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let a = |i: usize| args.get(i).map(String::as_str).unwrap_or_else(|| die("missing argument; see the usage in the source"));
+    let a = |i: usize| {
+        args.get(i)
+            .map(String::as_str)
+            .unwrap_or_else(|| die("missing argument; see the usage in the source"))
+    };
     match a(0) {
         "file" => file(a(1)),
-        "net" => net(a(1).parse().unwrap_or_else(|_| die("PORT must be a number")), a(2)),
+        "net" => net(
+            a(1).parse()
+                .unwrap_or_else(|_| die("PORT must be a number")),
+            a(2),
+        ),
         "priv" => privileged(a(1)),
-        "unlink-flood" => unlink_flood(a(1).parse().unwrap_or_else(|_| die("COUNT must be a number")), a(2)),
-        other => die(&format!("unknown action {other}: file DIR | net PORT DIR | priv DIR | unlink-flood COUNT PATH")),
+        "unlink-flood" => unlink_flood(
+            a(1).parse()
+                .unwrap_or_else(|_| die("COUNT must be a number")),
+            a(2),
+        ),
+        other => die(&format!(
+            "unknown action {other}: file DIR | net PORT DIR | priv DIR | unlink-flood COUNT PATH"
+        )),
     }
 }

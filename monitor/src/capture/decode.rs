@@ -15,9 +15,17 @@ pub enum DecodeError {
     #[error("unknown event kind {0}")]
     UnknownKind(u32),
     #[error("{kind} record of {len} bytes is too short for its {need}-byte body")]
-    ShortBody { kind: &'static str, len: usize, need: usize },
+    ShortBody {
+        kind: &'static str,
+        len: usize,
+        need: usize,
+    },
     #[error("{kind} record: tail of {tail} bytes overruns the {len}-byte record")]
-    TailOverrun { kind: &'static str, tail: usize, len: usize },
+    TailOverrun {
+        kind: &'static str,
+        tail: usize,
+        len: usize,
+    },
     #[error("syscall record with unknown call number {0}")]
     UnknownCall(u16),
 }
@@ -46,17 +54,31 @@ pub struct RawEvent {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
-    Exec { body: ExecBody, filename: String, argv: Vec<String> },
+    Exec {
+        body: ExecBody,
+        filename: String,
+        argv: Vec<String>,
+    },
     Fork(ForkBody),
     Exit(ExitBody),
-    Syscall { body: SyscallBody, call: Syscall, str1: Option<String>, str2: Option<String>, data: Vec<u8> },
+    Syscall {
+        body: SyscallBody,
+        call: Syscall,
+        str1: Option<String>,
+        str2: Option<String>,
+        data: Vec<u8>,
+    },
     TcpState(TcpStateBody),
 }
 
 fn read<T: Copy>(buf: &[u8], off: usize, kind: &'static str) -> Result<T, DecodeError> {
     let need = off + size_of::<T>();
     if buf.len() < need {
-        return Err(DecodeError::ShortBody { kind, len: buf.len(), need });
+        return Err(DecodeError::ShortBody {
+            kind,
+            len: buf.len(),
+            need,
+        });
     }
     // SAFETY: bounds checked above; T is a repr(C) integer-only type, valid for any bytes.
     Ok(unsafe { std::ptr::read_unaligned(buf.as_ptr().add(off).cast::<T>()) })
@@ -70,13 +92,19 @@ fn lossy(b: &[u8]) -> String {
 pub fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
     const HDR: usize = size_of::<Header>();
     if buf.len() < HDR {
-        return Err(DecodeError::ShortHeader { len: buf.len(), need: HDR });
+        return Err(DecodeError::ShortHeader {
+            len: buf.len(),
+            need: HDR,
+        });
     }
     let header: Header = read(buf, 0, "header")?;
     let declared = header.len as usize;
     // The ring buffer rounds records up to 8 bytes; the declared length must fit what we got.
     if declared < HDR || declared > buf.len() {
-        return Err(DecodeError::LengthMismatch { declared, actual: buf.len() });
+        return Err(DecodeError::LengthMismatch {
+            declared,
+            actual: buf.len(),
+        });
     }
     let buf = &buf[..declared];
     let kind = EventKind::from_u32(header.kind).ok_or(DecodeError::UnknownKind(header.kind))?;
@@ -84,7 +112,11 @@ pub fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
     let tail = |need_fixed: usize, lens: &[usize]| -> Result<Vec<&[u8]>, DecodeError> {
         let total: usize = lens.iter().sum();
         if need_fixed + total > buf.len() {
-            return Err(DecodeError::TailOverrun { kind: name, tail: total, len: buf.len() });
+            return Err(DecodeError::TailOverrun {
+                kind: name,
+                tail: total,
+                len: buf.len(),
+            });
         }
         let mut at = need_fixed;
         Ok(lens
@@ -99,7 +131,10 @@ pub fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
     let payload = match kind {
         EventKind::Exec => {
             let body: ExecBody = read(buf, HDR, name)?;
-            let parts = tail(HDR + size_of::<ExecBody>(), &[body.filename_len as usize, body.args_len as usize])?;
+            let parts = tail(
+                HDR + size_of::<ExecBody>(),
+                &[body.filename_len as usize, body.args_len as usize],
+            )?;
             // argv strings each end with a NUL; a truncated block may lack the last one.
             let block = parts[1].strip_suffix(&[0]).unwrap_or(parts[1]);
             let argv = if parts[1].is_empty() {
@@ -107,7 +142,11 @@ pub fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
             } else {
                 block.split(|&c| c == 0).map(lossy).collect()
             };
-            Payload::Exec { body, filename: lossy(parts[0]), argv }
+            Payload::Exec {
+                body,
+                filename: lossy(parts[0]),
+                argv,
+            }
         }
         EventKind::Fork => Payload::Fork(read(buf, HDR, name)?),
         EventKind::Exit => Payload::Exit(read(buf, HDR, name)?),
@@ -117,11 +156,19 @@ pub fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
             let call = call_from_u16(body.call).ok_or(DecodeError::UnknownCall(body.call))?;
             let parts = tail(
                 HDR + size_of::<SyscallBody>(),
-                &[body.str1_len as usize, body.str2_len as usize, body.data_len as usize],
+                &[
+                    body.str1_len as usize,
+                    body.str2_len as usize,
+                    body.data_len as usize,
+                ],
             )?;
             // Absent (the call has no such argument) and unreadable strings are both None.
             let str_or_none = |b: &[u8], unreadable: u32| {
-                if body.flags & unreadable != 0 || b.is_empty() { None } else { Some(lossy(b)) }
+                if body.flags & unreadable != 0 || b.is_empty() {
+                    None
+                } else {
+                    Some(lossy(b))
+                }
             };
             Payload::Syscall {
                 body,
@@ -132,7 +179,11 @@ pub fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
             }
         }
     };
-    Ok(RawEvent { header, kind, payload })
+    Ok(RawEvent {
+        header,
+        kind,
+        payload,
+    })
 }
 
 /// Test and benchmark support: builds records byte for byte as the kernel does.
@@ -142,13 +193,15 @@ pub mod encode {
     /// Appends `v`'s bytes.
     pub fn push<T: Copy>(out: &mut Vec<u8>, v: &T) {
         // SAFETY: T is a repr(C) integer-only type; reading its bytes is sound.
-        let bytes = unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) };
+        let bytes =
+            unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) };
         out.extend_from_slice(bytes);
     }
 
     /// A full record: header (with its len set), body, tail.
     pub fn record<B: Copy>(mut header: Header, body: &B, tail: &[&[u8]]) -> Vec<u8> {
-        let len = size_of::<Header>() + size_of::<B>() + tail.iter().map(|t| t.len()).sum::<usize>();
+        let len =
+            size_of::<Header>() + size_of::<B>() + tail.iter().map(|t| t.len()).sum::<usize>();
         header.len = len as u32;
         let mut out = Vec::with_capacity(len);
         push(&mut out, &header);
@@ -167,18 +220,35 @@ mod tests {
     use super::{encode::record, *};
 
     fn hdr(kind: EventKind) -> Header {
-        Header { kind: kind as u32, pid: 42, tid: 43, uid: 1000, cgroup_id: 7, ..Header::default() }
+        Header {
+            kind: kind as u32,
+            pid: 42,
+            tid: 43,
+            uid: 1000,
+            cgroup_id: 7,
+            ..Header::default()
+        }
     }
 
     #[test]
     fn exec_round_trip() {
         let argv = b"/bin/sh\0-c\0\0echo hi\0";
-        let body = ExecBody { ppid: 1, filename_len: 7, args_len: argv.len() as u16, flags: 0, old_pid: 42 };
+        let body = ExecBody {
+            ppid: 1,
+            filename_len: 7,
+            args_len: argv.len() as u16,
+            flags: 0,
+            old_pid: 42,
+        };
         let rec = record(hdr(EventKind::Exec), &body, &[b"/bin/sh", argv]);
         let ev = decode(&rec).expect("decode");
         assert_eq!(ev.header.pid, 42);
         match ev.payload {
-            Payload::Exec { filename, argv, body: b } => {
+            Payload::Exec {
+                filename,
+                argv,
+                body: b,
+            } => {
                 assert_eq!(filename, "/bin/sh");
                 assert_eq!(argv, vec!["/bin/sh", "-c", "", "echo hi"]);
                 assert_eq!(b.ppid, 1);
@@ -189,12 +259,39 @@ mod tests {
 
     #[test]
     fn fork_exit_tcp_round_trip() {
-        let f = ForkBody { child_pid: 99, _pad: 0, child_start_ns: 5 };
-        assert_eq!(decode(&record(hdr(EventKind::Fork), &f, &[])).expect("fork").payload, Payload::Fork(f));
-        let x = ExitBody { exit_code: 3 << 8, code_known: 1 };
-        assert_eq!(decode(&record(hdr(EventKind::Exit), &x, &[])).expect("exit").payload, Payload::Exit(x));
-        let t = TcpStateBody { newstate: 10, sport: 80, family: 2, ..TcpStateBody::default() };
-        assert_eq!(decode(&record(hdr(EventKind::TcpState), &t, &[])).expect("tcp").payload, Payload::TcpState(t));
+        let f = ForkBody {
+            child_pid: 99,
+            _pad: 0,
+            child_start_ns: 5,
+        };
+        assert_eq!(
+            decode(&record(hdr(EventKind::Fork), &f, &[]))
+                .expect("fork")
+                .payload,
+            Payload::Fork(f)
+        );
+        let x = ExitBody {
+            exit_code: 3 << 8,
+            code_known: 1,
+        };
+        assert_eq!(
+            decode(&record(hdr(EventKind::Exit), &x, &[]))
+                .expect("exit")
+                .payload,
+            Payload::Exit(x)
+        );
+        let t = TcpStateBody {
+            newstate: 10,
+            sport: 80,
+            family: 2,
+            ..TcpStateBody::default()
+        };
+        assert_eq!(
+            decode(&record(hdr(EventKind::TcpState), &t, &[]))
+                .expect("tcp")
+                .payload,
+            Payload::TcpState(t)
+        );
     }
 
     #[test]
@@ -213,7 +310,13 @@ mod tests {
             let rec = record(hdr(kind), &body, &[b"/etc", b"/tm", &[2, 0]]);
             let ev = decode(&rec).unwrap_or_else(|e| panic!("{}: {e}", h.tracepoint));
             match ev.payload {
-                Payload::Syscall { str1, str2, data, body: b, .. } => {
+                Payload::Syscall {
+                    str1,
+                    str2,
+                    data,
+                    body: b,
+                    ..
+                } => {
                     assert_eq!(str1.as_deref(), Some("/etc"));
                     assert_eq!(str2.as_deref(), Some("/tm"));
                     assert_eq!(data, vec![2, 0]);
@@ -226,24 +329,51 @@ mod tests {
 
     #[test]
     fn truncated_and_malformed_records_are_errors() {
-        let body = ExecBody { filename_len: 7, args_len: 3, ..ExecBody::default() };
+        let body = ExecBody {
+            filename_len: 7,
+            args_len: 3,
+            ..ExecBody::default()
+        };
         let rec = record(hdr(EventKind::Exec), &body, &[b"/bin/sh", b"a\0b"]);
         // Every prefix of a valid record is rejected, none panics.
         for cut in 0..rec.len() {
-            assert!(decode(&rec[..cut]).is_err(), "prefix of {cut} bytes accepted");
+            assert!(
+                decode(&rec[..cut]).is_err(),
+                "prefix of {cut} bytes accepted"
+            );
         }
         // A header claiming more bytes than present.
         let mut long = rec.clone();
         long[4..8].copy_from_slice(&(rec.len() as u32 + 8).to_le_bytes());
-        assert!(matches!(decode(&long), Err(DecodeError::LengthMismatch { .. })));
+        assert!(matches!(
+            decode(&long),
+            Err(DecodeError::LengthMismatch { .. })
+        ));
         // A body whose tail lengths overrun the record.
-        let bad = ExecBody { filename_len: 4000, ..ExecBody::default() };
+        let bad = ExecBody {
+            filename_len: 4000,
+            ..ExecBody::default()
+        };
         let rec = record(hdr(EventKind::Exec), &bad, &[b"x"]);
         assert!(matches!(decode(&rec), Err(DecodeError::TailOverrun { .. })));
         // Unknown kind and unknown syscall.
-        let rec = record(Header { kind: 999, ..Header::default() }, &ExitBody::default(), &[]);
+        let rec = record(
+            Header {
+                kind: 999,
+                ..Header::default()
+            },
+            &ExitBody::default(),
+            &[],
+        );
         assert_eq!(decode(&rec), Err(DecodeError::UnknownKind(999)));
-        let rec = record(hdr(EventKind::Open), &SyscallBody { call: 999, ..SyscallBody::default() }, &[]);
+        let rec = record(
+            hdr(EventKind::Open),
+            &SyscallBody {
+                call: 999,
+                ..SyscallBody::default()
+            },
+            &[],
+        );
         assert_eq!(decode(&rec), Err(DecodeError::UnknownCall(999)));
         // Ring-buffer padding after the declared length is ignored.
         let ok = record(hdr(EventKind::Exit), &ExitBody::default(), &[]);

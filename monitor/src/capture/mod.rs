@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use monitor_common::{EventKind, KIND_SLOTS, KindStats, MISC_SLOTS};
 use thiserror::Error;
-use tokio::{io::unix::AsyncFd, sync::mpsc, sync::watch};
+use tokio::{
+    io::unix::AsyncFd,
+    sync::{mpsc, watch},
+};
 use tracing::warn;
 
 use self::decode::{RawEvent, decode};
@@ -18,7 +21,10 @@ pub enum CaptureError {
     #[error("map `{name}` missing from the loaded object")]
     MissingMap { name: &'static str },
     #[error("map `{name}`: {source}")]
-    Map { name: &'static str, source: aya::maps::MapError },
+    Map {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
     #[error("waiting on the ring buffer: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -34,13 +40,26 @@ impl CaptureMaps {
     /// Takes the ring buffer and counter maps out of the loaded object, so that dropping the
     /// object (which detaches the programs) leaves them readable for a final drain.
     pub fn take(ebpf: &mut aya::Ebpf) -> Result<CaptureMaps, CaptureError> {
-        let mut take = |name: &'static str| ebpf.take_map(name).ok_or(CaptureError::MissingMap { name });
-        let ring = RingBuf::try_from(take(monitor_common::EVENTS_MAP)?)
-            .map_err(|source| CaptureError::Map { name: monitor_common::EVENTS_MAP, source })?;
-        let stats = PerCpuArray::try_from(take(monitor_common::STATS_MAP)?)
-            .map_err(|source| CaptureError::Map { name: monitor_common::STATS_MAP, source })?;
-        let misc = PerCpuArray::try_from(take(monitor_common::MISC_MAP)?)
-            .map_err(|source| CaptureError::Map { name: monitor_common::MISC_MAP, source })?;
+        let mut take =
+            |name: &'static str| ebpf.take_map(name).ok_or(CaptureError::MissingMap { name });
+        let ring = RingBuf::try_from(take(monitor_common::EVENTS_MAP)?).map_err(|source| {
+            CaptureError::Map {
+                name: monitor_common::EVENTS_MAP,
+                source,
+            }
+        })?;
+        let stats = PerCpuArray::try_from(take(monitor_common::STATS_MAP)?).map_err(|source| {
+            CaptureError::Map {
+                name: monitor_common::STATS_MAP,
+                source,
+            }
+        })?;
+        let misc = PerCpuArray::try_from(take(monitor_common::MISC_MAP)?).map_err(|source| {
+            CaptureError::Map {
+                name: monitor_common::MISC_MAP,
+                source,
+            }
+        })?;
         Ok(CaptureMaps { ring, stats, misc })
     }
 }
@@ -53,7 +72,9 @@ pub fn kernel_counts(
     let map_err = |name| move |source| CaptureError::Map { name, source };
     let mut slots = vec![KindStats::default(); KIND_SLOTS as usize];
     for (i, slot) in slots.iter_mut().enumerate() {
-        let per_cpu = stats.get(&(i as u32), 0).map_err(map_err(monitor_common::STATS_MAP))?;
+        let per_cpu = stats
+            .get(&(i as u32), 0)
+            .map_err(map_err(monitor_common::STATS_MAP))?;
         for v in per_cpu.iter() {
             slot.submitted += v.submitted;
             slot.dropped += v.dropped;
@@ -61,7 +82,9 @@ pub fn kernel_counts(
     }
     let mut m = vec![0u64; MISC_SLOTS as usize];
     for (i, slot) in m.iter_mut().enumerate() {
-        let per_cpu = misc.get(&(i as u32), 0).map_err(map_err(monitor_common::MISC_MAP))?;
+        let per_cpu = misc
+            .get(&(i as u32), 0)
+            .map_err(map_err(monitor_common::MISC_MAP))?;
         *slot = per_cpu.iter().sum();
     }
     Ok(KernelCounts::from_slots(&slots, &m))
@@ -79,7 +102,9 @@ impl KernelCountsExporter {
             let before = self.last.kinds.get(kind).copied().unwrap_or_default();
             let d = c.dropped.saturating_sub(before.dropped);
             if d > 0 {
-                m.dropped.with_label_values(&[kind, "kernel_ring"]).inc_by(d);
+                m.dropped
+                    .with_label_values(&[kind, "kernel_ring"])
+                    .inc_by(d);
             }
         }
         for (name, now_v, before) in [
@@ -88,7 +113,9 @@ impl KernelCountsExporter {
             ("scratch_miss", now.scratch_miss, self.last.scratch_miss),
         ] {
             if now_v > before {
-                m.kernel_misc.with_label_values(&[name]).inc_by(now_v - before);
+                m.kernel_misc
+                    .with_label_values(&[name])
+                    .inc_by(now_v - before);
             }
         }
         self.last = now.clone();
@@ -115,8 +142,13 @@ pub async fn read_ring(
         Ok(ev) => {
             let kind = ev.kind;
             metrics.received.with_label_values(&[kind.name()]).inc();
-            if let Err(mpsc::error::TrySendError::Full(_) | mpsc::error::TrySendError::Closed(_)) = tx.try_send(ev) {
-                metrics.dropped.with_label_values(&[kind.name(), "user_queue"]).inc();
+            if let Err(mpsc::error::TrySendError::Full(_) | mpsc::error::TrySendError::Closed(_)) =
+                tx.try_send(ev)
+            {
+                metrics
+                    .dropped
+                    .with_label_values(&[kind.name(), "user_queue"])
+                    .inc();
             }
         }
         Err(e) => {

@@ -10,7 +10,10 @@ pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 #[derive(Debug, Error)]
 pub enum BtfError {
     #[error("reading BTF from {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("BTF: {0}")]
     Malformed(String),
     #[error("BTF has no struct `{0}`")]
@@ -71,8 +74,10 @@ impl Btf {
     }
 
     pub fn from_file(path: &Path) -> Result<Btf, BtfError> {
-        let data = std::fs::read(path)
-            .map_err(|source| BtfError::Read { path: path.display().to_string(), source })?;
+        let data = std::fs::read(path).map_err(|source| BtfError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Btf::parse(&data)
     }
 
@@ -131,8 +136,11 @@ impl Btf {
                 for i in 0..vlen {
                     let m = p + i * 12;
                     let off = rd_u32(types_sec, m + 8)?;
-                    let (bit_offset, bitfield_size) =
-                        if kflag { (off & 0x00ff_ffff, off >> 24) } else { (off, 0) };
+                    let (bit_offset, bitfield_size) = if kflag {
+                        (off & 0x00ff_ffff, off >> 24)
+                    } else {
+                        (off, 0)
+                    };
                     members.push(Member {
                         name: name_at(rd_u32(types_sec, m)?),
                         type_id: rd_u32(types_sec, m + 4)?,
@@ -152,7 +160,9 @@ impl Btf {
             p = p
                 .checked_add(extra)
                 .filter(|&e| e <= types_sec.len())
-                .ok_or_else(|| BtfError::Malformed(format!("type {} overruns the section", types.len())))?;
+                .ok_or_else(|| {
+                    BtfError::Malformed(format!("type {} overruns the section", types.len()))
+                })?;
         }
         Ok(Btf { types, structs })
     }
@@ -160,19 +170,36 @@ impl Btf {
     /// Byte offset of `member` in `struct strukt`, looking through anonymous struct/union
     /// members (as in task_struct's randomized-layout wrapper).
     pub fn member_offset(&self, strukt: &str, member: &str) -> Result<u32, BtfError> {
-        let id = *self.structs.get(strukt).ok_or_else(|| BtfError::NoStruct(strukt.into()))?;
+        let id = *self
+            .structs
+            .get(strukt)
+            .ok_or_else(|| BtfError::NoStruct(strukt.into()))?;
         match self.find(id, member, 0, 0)? {
             Some(bits) if bits % 8 == 0 => Ok(bits / 8),
-            Some(_) => Err(BtfError::Bitfield { strukt: strukt.into(), member: member.into() }),
-            None => Err(BtfError::NoMember { strukt: strukt.into(), member: member.into() }),
+            Some(_) => Err(BtfError::Bitfield {
+                strukt: strukt.into(),
+                member: member.into(),
+            }),
+            None => Err(BtfError::NoMember {
+                strukt: strukt.into(),
+                member: member.into(),
+            }),
         }
     }
 
-    fn find(&self, id: u32, member: &str, base_bits: u32, depth: u32) -> Result<Option<u32>, BtfError> {
+    fn find(
+        &self,
+        id: u32,
+        member: &str,
+        base_bits: u32,
+        depth: u32,
+    ) -> Result<Option<u32>, BtfError> {
         if depth > 8 {
             return Ok(None);
         }
-        let Some(Type::Composite(members)) = id.checked_sub(1).and_then(|i| self.types.get(i as usize)) else {
+        let Some(Type::Composite(members)) =
+            id.checked_sub(1).and_then(|i| self.types.get(i as usize))
+        else {
             return Ok(None);
         };
         for m in members {
@@ -184,7 +211,9 @@ impl Btf {
             }
         }
         for m in members.iter().filter(|m| m.name.is_empty()) {
-            if let Some(found) = self.find(m.type_id, member, base_bits + m.bit_offset, depth + 1)? {
+            if let Some(found) =
+                self.find(m.type_id, member, base_bits + m.bit_offset, depth + 1)?
+            {
                 return Ok(Some(found));
             }
         }
@@ -209,19 +238,48 @@ pub(crate) mod tests {
                 .unwrap_or(0)
         };
         let mut t = Vec::new();
-        let mut push = |vals: &[u32]| vals.iter().for_each(|v| t.extend_from_slice(&v.to_le_bytes()));
+        let mut push = |vals: &[u32]| {
+            vals.iter()
+                .for_each(|v| t.extend_from_slice(&v.to_le_bytes()))
+        };
         // 1: int
         push(&[s("int"), KIND_INT << 24, 4, 32]);
         // 2: anonymous union { b; c; }
         push(&[0, (KIND_UNION << 24) | 2, 4, s("b"), 1, 0, s("c"), 1, 0]);
         // 3: struct outer
-        push(&[s("outer"), (KIND_STRUCT << 24) | 3, 12, s("a"), 1, 0, 0, 2, 32, s("d"), 1, 64]);
+        push(&[
+            s("outer"),
+            (KIND_STRUCT << 24) | 3,
+            12,
+            s("a"),
+            1,
+            0,
+            0,
+            2,
+            32,
+            s("d"),
+            1,
+            64,
+        ]);
         // 4: struct flags { int x:3 } with kflag
-        push(&[s("flags"), (1 << 31) | (KIND_STRUCT << 24) | 1, 4, s("x"), 1, (3 << 24) | 8]);
+        push(&[
+            s("flags"),
+            (1 << 31) | (KIND_STRUCT << 24) | 1,
+            4,
+            s("x"),
+            1,
+            (3 << 24) | 8,
+        ]);
         let mut out = Vec::new();
         out.extend_from_slice(&MAGIC.to_le_bytes());
         out.extend_from_slice(&[1, 0]);
-        for v in [24u32, 0, t.len() as u32, t.len() as u32, strings.len() as u32] {
+        for v in [
+            24u32,
+            0,
+            t.len() as u32,
+            t.len() as u32,
+            strings.len() as u32,
+        ] {
             out.extend_from_slice(&v.to_le_bytes());
         }
         out.extend_from_slice(&t);
@@ -236,9 +294,18 @@ pub(crate) mod tests {
         assert_eq!(btf.member_offset("outer", "b").expect("b"), 4);
         assert_eq!(btf.member_offset("outer", "c").expect("c"), 4);
         assert_eq!(btf.member_offset("outer", "d").expect("d"), 8);
-        assert!(matches!(btf.member_offset("outer", "zz"), Err(BtfError::NoMember { .. })));
-        assert!(matches!(btf.member_offset("nope", "a"), Err(BtfError::NoStruct(_))));
-        assert!(matches!(btf.member_offset("flags", "x"), Err(BtfError::Bitfield { .. })));
+        assert!(matches!(
+            btf.member_offset("outer", "zz"),
+            Err(BtfError::NoMember { .. })
+        ));
+        assert!(matches!(
+            btf.member_offset("nope", "a"),
+            Err(BtfError::NoStruct(_))
+        ));
+        assert!(matches!(
+            btf.member_offset("flags", "x"),
+            Err(BtfError::Bitfield { .. })
+        ));
     }
 
     #[test]
@@ -256,8 +323,14 @@ pub(crate) mod tests {
         let Ok(btf) = Btf::from_sys_fs() else {
             panic!("{VMLINUX_BTF} unreadable: the agent needs kernel BTF");
         };
-        for (s, m) in [("task_struct", "tgid"), ("task_struct", "exit_code"), ("mm_struct", "arg_start"), ("cred", "euid")] {
-            btf.member_offset(s, m).unwrap_or_else(|e| panic!("{s}.{m}: {e}"));
+        for (s, m) in [
+            ("task_struct", "tgid"),
+            ("task_struct", "exit_code"),
+            ("mm_struct", "arg_start"),
+            ("cred", "euid"),
+        ] {
+            btf.member_offset(s, m)
+                .unwrap_or_else(|e| panic!("{s}.{m}: {e}"));
         }
     }
 }

@@ -27,7 +27,9 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 
 #[derive(Debug, Error)]
 pub enum LoadError {
-    #[error("this agent was built without its kernel programs (AYA_BUILD_SKIP was set); rebuild without it")]
+    #[error(
+        "this agent was built without its kernel programs (AYA_BUILD_SKIP was set); rebuild without it"
+    )]
     NoObject,
     #[error(transparent)]
     Tracefs(#[from] tracefs::TracefsError),
@@ -36,9 +38,15 @@ pub enum LoadError {
     #[error("loading the eBPF object: {0}")]
     Ebpf(#[from] aya::EbpfError),
     #[error("program `{name}`: {source}")]
-    Program { name: String, source: aya::programs::ProgramError },
+    Program {
+        name: String,
+        source: aya::programs::ProgramError,
+    },
     #[error("map `{name}`: {source}")]
-    Map { name: String, source: aya::maps::MapError },
+    Map {
+        name: String,
+        source: aya::maps::MapError,
+    },
     #[error("object has no program or map `{0}`")]
     Missing(String),
     #[error("no syscall tracepoint could be attached; see the probe report above")]
@@ -61,7 +69,11 @@ pub const DEFAULT_TCP_STATES: u32 = (1 << 1) | (1 << 2) | (1 << 7) | (1 << 10);
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { ring_bytes: 16 << 20, cgroups: Vec::new(), tcp_state_mask: DEFAULT_TCP_STATES }
+        LoadOptions {
+            ring_bytes: 16 << 20,
+            cgroups: Vec::new(),
+            tcp_state_mask: DEFAULT_TCP_STATES,
+        }
     }
 }
 
@@ -134,9 +146,12 @@ struct SysLayout {
     args: u32,
 }
 
-fn sys_enter_layout(f: &tracefs::Format) -> Option<(SysLayout, Vec<(String, u32, u32)>)> {
+/// An argument field of a sys_enter tracepoint: (name, offset, size).
+type ArgField = (String, u32, u32);
+
+fn sys_enter_layout(f: &tracefs::Format) -> Option<(SysLayout, Vec<ArgField>)> {
     let nr = f.offset("__syscall_nr")?;
-    let mut args: Vec<(String, u32, u32)> = f
+    let mut args: Vec<ArgField> = f
         .fields
         .iter()
         .filter(|(n, _)| !n.starts_with("common_") && n.as_str() != "__syscall_nr")
@@ -148,18 +163,20 @@ fn sys_enter_layout(f: &tracefs::Format) -> Option<(SysLayout, Vec<(String, u32,
 }
 
 /// Checks that a sys_enter format has its arguments in consecutive 8-byte slots from `base`.
-fn args_are_slots(args: &[(String, u32, u32)], base: u32) -> bool {
+fn args_are_slots(args: &[ArgField], base: u32) -> bool {
     args.len() <= 6
-        && args.iter().enumerate().all(|(i, (_, off, size))| *off == base + 8 * i as u32 && *size == 8)
+        && args
+            .iter()
+            .enumerate()
+            .all(|(i, (_, off, size))| *off == base + 8 * i as u32 && *size == 8)
 }
 
 fn tp_offsets(tfs: &Tracefs, probes: &mut Vec<ProbeStatus>) -> Result<TpOffsets, LoadError> {
     let mut tp = Config::UNSET.tp;
     // The reference layout of syscall tracepoints, from openat (present on every architecture).
     let enter = tfs.format("syscalls", "sys_enter_openat")?;
-    let (layout, _) = sys_enter_layout(&enter).ok_or_else(|| {
-        LoadError::Missing("syscalls/sys_enter_openat: __syscall_nr".into())
-    })?;
+    let (layout, _) = sys_enter_layout(&enter)
+        .ok_or_else(|| LoadError::Missing("syscalls/sys_enter_openat: __syscall_nr".into()))?;
     tp.sys_enter_nr = layout.nr;
     tp.sys_enter_args = layout.args;
     let exit = tfs.format("syscalls", "sys_exit_openat")?;
@@ -194,10 +211,18 @@ fn tp_offsets(tfs: &Tracefs, probes: &mut Vec<ProbeStatus>) -> Result<TpOffsets,
 }
 
 fn skip(probe: &str, reason: String) -> ProbeStatus {
-    ProbeStatus { probe: probe.to_string(), attached: false, reason: Some(reason) }
+    ProbeStatus {
+        probe: probe.to_string(),
+        attached: false,
+        reason: Some(reason),
+    }
 }
 fn ok(probe: &str) -> ProbeStatus {
-    ProbeStatus { probe: probe.to_string(), attached: true, reason: None }
+    ProbeStatus {
+        probe: probe.to_string(),
+        attached: true,
+        reason: None,
+    }
 }
 
 /// Loads the programs, fills their maps and attaches every probe this kernel supports.
@@ -223,43 +248,83 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         .load(EBPF_OBJECT)?;
 
     if !opts.cgroups.is_empty() {
-        let map = ebpf.map_mut(CGROUP_FILTER_MAP).ok_or_else(|| LoadError::Missing(CGROUP_FILTER_MAP.into()))?;
-        let mut filter: BpfHashMap<_, u64, u8> = BpfHashMap::try_from(map)
-            .map_err(|source| LoadError::Map { name: CGROUP_FILTER_MAP.into(), source })?;
+        let map = ebpf
+            .map_mut(CGROUP_FILTER_MAP)
+            .ok_or_else(|| LoadError::Missing(CGROUP_FILTER_MAP.into()))?;
+        let mut filter: BpfHashMap<_, u64, u8> =
+            BpfHashMap::try_from(map).map_err(|source| LoadError::Map {
+                name: CGROUP_FILTER_MAP.into(),
+                source,
+            })?;
         for id in &opts.cgroups {
-            filter.insert(id, 1, 0).map_err(|source| LoadError::Map { name: CGROUP_FILTER_MAP.into(), source })?;
+            filter.insert(id, 1, 0).map_err(|source| LoadError::Map {
+                name: CGROUP_FILTER_MAP.into(),
+                source,
+            })?;
         }
     }
 
     // Process lifecycle first, so that the process table never misses a fork of a process that
     // later makes a syscall.
-    attach_tp(&mut ebpf, "sched_process_exec", "sched", "sched_process_exec", &tfs, &mut probes)?;
-    attach_tp(&mut ebpf, "sched_process_exit", "sched", "sched_process_exit", &tfs, &mut probes)?;
+    attach_tp(
+        &mut ebpf,
+        "sched_process_exec",
+        "sched",
+        "sched_process_exec",
+        &tfs,
+        &mut probes,
+    )?;
+    attach_tp(
+        &mut ebpf,
+        "sched_process_exit",
+        "sched",
+        "sched_process_exit",
+        &tfs,
+        &mut probes,
+    )?;
     {
         let name = "sched_process_fork";
         let prog: &mut RawTracePoint = program(&mut ebpf, name)?;
-        prog.load().map_err(|source| LoadError::Program { name: name.into(), source })?;
+        prog.load().map_err(|source| LoadError::Program {
+            name: name.into(),
+            source,
+        })?;
         match prog.attach(name) {
             Ok(_) => probes.push(ok("raw_tracepoint/sched_process_fork")),
             Err(e) => probes.push(skip("raw_tracepoint/sched_process_fork", e.to_string())),
         }
     }
-    attach_tp(&mut ebpf, "inet_sock_set_state", "sock", "inet_sock_set_state", &tfs, &mut probes)?;
+    attach_tp(
+        &mut ebpf,
+        "inet_sock_set_state",
+        "sock",
+        "inet_sock_set_state",
+        &tfs,
+        &mut probes,
+    )?;
 
     // Syscalls: decide which hooks are usable, publish their recipes, then attach.
-    let reference = SysLayout { nr: tp.sys_enter_nr, args: tp.sys_enter_args };
+    let reference = SysLayout {
+        nr: tp.sys_enter_nr,
+        args: tp.sys_enter_args,
+    };
     let mut usable = Vec::new();
     for h in syscalls::hooks() {
         let enter = format!("sys_enter_{}", h.tracepoint);
         let exit = format!("sys_exit_{}", h.tracepoint);
         let label = format!("tracepoint/syscalls/{}", h.tracepoint);
         if !tfs.exists("syscalls", &enter) || !tfs.exists("syscalls", &exit) {
-            probes.push(skip(&label, "tracepoint does not exist on this kernel (syscall not built in)".into()));
+            probes.push(skip(
+                &label,
+                "tracepoint does not exist on this kernel (syscall not built in)".into(),
+            ));
             continue;
         }
-        let same = tfs.format("syscalls", &enter).ok().and_then(|f| sys_enter_layout(&f)).filter(|(l, args)| {
-            l.nr == reference.nr && args_are_slots(args, reference.args)
-        });
+        let same = tfs
+            .format("syscalls", &enter)
+            .ok()
+            .and_then(|f| sys_enter_layout(&f))
+            .filter(|(l, args)| l.nr == reference.nr && args_are_slots(args, reference.args));
         if same.is_none() {
             probes.push(skip(&label, "unexpected sys_enter layout".into()));
             continue;
@@ -267,21 +332,37 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         usable.push(h);
     }
     {
-        let map = ebpf.map_mut(SYSCALLS_MAP).ok_or_else(|| LoadError::Missing(SYSCALLS_MAP.into()))?;
+        let map = ebpf
+            .map_mut(SYSCALLS_MAP)
+            .ok_or_else(|| LoadError::Missing(SYSCALLS_MAP.into()))?;
         let mut table: Array<_, SyscallDesc> =
-            Array::try_from(map).map_err(|source| LoadError::Map { name: SYSCALLS_MAP.into(), source })?;
+            Array::try_from(map).map_err(|source| LoadError::Map {
+                name: SYSCALLS_MAP.into(),
+                source,
+            })?;
         for h in &usable {
-            table.set(h.nr, h.desc, 0).map_err(|source| LoadError::Map { name: SYSCALLS_MAP.into(), source })?;
+            table
+                .set(h.nr, h.desc, 0)
+                .map_err(|source| LoadError::Map {
+                    name: SYSCALLS_MAP.into(),
+                    source,
+                })?;
         }
     }
     let mut attached = 0;
     for (prog_name, prefix) in [("sys_enter", "sys_enter_"), ("sys_exit", "sys_exit_")] {
         let prog: &mut TracePoint = program(&mut ebpf, prog_name)?;
-        prog.load().map_err(|source| LoadError::Program { name: prog_name.into(), source })?;
+        prog.load().map_err(|source| LoadError::Program {
+            name: prog_name.into(),
+            source,
+        })?;
         for h in &usable {
             let tp_name = format!("{prefix}{}", h.tracepoint);
             if let Err(e) = prog.attach("syscalls", &tp_name) {
-                probes.push(skip(&format!("tracepoint/syscalls/{tp_name}"), e.to_string()));
+                probes.push(skip(
+                    &format!("tracepoint/syscalls/{tp_name}"),
+                    e.to_string(),
+                ));
             } else if prefix == "sys_exit_" {
                 attached += 1;
             }
@@ -293,15 +374,24 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     if attached == 0 {
         return Err(LoadError::NothingAttached);
     }
-    Ok(Loaded { ebpf, probes, config })
+    Ok(Loaded {
+        ebpf,
+        probes,
+        config,
+    })
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, LoadError>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
 {
-    let prog = ebpf.program_mut(name).ok_or_else(|| LoadError::Missing(name.into()))?;
-    prog.try_into().map_err(|source| LoadError::Program { name: name.into(), source })
+    let prog = ebpf
+        .program_mut(name)
+        .ok_or_else(|| LoadError::Missing(name.into()))?;
+    prog.try_into().map_err(|source| LoadError::Program {
+        name: name.into(),
+        source,
+    })
 }
 
 fn attach_tp(
@@ -314,11 +404,17 @@ fn attach_tp(
 ) -> Result<(), LoadError> {
     let label = format!("tracepoint/{group}/{tp_name}");
     if !tfs.exists(group, tp_name) {
-        probes.push(skip(&label, "tracepoint does not exist on this kernel".into()));
+        probes.push(skip(
+            &label,
+            "tracepoint does not exist on this kernel".into(),
+        ));
         return Ok(());
     }
     let prog: &mut TracePoint = program(ebpf, prog_name)?;
-    prog.load().map_err(|source| LoadError::Program { name: prog_name.into(), source })?;
+    prog.load().map_err(|source| LoadError::Program {
+        name: prog_name.into(),
+        source,
+    })?;
     match prog.attach(group, tp_name) {
         Ok(_) => probes.push(ok(&label)),
         Err(e) => probes.push(skip(&label, e.to_string())),
@@ -332,7 +428,11 @@ pub fn log_probes(probes: &[ProbeStatus]) {
     for p in probes.iter().filter(|p| !p.attached) {
         warn!(probe = %p.probe, reason = p.reason.as_deref().unwrap_or(""), "probe skipped");
     }
-    info!(attached, skipped = probes.len() - attached, "kernel probes attached");
+    info!(
+        attached,
+        skipped = probes.len() - attached,
+        "kernel probes attached"
+    );
 }
 
 #[cfg(test)]
@@ -342,7 +442,8 @@ mod tests {
     #[test]
     fn syscall_layout_check() {
         let text = include_str!("../../tests/fixtures/tracefs/sys_enter_openat.format");
-        let f = tracefs::Format::parse("syscalls/sys_enter_openat", text, Path::new("x")).expect("parse");
+        let f = tracefs::Format::parse("syscalls/sys_enter_openat", text, Path::new("x"))
+            .expect("parse");
         let (layout, args) = sys_enter_layout(&f).expect("layout");
         assert_eq!(layout, SysLayout { nr: 8, args: 16 });
         assert!(args_are_slots(&args, 16));

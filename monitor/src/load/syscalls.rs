@@ -61,7 +61,11 @@ const fn stdio(mut x: SyscallDesc) -> SyscallDesc {
 
 macro_rules! hook {
     ($tp:literal, $nr:expr, $desc:expr) => {
-        Hook { tracepoint: $tp, nr: $nr as u32, desc: $desc }
+        Hook {
+            tracepoint: $tp,
+            nr: $nr as u32,
+            desc: $desc,
+        }
     };
 }
 
@@ -72,39 +76,155 @@ use Syscall as S;
 pub fn hooks() -> Vec<Hook> {
     let mut v = vec![
         hook!("openat", libc::SYS_openat, s1(d(K::Open, S::Openat), 1)),
-        hook!("openat2", libc::SYS_openat2, data(s1(d(K::Open, S::Openat2), 1), data_mode::FIXED, 2, NO_ARG, OPEN_HOW_LEN)),
-        hook!("unlinkat", libc::SYS_unlinkat, s1(d(K::Unlink, S::Unlinkat), 1)),
-        hook!("renameat", libc::SYS_renameat, s2(d(K::Rename, S::Renameat), 1, 3)),
-        hook!("renameat2", libc::SYS_renameat2, s2(d(K::Rename, S::Renameat2), 1, 3)),
-        hook!("fchmodat", libc::SYS_fchmodat, s1(d(K::Chmod, S::Fchmodat), 1)),
-        hook!("fchmodat2", libc::SYS_fchmodat2, s1(d(K::Chmod, S::Fchmodat2), 1)),
-        hook!("fchownat", libc::SYS_fchownat, s1(d(K::Chown, S::Fchownat), 1)),
-        hook!("symlinkat", libc::SYS_symlinkat, s2(d(K::Symlink, S::Symlinkat), 0, 2)),
+        hook!(
+            "openat2",
+            libc::SYS_openat2,
+            data(
+                s1(d(K::Open, S::Openat2), 1),
+                data_mode::FIXED,
+                2,
+                NO_ARG,
+                OPEN_HOW_LEN
+            )
+        ),
+        hook!(
+            "unlinkat",
+            libc::SYS_unlinkat,
+            s1(d(K::Unlink, S::Unlinkat), 1)
+        ),
+        hook!(
+            "renameat",
+            libc::SYS_renameat,
+            s2(d(K::Rename, S::Renameat), 1, 3)
+        ),
+        hook!(
+            "renameat2",
+            libc::SYS_renameat2,
+            s2(d(K::Rename, S::Renameat2), 1, 3)
+        ),
+        hook!(
+            "fchmodat",
+            libc::SYS_fchmodat,
+            s1(d(K::Chmod, S::Fchmodat), 1)
+        ),
+        hook!(
+            "fchmodat2",
+            libc::SYS_fchmodat2,
+            s1(d(K::Chmod, S::Fchmodat2), 1)
+        ),
+        hook!(
+            "fchownat",
+            libc::SYS_fchownat,
+            s1(d(K::Chown, S::Fchownat), 1)
+        ),
+        hook!(
+            "symlinkat",
+            libc::SYS_symlinkat,
+            s2(d(K::Symlink, S::Symlinkat), 0, 2)
+        ),
         hook!("linkat", libc::SYS_linkat, s2(d(K::Link, S::Linkat), 1, 3)),
         hook!("mkdirat", libc::SYS_mkdirat, s1(d(K::Mkdir, S::Mkdirat), 1)),
-        hook!("connect", libc::SYS_connect, data(d(K::Connect, S::Connect), data_mode::LEN_IN_ARG, 1, 2, 0)),
-        hook!("accept", libc::SYS_accept, data(d(K::Accept, S::Accept), data_mode::LEN_IN_USER_PTR, 1, 2, 0)),
-        hook!("accept4", libc::SYS_accept4, data(d(K::Accept, S::Accept4), data_mode::LEN_IN_USER_PTR, 1, 2, 0)),
-        hook!("bind", libc::SYS_bind, data(d(K::Bind, S::Bind), data_mode::LEN_IN_ARG, 1, 2, 0)),
+        hook!(
+            "connect",
+            libc::SYS_connect,
+            data(d(K::Connect, S::Connect), data_mode::LEN_IN_ARG, 1, 2, 0)
+        ),
+        hook!(
+            "accept",
+            libc::SYS_accept,
+            data(d(K::Accept, S::Accept), data_mode::LEN_IN_USER_PTR, 1, 2, 0)
+        ),
+        hook!(
+            "accept4",
+            libc::SYS_accept4,
+            data(
+                d(K::Accept, S::Accept4),
+                data_mode::LEN_IN_USER_PTR,
+                1,
+                2,
+                0
+            )
+        ),
+        hook!(
+            "bind",
+            libc::SYS_bind,
+            data(d(K::Bind, S::Bind), data_mode::LEN_IN_ARG, 1, 2, 0)
+        ),
         hook!("listen", libc::SYS_listen, d(K::Listen, S::Listen)),
         hook!("setuid", libc::SYS_setuid, creds(d(K::SetId, S::Setuid))),
         hook!("setgid", libc::SYS_setgid, creds(d(K::SetId, S::Setgid))),
-        hook!("setreuid", libc::SYS_setreuid, creds(d(K::SetId, S::Setreuid))),
-        hook!("setregid", libc::SYS_setregid, creds(d(K::SetId, S::Setregid))),
-        hook!("setresuid", libc::SYS_setresuid, creds(d(K::SetId, S::Setresuid))),
-        hook!("setresgid", libc::SYS_setresgid, creds(d(K::SetId, S::Setresgid))),
-        hook!("setfsuid", libc::SYS_setfsuid, creds(d(K::SetId, S::Setfsuid))),
-        hook!("setfsgid", libc::SYS_setfsgid, creds(d(K::SetId, S::Setfsgid))),
-        hook!("capset", libc::SYS_capset, creds(data(d(K::Capset, S::Capset), data_mode::FIXED, 1, NO_ARG, CAP_DATA_LEN))),
+        hook!(
+            "setreuid",
+            libc::SYS_setreuid,
+            creds(d(K::SetId, S::Setreuid))
+        ),
+        hook!(
+            "setregid",
+            libc::SYS_setregid,
+            creds(d(K::SetId, S::Setregid))
+        ),
+        hook!(
+            "setresuid",
+            libc::SYS_setresuid,
+            creds(d(K::SetId, S::Setresuid))
+        ),
+        hook!(
+            "setresgid",
+            libc::SYS_setresgid,
+            creds(d(K::SetId, S::Setresgid))
+        ),
+        hook!(
+            "setfsuid",
+            libc::SYS_setfsuid,
+            creds(d(K::SetId, S::Setfsuid))
+        ),
+        hook!(
+            "setfsgid",
+            libc::SYS_setfsgid,
+            creds(d(K::SetId, S::Setfsgid))
+        ),
+        hook!(
+            "capset",
+            libc::SYS_capset,
+            creds(data(
+                d(K::Capset, S::Capset),
+                data_mode::FIXED,
+                1,
+                NO_ARG,
+                CAP_DATA_LEN
+            ))
+        ),
         hook!("ptrace", libc::SYS_ptrace, d(K::Ptrace, S::Ptrace)),
-        hook!("init_module", libc::SYS_init_module, s1(d(K::ModuleLoad, S::InitModule), 2)),
-        hook!("finit_module", libc::SYS_finit_module, s1(d(K::ModuleLoad, S::FinitModule), 1)),
-        hook!("mount", libc::SYS_mount, data(s2(d(K::Mount, S::Mount), 0, 1), data_mode::STRING, 2, NO_ARG, FSTYPE_LEN)),
+        hook!(
+            "init_module",
+            libc::SYS_init_module,
+            s1(d(K::ModuleLoad, S::InitModule), 2)
+        ),
+        hook!(
+            "finit_module",
+            libc::SYS_finit_module,
+            s1(d(K::ModuleLoad, S::FinitModule), 1)
+        ),
+        hook!(
+            "mount",
+            libc::SYS_mount,
+            data(
+                s2(d(K::Mount, S::Mount), 0, 1),
+                data_mode::STRING,
+                2,
+                NO_ARG,
+                FSTYPE_LEN
+            )
+        ),
         // umount2(2) is SYSCALL_DEFINE2(umount, ...): its tracepoints are named `umount`.
         hook!("umount", libc::SYS_umount2, s1(d(K::Umount, S::Umount2), 0)),
         hook!("setns", libc::SYS_setns, d(K::Setns, S::Setns)),
         hook!("unshare", libc::SYS_unshare, d(K::Unshare, S::Unshare)),
-        hook!("memfd_create", libc::SYS_memfd_create, s1(d(K::MemfdCreate, S::MemfdCreate), 0)),
+        hook!(
+            "memfd_create",
+            libc::SYS_memfd_create,
+            s1(d(K::MemfdCreate, S::MemfdCreate), 0)
+        ),
         hook!("bpf", libc::SYS_bpf, d(K::Bpf, S::Bpf)),
         hook!("dup3", libc::SYS_dup3, stdio(d(K::Dup, S::Dup3))),
     ];
@@ -115,11 +235,19 @@ pub fn hooks() -> Vec<Hook> {
         hook!("creat", libc::SYS_creat, s1(d(K::Open, S::Creat), 0)),
         hook!("unlink", libc::SYS_unlink, s1(d(K::Unlink, S::Unlink), 0)),
         hook!("rmdir", libc::SYS_rmdir, s1(d(K::Unlink, S::Rmdir), 0)),
-        hook!("rename", libc::SYS_rename, s2(d(K::Rename, S::Rename), 0, 1)),
+        hook!(
+            "rename",
+            libc::SYS_rename,
+            s2(d(K::Rename, S::Rename), 0, 1)
+        ),
         hook!("chmod", libc::SYS_chmod, s1(d(K::Chmod, S::Chmod), 0)),
         hook!("chown", libc::SYS_chown, s1(d(K::Chown, S::Chown), 0)),
         hook!("lchown", libc::SYS_lchown, s1(d(K::Chown, S::Lchown), 0)),
-        hook!("symlink", libc::SYS_symlink, s2(d(K::Symlink, S::Symlink), 0, 1)),
+        hook!(
+            "symlink",
+            libc::SYS_symlink,
+            s2(d(K::Symlink, S::Symlink), 0, 1)
+        ),
         hook!("link", libc::SYS_link, s2(d(K::Link, S::Link), 0, 1)),
         hook!("mkdir", libc::SYS_mkdir, s1(d(K::Mkdir, S::Mkdir), 0)),
         hook!("dup2", libc::SYS_dup2, stdio(d(K::Dup, S::Dup2))),
@@ -134,12 +262,52 @@ pub fn call_from_u16(v: u16) -> Option<Syscall> {
 
 /// Every [`Syscall`] value.
 pub const ALL_CALLS: [Syscall; 47] = [
-    S::Open, S::Openat, S::Openat2, S::Creat, S::Unlink, S::Unlinkat, S::Rmdir, S::Rename,
-    S::Renameat, S::Renameat2, S::Chmod, S::Fchmodat, S::Fchmodat2, S::Chown, S::Lchown,
-    S::Fchownat, S::Symlink, S::Symlinkat, S::Link, S::Linkat, S::Mkdir, S::Mkdirat, S::Connect,
-    S::Accept, S::Accept4, S::Bind, S::Listen, S::Setuid, S::Setgid, S::Setreuid, S::Setregid,
-    S::Setresuid, S::Setresgid, S::Setfsuid, S::Setfsgid, S::Capset, S::Ptrace, S::InitModule,
-    S::FinitModule, S::Mount, S::Umount2, S::Setns, S::Unshare, S::MemfdCreate, S::Bpf, S::Dup2,
+    S::Open,
+    S::Openat,
+    S::Openat2,
+    S::Creat,
+    S::Unlink,
+    S::Unlinkat,
+    S::Rmdir,
+    S::Rename,
+    S::Renameat,
+    S::Renameat2,
+    S::Chmod,
+    S::Fchmodat,
+    S::Fchmodat2,
+    S::Chown,
+    S::Lchown,
+    S::Fchownat,
+    S::Symlink,
+    S::Symlinkat,
+    S::Link,
+    S::Linkat,
+    S::Mkdir,
+    S::Mkdirat,
+    S::Connect,
+    S::Accept,
+    S::Accept4,
+    S::Bind,
+    S::Listen,
+    S::Setuid,
+    S::Setgid,
+    S::Setreuid,
+    S::Setregid,
+    S::Setresuid,
+    S::Setresgid,
+    S::Setfsuid,
+    S::Setfsgid,
+    S::Capset,
+    S::Ptrace,
+    S::InitModule,
+    S::FinitModule,
+    S::Mount,
+    S::Umount2,
+    S::Setns,
+    S::Unshare,
+    S::MemfdCreate,
+    S::Bpf,
+    S::Dup2,
     S::Dup3,
 ];
 
@@ -208,12 +376,26 @@ mod tests {
         let mut nrs = HashSet::new();
         let mut calls = HashSet::new();
         for h in &hooks {
-            assert!(h.nr < monitor_common::MAX_SYSCALL_NR, "{} nr {}", h.tracepoint, h.nr);
+            assert!(
+                h.nr < monitor_common::MAX_SYSCALL_NR,
+                "{} nr {}",
+                h.tracepoint,
+                h.nr
+            );
             assert!(nrs.insert(h.nr), "duplicate nr for {}", h.tracepoint);
-            assert!(calls.insert(h.desc.call), "duplicate call for {}", h.tracepoint);
+            assert!(
+                calls.insert(h.desc.call),
+                "duplicate call for {}",
+                h.tracepoint
+            );
             let call = call_from_u16(h.desc.call).expect("known call");
             // The tracepoint is named after the syscall (umount2's is `umount`).
-            assert!(call_name(call).starts_with(h.tracepoint), "{} vs {:?}", h.tracepoint, call);
+            assert!(
+                call_name(call).starts_with(h.tracepoint),
+                "{} vs {:?}",
+                h.tracepoint,
+                call
+            );
             assert!(monitor_common::EventKind::from_u32(h.desc.kind).is_some());
         }
         let mut names = HashSet::new();

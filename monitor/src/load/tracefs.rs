@@ -12,14 +12,27 @@ pub const TRACEFS_CANDIDATES: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/d
 
 #[derive(Debug, Error)]
 pub enum TracefsError {
-    #[error("tracefs is not mounted (looked for events/ under {0:?}); mount it with `mount -t tracefs tracefs /sys/kernel/tracing`")]
+    #[error(
+        "tracefs is not mounted (looked for events/ under {0:?}); mount it with `mount -t tracefs tracefs /sys/kernel/tracing`"
+    )]
     NotMounted(Vec<String>),
     #[error("tracepoint {group}/{name} does not exist on this kernel ({path})")]
-    NoTracepoint { group: String, name: String, path: PathBuf },
+    NoTracepoint {
+        group: String,
+        name: String,
+        path: PathBuf,
+    },
     #[error("reading {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: line {line}: malformed field description: {text}")]
-    Malformed { path: PathBuf, line: usize, text: String },
+    Malformed {
+        path: PathBuf,
+        line: usize,
+        text: String,
+    },
     #[error("{tracepoint}: field `{field}` not found")]
     MissingField { tracepoint: String, field: String },
 }
@@ -47,7 +60,9 @@ impl Format {
         let mut fields = HashMap::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
-            let Some(rest) = line.strip_prefix("field:") else { continue };
+            let Some(rest) = line.strip_prefix("field:") else {
+                continue;
+            };
             let bad = || TracefsError::Malformed {
                 path: origin.to_path_buf(),
                 line: i + 1,
@@ -69,15 +84,20 @@ impl Format {
             let (decl, fname) = split_decl(decl_name).ok_or_else(bad)?;
             fields.insert(fname, Field { decl, offset, size });
         }
-        Ok(Format { name: name.to_string(), fields })
+        Ok(Format {
+            name: name.to_string(),
+            fields,
+        })
     }
 
     /// The field named `name`.
     pub fn field(&self, name: &str) -> Result<&Field, TracefsError> {
-        self.fields.get(name).ok_or_else(|| TracefsError::MissingField {
-            tracepoint: self.name.clone(),
-            field: name.to_string(),
-        })
+        self.fields
+            .get(name)
+            .ok_or_else(|| TracefsError::MissingField {
+                tracepoint: self.name.clone(),
+                field: name.to_string(),
+            })
     }
 
     /// Offset of `name`, if the kernel has that field.
@@ -113,10 +133,14 @@ impl Tracefs {
     pub fn find() -> Result<Tracefs, TracefsError> {
         for c in TRACEFS_CANDIDATES {
             if Path::new(c).join("events").is_dir() {
-                return Ok(Tracefs { root: PathBuf::from(c) });
+                return Ok(Tracefs {
+                    root: PathBuf::from(c),
+                });
             }
         }
-        Err(TracefsError::NotMounted(TRACEFS_CANDIDATES.iter().map(|s| s.to_string()).collect()))
+        Err(TracefsError::NotMounted(
+            TRACEFS_CANDIDATES.iter().map(|s| s.to_string()).collect(),
+        ))
     }
 
     /// Uses the tracefs mounted at `root`.
@@ -144,8 +168,10 @@ impl Tracefs {
             });
         }
         let path = dir.join("format");
-        let text = std::fs::read_to_string(&path)
-            .map_err(|source| TracefsError::Read { path: path.clone(), source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| TracefsError::Read {
+            path: path.clone(),
+            source,
+        })?;
         Format::parse(&format!("{group}/{name}"), &text, &path)
     }
 }

@@ -64,7 +64,11 @@ pub fn ns_to_ticks(ns: u64, clk_tck: u64) -> u64 {
 pub fn process_id(boot_id: &str, pid: u32, start_ticks: u64) -> String {
     // FNV-1a 64: fast, stable across releases, and good enough to tell processes apart.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in boot_id.bytes().chain(pid.to_le_bytes()).chain(start_ticks.to_le_bytes()) {
+    for b in boot_id
+        .bytes()
+        .chain(pid.to_le_bytes())
+        .chain(start_ticks.to_le_bytes())
+    {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -135,7 +139,11 @@ impl<S: ProcSource> ProcessTable<S> {
     /// The entry for (pid, start), creating it from /proc (or as unknown) when the table has no
     /// matching entry: a stale entry of a previous process with the same pid is replaced.
     pub fn get_or_load(&mut self, pid: u32, start_ns: u64) -> &ProcInfo {
-        let start = if start_ns == 0 { None } else { Some(self.ticks(start_ns)) };
+        let start = if start_ns == 0 {
+            None
+        } else {
+            Some(self.ticks(start_ns))
+        };
         let stale = match (self.procs.get(&pid), start) {
             (None, _) => true,
             (Some(p), Some(s)) => p.start_ticks != s,
@@ -163,7 +171,13 @@ impl<S: ProcSource> ProcessTable<S> {
     }
 
     /// A process forked: the child starts as a copy of its parent.
-    pub fn on_fork(&mut self, parent_pid: u32, parent_start_ns: u64, child_pid: u32, child_start_ns: u64) {
+    pub fn on_fork(
+        &mut self,
+        parent_pid: u32,
+        parent_start_ns: u64,
+        child_pid: u32,
+        child_start_ns: u64,
+    ) {
         let parent = self.get_or_load(parent_pid, parent_start_ns).clone();
         let child = ProcInfo {
             pid: child_pid,
@@ -177,14 +191,17 @@ impl<S: ProcSource> ProcessTable<S> {
     }
 
     /// A process replaced its image.
-    pub fn on_exec(&mut self, pid: u32, start_ns: u64, ppid: u32, filename: &str, args: Vec<String>) {
+    pub fn on_exec(
+        &mut self,
+        pid: u32,
+        start_ns: u64,
+        ppid: u32,
+        filename: &str,
+        args: Vec<String>,
+    ) {
         let cwd = self.source.cwd(pid);
         let start_ticks = self.ticks(start_ns);
-        let parent_start = self
-            .procs
-            .get(&ppid)
-            .map(|p| p.start_ticks)
-            .unwrap_or(0);
+        let parent_start = self.procs.get(&ppid).map(|p| p.start_ticks).unwrap_or(0);
         let entry = self.get_or_load(pid, start_ns).clone();
         let keep_parent = entry.ppid == ppid && entry.parent_start != 0;
         self.procs.insert(
@@ -192,7 +209,11 @@ impl<S: ProcSource> ProcessTable<S> {
             ProcInfo {
                 pid,
                 ppid,
-                parent_start: if keep_parent { entry.parent_start } else { parent_start },
+                parent_start: if keep_parent {
+                    entry.parent_start
+                } else {
+                    parent_start
+                },
                 start_ticks,
                 exe: filename.to_string(),
                 args,
@@ -206,11 +227,11 @@ impl<S: ProcSource> ProcessTable<S> {
     /// The last thread of a process exited.
     pub fn on_exit(&mut self, pid: u32, start_ns: u64, now: Instant) {
         let start = self.ticks(start_ns);
-        if let Some(p) = self.procs.get_mut(&pid) {
-            if start_ns == 0 || p.start_ticks == start {
-                p.exited = Some(now);
-                self.exited.push_back((pid, p.start_ticks, now));
-            }
+        if let Some(p) = self.procs.get_mut(&pid)
+            && (start_ns == 0 || p.start_ticks == start)
+        {
+            p.exited = Some(now);
+            self.exited.push_back((pid, p.start_ticks, now));
         }
         self.sweep(now);
     }
@@ -223,12 +244,13 @@ impl<S: ProcSource> ProcessTable<S> {
                 break;
             }
             self.exited.pop_front();
-            if let Some(p) = self.procs.get(&pid) {
-                if p.start_ticks == start && p.exited.is_some() {
-                    self.procs.remove(&pid);
-                    if full {
-                        self.evicted_early += 1;
-                    }
+            if let Some(p) = self.procs.get(&pid)
+                && p.start_ticks == start
+                && p.exited.is_some()
+            {
+                self.procs.remove(&pid);
+                if full {
+                    self.evicted_early += 1;
                 }
             }
         }
@@ -242,9 +264,13 @@ impl<S: ProcSource> ProcessTable<S> {
     /// reused.
     pub fn ancestry(&self, pid: u32, depth: usize) -> Vec<Ancestor> {
         let mut out = Vec::new();
-        let Some(mut cur) = self.procs.get(&pid) else { return out };
+        let Some(mut cur) = self.procs.get(&pid) else {
+            return out;
+        };
         while out.len() < depth && cur.ppid != 0 {
-            let Some(parent) = self.procs.get(&cur.ppid) else { break };
+            let Some(parent) = self.procs.get(&cur.ppid) else {
+                break;
+            };
             if cur.parent_start != 0 && parent.start_ticks != cur.parent_start {
                 break;
             }
@@ -305,7 +331,9 @@ mod tests {
     fn table() -> ProcessTable<FakeProc> {
         let src = FakeProc::default();
         src.procs.borrow_mut().insert(1, p(1, 0, 1, "/sbin/init"));
-        src.procs.borrow_mut().insert(10, p(10, 1, 5, "/usr/sbin/sshd"));
+        src.procs
+            .borrow_mut()
+            .insert(10, p(10, 1, 5, "/usr/sbin/sshd"));
         let mut t = ProcessTable::new(src, "boot".into(), 100);
         assert_eq!(t.seed(), 2);
         t
@@ -318,7 +346,13 @@ mod tests {
         assert_eq!(t.get(20).expect("child").exe, "/usr/sbin/sshd");
         t.on_exec(20, 7 * TICK, 10, "/bin/bash", vec!["bash".into()]);
         t.on_fork(20, 7 * TICK, 30, 8 * TICK);
-        t.on_exec(30, 8 * TICK, 20, "/usr/bin/curl", vec!["curl".into(), "x".into()]);
+        t.on_exec(
+            30,
+            8 * TICK,
+            20,
+            "/usr/bin/curl",
+            vec!["curl".into(), "x".into()],
+        );
         let a = t.ancestry(30, 8);
         let exes: Vec<_> = a.iter().map(|a| a.exe.as_str()).collect();
         assert_eq!(exes, ["/bin/bash", "/usr/sbin/sshd", "/sbin/init"]);

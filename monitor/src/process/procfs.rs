@@ -11,7 +11,9 @@ pub struct Procfs {
 
 impl Default for Procfs {
     fn default() -> Self {
-        Procfs { root: PathBuf::from("/proc") }
+        Procfs {
+            root: PathBuf::from("/proc"),
+        }
     }
 }
 
@@ -30,7 +32,9 @@ pub fn split_cmdline(b: &[u8]) -> Vec<String> {
     if b.is_empty() {
         return Vec::new();
     }
-    b.split(|&c| c == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
+    b.split(|&c| c == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
 }
 
 impl ProcSource for Procfs {
@@ -38,8 +42,12 @@ impl ProcSource for Procfs {
         let dir = self.root.join(pid.to_string());
         let stat = fs::read_to_string(dir.join("stat")).ok()?;
         let (ppid, start_ticks) = parse_stat(&stat)?;
-        let exe = fs::read_link(dir.join("exe")).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-        let args = fs::read(dir.join("cmdline")).map(|b| split_cmdline(&b)).unwrap_or_default();
+        let exe = fs::read_link(dir.join("exe"))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let args = fs::read(dir.join("cmdline"))
+            .map(|b| split_cmdline(&b))
+            .unwrap_or_default();
         Some(ProcInfo {
             pid,
             ppid,
@@ -61,7 +69,10 @@ impl ProcSource for Procfs {
 
     fn all_pids(&self) -> Vec<u32> {
         fs::read_dir(&self.root)
-            .map(|rd| rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -72,7 +83,8 @@ mod tests {
 
     #[test]
     fn stat_with_awkward_comm() {
-        let s = "1234 (a) b (c)) S 77 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 100";
+        let s =
+            "1234 (a) b (c)) S 77 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 100";
         assert_eq!(parse_stat(s), Some((77, 98765)));
         assert_eq!(parse_stat("garbage"), None);
         assert_eq!(parse_stat("1 (x) S"), None);
@@ -80,7 +92,9 @@ mod tests {
 
     #[test]
     fn reads_this_process() {
-        let p = Procfs::default().read(std::process::id()).expect("own /proc entry");
+        let p = Procfs::default()
+            .read(std::process::id())
+            .expect("own /proc entry");
         assert!(p.start_ticks > 0);
         assert!(!p.exe.is_empty());
         assert_eq!(split_cmdline(b"a\0\0b\0"), vec!["a", "", "b"]);

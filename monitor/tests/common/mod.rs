@@ -30,7 +30,11 @@ pub fn require_root(test: &str) -> bool {
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
 fn unique(tag: &str) -> String {
-    format!("monitor-test-{tag}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "monitor-test-{tag}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A temporary directory removed on drop.
@@ -75,7 +79,8 @@ impl TestCgroup {
 
     /// A command that moves itself into this cgroup before exec.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let procs = CString::new(self.path.join("cgroup.procs").to_string_lossy().as_bytes()).expect("path");
+        let procs = CString::new(self.path.join("cgroup.procs").to_string_lossy().as_bytes())
+            .expect("path");
         let mut cmd = Command::new(program);
         // SAFETY: only async-signal-safe calls (open, write, close) between fork and exec.
         unsafe {
@@ -86,7 +91,11 @@ impl TestCgroup {
                 }
                 let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
                 libc::close(fd);
-                if ok { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+                if ok {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
             });
         }
         cmd
@@ -130,15 +139,22 @@ impl Agent {
             .stdin(Stdio::null())
             .spawn()
             .expect("start monitor");
-        let mut agent = Agent { child: Some(child), dir };
+        let mut agent = Agent {
+            child: Some(child),
+            dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while !ready.exists() {
-            if let Some(c) = agent.child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    panic!("monitor exited early ({status}): {}", agent.stderr());
-                }
+            if let Some(c) = agent.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                panic!("monitor exited early ({status}): {}", agent.stderr());
             }
-            assert!(Instant::now() < deadline, "monitor not ready in 60 s: {}", agent.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "monitor not ready in 60 s: {}",
+                agent.stderr()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         agent
@@ -165,8 +181,13 @@ impl Agent {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l}: {e}")))
             .collect();
-        let stats = std::fs::read_to_string(self.dir.path().join("stats.json")).expect("stats.json");
-        Output { events, stats: serde_json::from_str(&stats).expect("stats JSON"), stderr }
+        let stats =
+            std::fs::read_to_string(self.dir.path().join("stats.json")).expect("stats.json");
+        Output {
+            events,
+            stats: serde_json::from_str(&stats).expect("stats JSON"),
+            stderr,
+        }
     }
 }
 
@@ -182,7 +203,10 @@ impl Drop for Agent {
 /// Runs a command to completion, returning its stdout.
 pub fn run(mut cmd: Command) -> String {
     let out = cmd.output().expect("run command");
-    assert!(out.status.success() || out.status.code().is_some(), "command killed: {cmd:?}");
+    assert!(
+        out.status.success() || out.status.code().is_some(),
+        "command killed: {cmd:?}"
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -190,7 +214,16 @@ pub fn run(mut cmd: Command) -> String {
 /// private /proc.
 pub fn in_namespaces(cg: &TestCgroup, program: &str, args: &[&str]) -> Command {
     let mut cmd = cg.command("unshare");
-    cmd.args(["--pid", "--fork", "--mount", "--net", "--mount-proc", "--propagation", "private", program]);
+    cmd.args([
+        "--pid",
+        "--fork",
+        "--mount",
+        "--net",
+        "--mount-proc",
+        "--propagation",
+        "private",
+        program,
+    ]);
     cmd.args(args);
     cmd
 }
@@ -201,10 +234,21 @@ pub fn trigger() -> &'static str {
 
 /// Events of `kind` from cgroup `cg`.
 pub fn of_kind<'a>(events: &'a [Value], kind: &str, cg: u64) -> Vec<&'a Value> {
-    events.iter().filter(|e| e["kind"] == kind && e["cgroup_id"] == cg).collect()
+    events
+        .iter()
+        .filter(|e| e["kind"] == kind && e["cgroup_id"] == cg)
+        .collect()
 }
 
 /// The single file/network/privilege event of `syscall` from `cg`, by its detail section.
-pub fn by_syscall<'a>(events: &'a [Value], section: &str, syscall: &str, cg: u64) -> Vec<&'a Value> {
-    events.iter().filter(|e| e["cgroup_id"] == cg && e[section]["syscall"] == syscall).collect()
+pub fn by_syscall<'a>(
+    events: &'a [Value],
+    section: &str,
+    syscall: &str,
+    cg: u64,
+) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| e["cgroup_id"] == cg && e[section]["syscall"] == syscall)
+        .collect()
 }
