@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::{
     capture::decode::{Payload, RawEvent},
+    enrich::Attribution,
     load::syscalls::call_name,
     process::{Ancestor, ProcSource, ProcessTable, Source},
 };
@@ -20,6 +21,9 @@ pub struct Event {
     pub process: ProcessView,
     /// cgroup2 id of the task (inode number of its cgroup directory).
     pub cgroup_id: u64,
+    /// `container`, `pod` and `metadata` (how complete they are).
+    #[serde(flatten)]
+    pub attribution: Attribution,
     #[serde(flatten)]
     pub detail: Detail,
 }
@@ -352,6 +356,7 @@ pub fn enrich<S: ProcSource>(
         node: node.node.clone(),
         process,
         cgroup_id: h.cgroup_id,
+        attribution: Attribution::host(),
         detail,
     }
 }

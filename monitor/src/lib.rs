@@ -2,8 +2,10 @@
 //! and turns each event into an enriched record.
 pub mod capture;
 pub mod decode_net;
+pub mod enrich;
 pub mod event;
 pub mod load;
 pub mod metrics;
+pub mod pipeline;
 pub mod process;
 pub mod trace;

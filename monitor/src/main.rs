@@ -66,6 +66,13 @@ struct TraceArgs {
     /// Create this file once probes are attached and the process table is seeded.
     #[arg(long)]
     ready_file: Option<PathBuf>,
+    /// Container runtime (CRI) socket; default: the first of /run/containerd/containerd.sock,
+    /// /run/crio/crio.sock, /run/k3s/containerd/containerd.sock, /run/cri-dockerd.sock that exists.
+    #[arg(long, env = "MONITOR_CRI_SOCKET")]
+    cri_socket: Option<PathBuf>,
+    /// Milliseconds the events of a new container may wait for its pod metadata.
+    #[arg(long, env = "MONITOR_METADATA_HOLD_MS", default_value_t = 1000)]
+    metadata_hold_ms: u64,
 }
 
 async fn shutdown_signal() {
@@ -121,6 +128,8 @@ fn main() -> anyhow::Result<()> {
                 node: a.node,
                 stats_json: a.stats_json,
                 ready_file: a.ready_file,
+                cri_socket: a.cri_socket,
+                metadata_hold: std::time::Duration::from_millis(a.metadata_hold_ms),
             };
             rt.block_on(trace::run(opts, std::io::stdout(), shutdown_signal()))
                 .context("monitor trace")?;

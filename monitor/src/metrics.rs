@@ -18,6 +18,10 @@ pub struct Metrics {
     pub decode_errors: IntCounterVec,
     /// Kernel-side conditions that are not drops (stash misses...).
     pub kernel_misc: IntCounterVec,
+    /// Container metadata cache lookups, by result (`hit`, `miss`).
+    pub enrich: IntCounterVec,
+    /// Container metadata lookups that failed, by reason.
+    pub enrich_failures: IntCounterVec,
 }
 
 impl Metrics {
@@ -51,6 +55,16 @@ impl Metrics {
                 "monitor_kernel_conditions_total",
                 "Kernel-side conditions that are not drops.",
                 &["condition"],
+            ),
+            enrich: mk(
+                "monitor_enrich_lookups_total",
+                "Container metadata cache lookups.",
+                &["result"],
+            ),
+            enrich_failures: mk(
+                "monitor_enrich_failures_total",
+                "Container metadata lookups that failed.",
+                &["reason"],
             ),
             registry,
         }

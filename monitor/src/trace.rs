@@ -14,9 +14,11 @@ use crate::{
     capture::{
         self, CaptureError, CaptureMaps, KernelCountsExporter, decode::RawEvent, kind_by_name,
     },
-    event::{Event, NodeContext, enrich},
+    enrich::{self, Attributor, AttributorConfig},
+    event::{Event, NodeContext},
     load::{self, LoadError, LoadOptions},
     metrics::{Metrics, Summary},
+    pipeline::EnrichStage,
     process::{ProcessTable, procfs::Procfs},
 };
 
@@ -48,7 +50,7 @@ pub enum TraceError {
 }
 
 /// What to capture and print.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct TraceOptions {
     pub load: LoadOptions,
     /// cgroup2 directories to capture exclusively (resolved to ids for the kernel filter).
@@ -60,6 +62,10 @@ pub struct TraceOptions {
     pub node: Option<String>,
     pub stats_json: Option<PathBuf>,
     pub ready_file: Option<PathBuf>,
+    /// CRI socket; `None` probes the usual locations.
+    pub cri_socket: Option<PathBuf>,
+    /// How long events of a new container wait for its metadata.
+    pub metadata_hold: Duration,
 }
 
 /// Decides which enriched events are printed.
@@ -151,23 +157,21 @@ pub async fn run<W: Write + Send + 'static>(
     let seeded = table.seed();
     info!(processes = seeded, node = %node.node, "process table seeded from /proc");
 
-    let (tx, mut rx) = mpsc::channel::<RawEvent>(opts.queue.max(1024));
+    let (tx, rx) = mpsc::channel::<RawEvent>(opts.queue.max(1024));
     let (stop_tx, stop_rx) = watch::channel(false);
     let reader = tokio::spawn(capture::read_ring(ring, tx, metrics.clone(), stop_rx));
-    let processor = tokio::task::spawn_blocking(move || -> Result<(), std::io::Error> {
-        let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
-        while let Some(ev) = rx.blocking_recv() {
-            let e = enrich(&ev, &mut table, &node);
-            if filter.matches(&e) {
-                serde_json::to_writer(&mut out, &e).map_err(std::io::Error::other)?;
-                out.write_all(b"\n")?;
-            }
-            if rx.is_empty() {
-                out.flush()?;
-            }
-        }
-        out.flush()
-    });
+    let (req_tx, req_rx) = mpsc::channel::<String>(4096);
+    let (res_tx, res_rx) = mpsc::channel(4096);
+    let resolver = tokio::spawn(enrich::resolver(opts.cri_socket.clone(), req_rx, res_tx));
+    let stage = EnrichStage {
+        table,
+        attributor: Attributor::new(AttributorConfig::default(), req_tx, metrics.clone()),
+        node,
+        filter,
+        out: std::io::BufWriter::with_capacity(1 << 16, out),
+        hold: opts.metadata_hold,
+    };
+    let processor = tokio::spawn(stage.run(rx, res_rx));
 
     if let Some(path) = &opts.ready_file {
         std::fs::write(path, b"ready\n").map_err(|source| TraceError::Write {
@@ -206,6 +210,7 @@ pub async fn run<W: Write + Send + 'static>(
     let _ = stop_tx.send(true);
     reader.await??;
     processor.await?.map_err(TraceError::Output)?;
+    resolver.abort();
     let kernel = capture::kernel_counts(&stats, &misc)?;
     exporter.update(&metrics, &kernel);
     let summary = Summary::collect(&metrics, kernel);

@@ -1,0 +1,862 @@
+//! Container and pod attribution: cgroup -> container id (from the cgroup path) -> container,
+//! image and pod metadata (from the runtime over CRI), cached, never blocking the pipeline.
+//!
+//! The [`Attributor`] answers synchronously from its cache; a miss sends the container id to the
+//! [`resolver`] task and the event is held by the caller until the answer comes back (or a hold
+//! deadline passes, when it goes out marked `pending`).
+pub mod cgroup;
+pub mod cri;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use self::{
+    cgroup::{ContainerRef, Runtime},
+    cri::{CriClient, CriError},
+};
+use crate::metrics::Metrics;
+
+/// Container facts from the runtime.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ContainerMeta {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub image_digest: String,
+    /// True for a pod's sandbox (pause) container.
+    pub sandbox: bool,
+    /// Runtime name reported over CRI.
+    #[serde(skip)]
+    pub runtime: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(skip)]
+    pub pod: Option<Arc<PodMeta>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PodMeta {
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+    pub labels: BTreeMap<String, String>,
+    pub workload: Option<Workload>,
+}
+
+/// The controller that owns a pod, inferred from the labels the controllers set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Workload {
+    pub kind: &'static str,
+    pub name: String,
+}
+
+/// Infers the owning workload of a pod from its name and labels (no API server needed).
+pub fn workload_of(
+    pod: &str,
+    labels: &BTreeMap<String, String>,
+    _annotations: &BTreeMap<String, String>,
+) -> Option<Workload> {
+    let label = |k: &str| labels.get(k).map(String::as_str);
+    let strip_last = |s: &str| s.rsplit_once('-').map(|(a, _)| a.to_string());
+    if let Some(job) = label("batch.kubernetes.io/job-name").or(label("job-name")) {
+        return Some(Workload {
+            kind: "Job",
+            name: job.to_string(),
+        });
+    }
+    if label("statefulset.kubernetes.io/pod-name").is_some() {
+        return strip_last(pod).map(|name| Workload {
+            kind: "StatefulSet",
+            name,
+        });
+    }
+    if let Some(hash) = label("pod-template-hash") {
+        let suffix = format!("-{hash}-");
+        return pod.rfind(&suffix).map(|i| Workload {
+            kind: "Deployment",
+            name: pod[..i].to_string(),
+        });
+    }
+    if label("controller-revision-hash").is_some() && label("pod-template-generation").is_some() {
+        return strip_last(pod).map(|name| Workload {
+            kind: "DaemonSet",
+            name,
+        });
+    }
+    None
+}
+
+/// How complete an event's container/pod metadata is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Complete,
+    Pending,
+    Missing,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MetadataStatus {
+    pub status: Status,
+    /// `host` or `container`.
+    pub scope: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The container part of an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerView {
+    pub id: String,
+    pub runtime: String,
+    #[serde(flatten)]
+    pub meta: Option<Arc<ContainerMeta>>,
+}
+
+/// What an event says about where it ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attribution {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<Arc<PodMeta>>,
+    pub metadata: MetadataStatus,
+}
+
+impl Attribution {
+    pub fn host() -> Attribution {
+        Attribution {
+            container: None,
+            pod: None,
+            metadata: MetadataStatus {
+                status: Status::Complete,
+                scope: "host",
+                reason: None,
+            },
+        }
+    }
+}
+
+/// Result of a cache lookup.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    /// Final for now: host, complete, or missing.
+    Ready(Attribution),
+    /// Being resolved: hold the event until [`Attributor::resolved`] names this id.
+    Pending(String),
+}
+
+enum Entry {
+    Pending {
+        runtime: Runtime,
+        since: Instant,
+    },
+    Ready {
+        runtime: Runtime,
+        meta: Arc<ContainerMeta>,
+        last_seen: Instant,
+    },
+    Failed {
+        runtime: Runtime,
+        reason: String,
+        last_seen: Instant,
+    },
+}
+
+/// How the containers of a cgroup2 id are found.
+#[derive(Debug, Clone)]
+enum CgroupInfo {
+    Known(Option<ContainerRef>),
+    /// The runtime uses cgroup v1 only: the cgroup2 id is shared, ask per process.
+    PerProcess,
+}
+
+/// Settings of attribution.
+#[derive(Debug, Clone)]
+pub struct AttributorConfig {
+    /// Where /proc is (the host's).
+    pub proc_root: PathBuf,
+    /// Where cgroup2 is mounted (searched by inode when a process is already gone).
+    pub cgroup2_root: PathBuf,
+    /// Entries not seen for this long are forgotten (their containers have ended).
+    pub ttl: Duration,
+    /// A failed lookup is retried after this long.
+    pub retry_after: Duration,
+}
+
+impl Default for AttributorConfig {
+    fn default() -> Self {
+        let cgroup2_root = if Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
+            PathBuf::from("/sys/fs/cgroup/unified")
+        } else {
+            PathBuf::from("/sys/fs/cgroup")
+        };
+        AttributorConfig {
+            proc_root: PathBuf::from("/proc"),
+            cgroup2_root,
+            ttl: Duration::from_secs(600),
+            retry_after: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The attribution cache, owned by the enrichment stage.
+pub struct Attributor {
+    cfg: AttributorConfig,
+    cgroups: HashMap<u64, CgroupInfo>,
+    per_pid: HashMap<u32, Option<ContainerRef>>,
+    containers: HashMap<String, Entry>,
+    requests: mpsc::Sender<String>,
+    metrics: Metrics,
+}
+
+impl Attributor {
+    pub fn new(
+        cfg: AttributorConfig,
+        requests: mpsc::Sender<String>,
+        metrics: Metrics,
+    ) -> Attributor {
+        Attributor {
+            cfg,
+            cgroups: HashMap::new(),
+            per_pid: HashMap::new(),
+            containers: HashMap::new(),
+            requests,
+            metrics,
+        }
+    }
+
+    fn read_proc_cgroup(&self, pid: u32) -> Option<Vec<cgroup::ProcCgroup>> {
+        std::fs::read_to_string(self.cfg.proc_root.join(pid.to_string()).join("cgroup"))
+            .ok()
+            .map(|t| cgroup::parse_proc_cgroup(&t))
+    }
+
+    /// Finds the cgroup2 directory whose inode is `id` (bounded walk), as a path below the root.
+    fn path_of_cgroup_id(&self, id: u64) -> Option<String> {
+        let mut stack = vec![(self.cfg.cgroup2_root.clone(), 0u32)];
+        let mut seen = 0usize;
+        while let Some((dir, depth)) = stack.pop() {
+            seen += 1;
+            if seen > 100_000 {
+                return None;
+            }
+            if std::fs::metadata(&dir).map(|m| m.ino()).ok() == Some(id) {
+                let rel = dir.strip_prefix(&self.cfg.cgroup2_root).ok()?;
+                return Some(format!("/{}", rel.display()));
+            }
+            if depth < 10
+                && let Ok(rd) = std::fs::read_dir(&dir)
+            {
+                stack.extend(
+                    rd.filter_map(Result::ok)
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .map(|e| (e.path(), depth + 1)),
+                );
+            }
+        }
+        None
+    }
+
+    /// The container (if any) of a task, from its cgroup id and pid.
+    pub fn container_ref(&mut self, cgroup_id: u64, pid: u32) -> Option<ContainerRef> {
+        match self.cgroups.get(&cgroup_id) {
+            Some(CgroupInfo::Known(r)) => return r.clone(),
+            Some(CgroupInfo::PerProcess) => {
+                if let Some(r) = self.per_pid.get(&pid) {
+                    return r.clone();
+                }
+                let r = self
+                    .read_proc_cgroup(pid)
+                    .and_then(|l| cgroup::container_of_process(&l));
+                self.per_pid.insert(pid, r.clone());
+                return r;
+            }
+            None => {}
+        }
+        let info = match self.read_proc_cgroup(pid) {
+            Some(lines) => {
+                let v2 = lines
+                    .iter()
+                    .find(|l| l.hierarchy == 0)
+                    .and_then(|l| cgroup::parse(&l.path));
+                match v2 {
+                    Some(r) => CgroupInfo::Known(Some(r)),
+                    None if cgroup::container_of_process(&lines).is_some() => {
+                        CgroupInfo::PerProcess
+                    }
+                    None => CgroupInfo::Known(None),
+                }
+            }
+            // The process is gone already: find its cgroup by id instead.
+            None => CgroupInfo::Known(
+                self.path_of_cgroup_id(cgroup_id)
+                    .and_then(|p| cgroup::parse(&p)),
+            ),
+        };
+        self.cgroups.insert(cgroup_id, info);
+        self.container_ref(cgroup_id, pid)
+    }
+
+    /// A process exited: forget its per-process entry.
+    pub fn forget_pid(&mut self, pid: u32) {
+        self.per_pid.remove(&pid);
+    }
+
+    /// Attribution of an event, from the cache; a miss starts a lookup.
+    pub fn lookup(&mut self, cgroup_id: u64, pid: u32, now: Instant) -> Lookup {
+        let Some(r) = self.container_ref(cgroup_id, pid) else {
+            return Lookup::Ready(Attribution::host());
+        };
+        let retry_after = self.cfg.retry_after;
+        let stale_failure = matches!(self.containers.get(&r.id), Some(Entry::Failed { last_seen, .. }) if now.duration_since(*last_seen) >= retry_after);
+        match self.containers.get_mut(&r.id) {
+            Some(Entry::Ready {
+                meta,
+                last_seen,
+                runtime,
+            }) => {
+                *last_seen = now;
+                self.metrics.enrich.with_label_values(&["hit"]).inc();
+                return Lookup::Ready(ready(&r.id, *runtime, meta));
+            }
+            Some(Entry::Pending { .. }) => return Lookup::Pending(r.id),
+            Some(Entry::Failed {
+                reason, runtime, ..
+            }) if !stale_failure => {
+                return Lookup::Ready(missing(&r.id, *runtime, reason.clone()));
+            }
+            _ => {}
+        }
+        self.metrics.enrich.with_label_values(&["miss"]).inc();
+        if r.runtime == Runtime::Podman || r.runtime == Runtime::Docker && r.pod_uid.is_none() {
+            // Not CRI-managed: there is no CRI metadata to ask for.
+            let reason = format!(
+                "{} container outside Kubernetes: no CRI metadata",
+                r.runtime.name()
+            );
+            self.containers.insert(
+                r.id.clone(),
+                Entry::Failed {
+                    runtime: r.runtime,
+                    reason: reason.clone(),
+                    last_seen: now,
+                },
+            );
+            return Lookup::Ready(missing(&r.id, r.runtime, reason));
+        }
+        match self.requests.try_send(r.id.clone()) {
+            Ok(()) => {
+                self.containers.insert(
+                    r.id.clone(),
+                    Entry::Pending {
+                        runtime: r.runtime,
+                        since: now,
+                    },
+                );
+                Lookup::Pending(r.id)
+            }
+            Err(_) => {
+                self.metrics
+                    .enrich_failures
+                    .with_label_values(&["queue_full"])
+                    .inc();
+                Lookup::Ready(missing(
+                    &r.id,
+                    r.runtime,
+                    "metadata lookup queue full".into(),
+                ))
+            }
+        }
+    }
+
+    /// Records the answer for a container id.
+    pub fn resolved(&mut self, id: &str, result: Result<ContainerMeta, CriError>, now: Instant) {
+        let runtime = match self.containers.get(id) {
+            Some(
+                Entry::Pending { runtime, .. }
+                | Entry::Ready { runtime, .. }
+                | Entry::Failed { runtime, .. },
+            ) => *runtime,
+            None => Runtime::Unknown,
+        };
+        let entry = match result {
+            Ok(meta) => Entry::Ready {
+                runtime,
+                meta: Arc::new(meta),
+                last_seen: now,
+            },
+            Err(e) => {
+                self.metrics
+                    .enrich_failures
+                    .with_label_values(&[e.reason()])
+                    .inc();
+                Entry::Failed {
+                    runtime,
+                    reason: e.to_string(),
+                    last_seen: now,
+                }
+            }
+        };
+        self.containers.insert(id.to_string(), entry);
+    }
+
+    /// Current attribution of a container id (after [`Attributor::resolved`], or at a hold
+    /// deadline, when it is still pending).
+    pub fn current(&self, id: &str) -> Attribution {
+        match self.containers.get(id) {
+            Some(Entry::Ready { runtime, meta, .. }) => ready(id, *runtime, meta),
+            Some(Entry::Failed {
+                runtime, reason, ..
+            }) => missing(id, *runtime, reason.clone()),
+            Some(Entry::Pending { runtime, since }) => Attribution {
+                container: Some(ContainerView {
+                    id: id.to_string(),
+                    runtime: runtime.name().into(),
+                    meta: None,
+                }),
+                pod: None,
+                metadata: MetadataStatus {
+                    status: Status::Pending,
+                    scope: "container",
+                    reason: Some(format!(
+                        "runtime lookup in progress for {} ms",
+                        since.elapsed().as_millis()
+                    )),
+                },
+            },
+            None => missing(id, Runtime::Unknown, "unknown container".into()),
+        }
+    }
+
+    /// Forgets containers not seen for the TTL, and per-cgroup answers with them.
+    pub fn sweep(&mut self, now: Instant) {
+        let ttl = self.cfg.ttl;
+        self.containers.retain(|_, e| match e {
+            Entry::Ready { last_seen, .. } | Entry::Failed { last_seen, .. } => {
+                now.duration_since(*last_seen) < ttl
+            }
+            Entry::Pending { since, .. } => now.duration_since(*since) < ttl,
+        });
+        let live: std::collections::HashSet<&String> = self.containers.keys().collect();
+        self.cgroups.retain(|_, c| match c {
+            CgroupInfo::Known(Some(r)) => live.contains(&r.id),
+            _ => true,
+        });
+    }
+
+    pub fn cached_containers(&self) -> usize {
+        self.containers.len()
+    }
+}
+
+fn ready(id: &str, runtime: Runtime, meta: &Arc<ContainerMeta>) -> Attribution {
+    let pod = meta.pod.clone();
+    let (status, reason) = if pod.is_some() || meta.sandbox {
+        (Status::Complete, None)
+    } else {
+        (
+            Status::Missing,
+            Some("the runtime knows the container but not its pod sandbox".to_string()),
+        )
+    };
+    Attribution {
+        container: Some(ContainerView {
+            id: id.to_string(),
+            runtime: if meta.runtime.is_empty() {
+                runtime.name().into()
+            } else {
+                meta.runtime.clone()
+            },
+            meta: Some(meta.clone()),
+        }),
+        pod,
+        metadata: MetadataStatus {
+            status,
+            scope: "container",
+            reason,
+        },
+    }
+}
+
+fn missing(id: &str, runtime: Runtime, reason: String) -> Attribution {
+    Attribution {
+        container: Some(ContainerView {
+            id: id.to_string(),
+            runtime: runtime.name().into(),
+            meta: None,
+        }),
+        pod: None,
+        metadata: MetadataStatus {
+            status: Status::Missing,
+            scope: "container",
+            reason: Some(reason),
+        },
+    }
+}
+
+/// Retries of a lookup while the runtime does not know the container yet (it is being created).
+const NOT_FOUND_RETRIES: u32 = 20;
+const NOT_FOUND_DELAY: Duration = Duration::from_millis(100);
+/// Minimum time between two connection attempts to a socket that is down.
+const RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Shared connection state of the resolver.
+struct Conn {
+    client: Option<CriClient>,
+    last_attempt: Option<Instant>,
+    last_error: Option<CriError>,
+    /// A warning was logged for the current outage.
+    warned: bool,
+}
+
+/// Answers container ids sent on `requests` with CRI metadata on `results`. Each lookup runs
+/// concurrently; the connection is made on demand and re-made after failures, at most once per
+/// second, so a runtime socket that goes away and comes back is picked up again.
+pub async fn resolver(
+    socket: Option<PathBuf>,
+    mut requests: mpsc::Receiver<String>,
+    results: mpsc::Sender<(String, Result<ContainerMeta, CriError>)>,
+) {
+    let conn = Arc::new(tokio::sync::Mutex::new(Conn {
+        client: None,
+        last_attempt: None,
+        last_error: None,
+        warned: false,
+    }));
+    while let Some(id) = requests.recv().await {
+        let conn = conn.clone();
+        let results = results.clone();
+        let socket = socket.clone();
+        tokio::spawn(async move {
+            let mut attempt = 0;
+            let result = loop {
+                let r = lookup_once(&conn, socket.as_deref(), &id).await;
+                match r {
+                    Err(CriError::NotFound(_)) if attempt < NOT_FOUND_RETRIES => {
+                        attempt += 1;
+                        tokio::time::sleep(NOT_FOUND_DELAY).await;
+                    }
+                    other => break other,
+                }
+            };
+            let _ = results.send((id, result)).await;
+        });
+    }
+}
+
+async fn lookup_once(
+    conn: &tokio::sync::Mutex<Conn>,
+    socket: Option<&Path>,
+    id: &str,
+) -> Result<ContainerMeta, CriError> {
+    let mut c = conn.lock().await;
+    if c.client.is_none() {
+        if let (Some(at), Some(err)) = (c.last_attempt, &c.last_error)
+            && at.elapsed() < RECONNECT_BACKOFF
+        {
+            return Err(err.clone());
+        }
+        c.last_attempt = Some(Instant::now());
+        let connected = match cri::pick_socket(socket) {
+            Ok(path) => CriClient::connect(&path).await,
+            Err(e) => Err(e),
+        };
+        match connected {
+            Ok(client) => {
+                if c.warned {
+                    info!(socket = %client.path().display(), "CRI socket reachable again; container metadata resumes");
+                } else {
+                    info!(socket = %client.path().display(), "connected to the container runtime (CRI)");
+                }
+                c.warned = false;
+                c.last_error = None;
+                c.client = Some(client);
+            }
+            Err(e) => {
+                if !c.warned {
+                    warn!(error = %e, "container runtime unreachable: container events will carry `missing` metadata until it returns");
+                    c.warned = true;
+                }
+                c.last_error = Some(e.clone());
+                return Err(e);
+            }
+        }
+    }
+    let Some(client) = c.client.as_mut() else {
+        return Err(CriError::NoSocket("not connected".into()));
+    };
+    let path = client.path().display().to_string();
+    // Clone the client (cheap: a channel handle) so that lookups run concurrently.
+    let mut client = CriClient::clone_handle(client);
+    drop(c);
+    let r = client.lookup(id).await;
+    if let Err(CriError::Call { reason, .. }) = &r {
+        // Transport-level failures mean the socket went away: reconnect next time.
+        let mut c = conn.lock().await;
+        if !c.warned {
+            warn!(socket = %path, error = %reason, "CRI call failed; reconnecting");
+            c.warned = true;
+        }
+        c.client = None;
+        c.last_error = Some(CriError::Unavailable {
+            path,
+            reason: reason.clone(),
+        });
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn labels(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn workloads_from_controller_labels() {
+        let none = BTreeMap::new();
+        let w = workload_of(
+            "web-7d4b9c8f5d-x2x9q",
+            &labels(&[("pod-template-hash", "7d4b9c8f5d")]),
+            &none,
+        );
+        assert_eq!(
+            w,
+            Some(Workload {
+                kind: "Deployment",
+                name: "web".into()
+            })
+        );
+        let w = workload_of(
+            "db-2",
+            &labels(&[("statefulset.kubernetes.io/pod-name", "db-2")]),
+            &none,
+        );
+        assert_eq!(
+            w,
+            Some(Workload {
+                kind: "StatefulSet",
+                name: "db".into()
+            })
+        );
+        let w = workload_of(
+            "agent-abcde",
+            &labels(&[
+                ("controller-revision-hash", "5f"),
+                ("pod-template-generation", "1"),
+            ]),
+            &none,
+        );
+        assert_eq!(
+            w,
+            Some(Workload {
+                kind: "DaemonSet",
+                name: "agent".into()
+            })
+        );
+        let w = workload_of(
+            "backup-28345-q",
+            &labels(&[("batch.kubernetes.io/job-name", "backup-28345")]),
+            &none,
+        );
+        assert_eq!(
+            w,
+            Some(Workload {
+                kind: "Job",
+                name: "backup-28345".into()
+            })
+        );
+        assert_eq!(workload_of("bare", &none, &none), None);
+    }
+
+    /// A /proc and cgroup2 tree of our own, so the cache logic runs without a runtime.
+    fn fixture() -> (tempdir::Dir, AttributorConfig) {
+        let d = tempdir::Dir::new();
+        let write = |pid: u32, text: &str| {
+            let p = d.0.join("proc").join(pid.to_string());
+            std::fs::create_dir_all(&p).expect("mkdir");
+            std::fs::write(p.join("cgroup"), text).expect("write");
+        };
+        write(1, "0::/init.scope\n");
+        write(
+            10,
+            &format!("0::/kubepods/besteffort/pod5f1b3c1e-8a2d-4c1f-9e7b-2a6d0c3e4f5a/{ID}\n"),
+        );
+        write(11, &format!("0::/libpod_parent/libpod-{ID}\n"));
+        let cg = d.0.join("cg");
+        std::fs::create_dir_all(cg.join("kubepods/besteffort/podX").join(ID)).expect("mkdir cg");
+        let cfg = AttributorConfig {
+            proc_root: d.0.join("proc"),
+            cgroup2_root: cg,
+            ttl: Duration::from_secs(60),
+            retry_after: Duration::from_secs(5),
+        };
+        (d, cfg)
+    }
+
+    mod tempdir {
+        pub struct Dir(pub std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Dir {
+                static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let p =
+                    std::env::temp_dir().join(format!("monitor-attr-{}-{n}", std::process::id()));
+                std::fs::create_dir_all(&p).expect("tempdir");
+                Dir(p)
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn host_miss_pending_resolved_and_expiry() {
+        let (_d, cfg) = fixture();
+        let (tx, mut rx) = mpsc::channel(8);
+        let metrics = Metrics::new();
+        let mut a = Attributor::new(cfg, tx, metrics.clone());
+        let t0 = Instant::now();
+        assert_eq!(a.lookup(1, 1, t0), Lookup::Ready(Attribution::host()));
+        // First event of the container: a miss, one request, pending.
+        assert_eq!(a.lookup(500, 10, t0), Lookup::Pending(ID.into()));
+        assert_eq!(rx.try_recv().expect("request"), ID);
+        assert_eq!(
+            a.lookup(500, 10, t0),
+            Lookup::Pending(ID.into()),
+            "no second request while pending"
+        );
+        assert!(rx.try_recv().is_err());
+        assert_eq!(a.current(ID).metadata.status, Status::Pending);
+        let meta = ContainerMeta {
+            id: ID.into(),
+            name: "app".into(),
+            image: "busybox:latest".into(),
+            pod: Some(Arc::new(PodMeta {
+                name: "p".into(),
+                namespace: "ns".into(),
+                uid: "u".into(),
+                ..PodMeta::default()
+            })),
+            ..ContainerMeta::default()
+        };
+        a.resolved(ID, Ok(meta), t0);
+        let Lookup::Ready(attr) = a.lookup(500, 10, t0) else {
+            panic!("resolved must be ready")
+        };
+        assert_eq!(attr.metadata.status, Status::Complete);
+        assert_eq!(attr.pod.as_ref().map(|p| p.name.as_str()), Some("p"));
+        assert_eq!(
+            attr.container.as_ref().map(|c| c.runtime.as_str()),
+            Some("cri")
+        );
+        assert_eq!(metrics.enrich.with_label_values(&["miss"]).get(), 1);
+        assert_eq!(metrics.enrich.with_label_values(&["hit"]).get(), 1);
+        // Not seen for the TTL: forgotten, the next event asks again.
+        a.sweep(t0 + Duration::from_secs(61));
+        assert_eq!(a.cached_containers(), 0);
+        assert_eq!(
+            a.lookup(500, 10, t0 + Duration::from_secs(61)),
+            Lookup::Pending(ID.into())
+        );
+    }
+
+    #[test]
+    fn failures_are_missing_with_reason_then_retried() {
+        let (_d, cfg) = fixture();
+        let (tx, mut rx) = mpsc::channel(8);
+        let metrics = Metrics::new();
+        let mut a = Attributor::new(cfg, tx, metrics.clone());
+        let t0 = Instant::now();
+        assert!(matches!(a.lookup(500, 10, t0), Lookup::Pending(_)));
+        a.resolved(
+            ID,
+            Err(CriError::Unavailable {
+                path: "/x.sock".into(),
+                reason: "gone".into(),
+            }),
+            t0,
+        );
+        let Lookup::Ready(attr) = a.lookup(500, 10, t0) else {
+            panic!("failed must be ready")
+        };
+        assert_eq!(attr.metadata.status, Status::Missing);
+        assert!(
+            attr.metadata
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains("/x.sock"))
+        );
+        assert_eq!(
+            metrics
+                .enrich_failures
+                .with_label_values(&["socket_unavailable"])
+                .get(),
+            1
+        );
+        // After the retry interval the next event asks again.
+        let _ = rx.try_recv();
+        assert!(matches!(
+            a.lookup(500, 10, t0 + Duration::from_secs(6)),
+            Lookup::Pending(_)
+        ));
+        assert_eq!(rx.try_recv().expect("retry request"), ID);
+    }
+
+    #[test]
+    fn podman_is_missing_without_asking_and_gone_process_found_by_inode() {
+        let (d, cfg) = fixture();
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut a = Attributor::new(cfg, tx, Metrics::new());
+        let Lookup::Ready(attr) = a.lookup(600, 11, Instant::now()) else {
+            panic!("podman is final")
+        };
+        assert_eq!(attr.metadata.status, Status::Missing);
+        assert!(rx.try_recv().is_err());
+        // pid 99 has no /proc entry: the cgroup is found by its inode.
+        let ino = std::fs::metadata(d.0.join("cg/kubepods/besteffort/podX").join(ID))
+            .expect("stat")
+            .ino();
+        let r = a.container_ref(ino, 99).expect("found by inode");
+        assert_eq!(r.id, ID);
+    }
+
+    #[test]
+    fn full_request_queue_is_counted_not_blocking() {
+        let (_d, cfg) = fixture();
+        let (tx, _rx) = mpsc::channel(1);
+        let metrics = Metrics::new();
+        let mut a = Attributor::new(cfg, tx.clone(), metrics.clone());
+        tx.try_send("filler".into()).expect("fill");
+        let Lookup::Ready(attr) = a.lookup(500, 10, Instant::now()) else {
+            panic!("must not wait")
+        };
+        assert_eq!(attr.metadata.status, Status::Missing);
+        assert_eq!(
+            metrics
+                .enrich_failures
+                .with_label_values(&["queue_full"])
+                .get(),
+            1
+        );
+    }
+}

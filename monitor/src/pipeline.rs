@@ -1,0 +1,133 @@
+//! The enrichment stage: process table, container/pod attribution, output.
+//!
+//! Events of a container whose metadata is still being fetched are held (in arrival order, per
+//! container) until the answer arrives or the hold deadline passes; everything else goes straight
+//! out. The stage never waits on the runtime itself.
+use std::{
+    collections::{HashMap, VecDeque},
+    io::Write,
+    time::{Duration, Instant},
+};
+
+use tokio::sync::mpsc;
+
+use crate::{
+    capture::decode::{Payload, RawEvent},
+    enrich::{Attributor, ContainerMeta, Lookup, cri::CriError},
+    event::{Event, NodeContext, enrich},
+    process::{ProcSource, ProcessTable},
+    trace::Filter,
+};
+
+/// Events held at most, over all containers; beyond it they go out as `pending` at once.
+pub const MAX_HELD: usize = 100_000;
+/// How often the attribution cache is swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+pub struct EnrichStage<S: ProcSource, W: Write> {
+    pub table: ProcessTable<S>,
+    pub attributor: Attributor,
+    pub node: NodeContext,
+    pub filter: Filter,
+    pub out: W,
+    /// How long an event may wait for its container's metadata.
+    pub hold: Duration,
+}
+
+struct Held {
+    deadline: Instant,
+    events: VecDeque<Event>,
+}
+
+impl<S: ProcSource, W: Write> EnrichStage<S, W> {
+    fn write(&mut self, e: &Event) -> std::io::Result<()> {
+        serde_json::to_writer(&mut self.out, e).map_err(std::io::Error::other)?;
+        self.out.write_all(b"\n")
+    }
+
+    fn release(&mut self, held: &mut HashMap<String, Held>, id: &str) -> std::io::Result<usize> {
+        let Some(h) = held.remove(id) else {
+            return Ok(0);
+        };
+        let attr = self.attributor.current(id);
+        let n = h.events.len();
+        for mut e in h.events {
+            e.attribution = attr.clone();
+            self.write(&e)?;
+        }
+        Ok(n)
+    }
+
+    /// Runs until `events` closes and every held event is out.
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<RawEvent>,
+        mut results: mpsc::Receiver<(String, Result<ContainerMeta, CriError>)>,
+    ) -> std::io::Result<()> {
+        let mut held: HashMap<String, Held> = HashMap::new();
+        let mut held_count = 0usize;
+        let mut open = true;
+        let mut last_sweep = Instant::now();
+        while open || !held.is_empty() {
+            let next_deadline = held.values().map(|h| h.deadline).min();
+            tokio::select! {
+                biased;
+                r = results.recv() => {
+                    if let Some((id, result)) = r {
+                        self.attributor.resolved(&id, result, Instant::now());
+                        held_count -= self.release(&mut held, &id)?;
+                    }
+                }
+                ev = events.recv(), if open => match ev {
+                    Some(ev) => {
+                        let now = Instant::now();
+                        let e = enrich(&ev, &mut self.table, &self.node);
+                        if !self.filter.matches(&e) {
+                            continue;
+                        }
+                        let lookup = self.attributor.lookup(e.cgroup_id, e.process.pid, now);
+                        if let Payload::Exit(_) = ev.payload {
+                            self.attributor.forget_pid(e.process.pid);
+                        }
+                        match lookup {
+                            Lookup::Ready(a) => {
+                                let mut e = e;
+                                e.attribution = a;
+                                self.write(&e)?;
+                            }
+                            Lookup::Pending(_) if held_count >= MAX_HELD => self.write(&e)?,
+                            Lookup::Pending(id) => {
+                                let deadline = now + self.hold;
+                                held.entry(id).or_insert_with(|| Held { deadline, events: VecDeque::new() }).events.push_back(e);
+                                held_count += 1;
+                            }
+                        }
+                    }
+                    None => open = false,
+                },
+                _ = sleep_until(next_deadline), if next_deadline.is_some() => {
+                    let now = Instant::now();
+                    let due: Vec<String> = held.iter().filter(|(_, h)| h.deadline <= now).map(|(k, _)| k.clone()).collect();
+                    for id in due {
+                        held_count -= self.release(&mut held, &id)?;
+                    }
+                }
+            }
+            if events.is_empty() {
+                self.out.flush()?;
+            }
+            if last_sweep.elapsed() >= SWEEP_EVERY {
+                last_sweep = Instant::now();
+                self.attributor.sweep(last_sweep);
+            }
+        }
+        self.out.flush()
+    }
+}
+
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
