@@ -129,6 +129,8 @@ pub struct Summary {
     pub received: BTreeMap<&'static str, u64>,
     pub queue_dropped: BTreeMap<&'static str, u64>,
     pub decode_errors: u64,
+    /// Container metadata lookups that failed (all reasons).
+    pub enrich_failures: u64,
 }
 
 impl Summary {
@@ -142,21 +144,22 @@ impl Summary {
                 m.dropped.with_label_values(&[k.name(), "user_queue"]).get(),
             );
         }
-        let decode_errors = m
-            .decode_errors
-            .collect()
-            .iter()
-            .flat_map(|f| {
-                f.get_metric()
-                    .iter()
-                    .map(|x| x.get_counter().get_value() as u64)
-            })
-            .sum();
+        let total = |c: &IntCounterVec| -> u64 {
+            c.collect()
+                .iter()
+                .flat_map(|f| {
+                    f.get_metric()
+                        .iter()
+                        .map(|x| x.get_counter().get_value() as u64)
+                })
+                .sum()
+        };
         Summary {
             kernel,
             received,
             queue_dropped,
-            decode_errors,
+            decode_errors: total(&m.decode_errors),
+            enrich_failures: total(&m.enrich_failures),
         }
     }
 }

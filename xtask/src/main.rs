@@ -15,8 +15,18 @@ use clap::{Parser, Subcommand};
 const LLVM_MAJOR: &str = "22";
 /// bpf-linker release known to build against that LLVM.
 const BPF_LINKER_VERSION: &str = "0.13.0";
-/// Debian packages needed to build bpf-linker, and by the tests (unshare from util-linux).
-const APT_BUILD: &[&str] = &["llvm-22-dev", "libpolly-22-dev", "util-linux"];
+/// Debian packages needed to build bpf-linker (only installed when bpf-linker is missing).
+const APT_LINKER: &[&str] = &["llvm-22-dev", "libpolly-22-dev"];
+/// Debian packages the build and the tests always need: protoc (CRI bindings), unshare
+/// (util-linux), and a real container runtime for the attribution tests.
+const APT_ALWAYS: &[&str] = &[
+    "protobuf-compiler",
+    "util-linux",
+    "containerd",
+    "runc",
+    "busybox-static",
+    "tar",
+];
 
 #[derive(Parser)]
 #[command(name = "xtask")]
@@ -97,13 +107,15 @@ fn bpf_linker_ok() -> bool {
 }
 
 fn setup() -> anyhow::Result<()> {
-    let missing: Vec<&str> = APT_BUILD
+    let need_linker = !bpf_linker_ok();
+    let wanted = APT_ALWAYS
         .iter()
+        .chain(if need_linker { APT_LINKER } else { &[] });
+    let missing: Vec<&str> = wanted
         .copied()
         .filter(|p| !succeeds(Command::new("dpkg").args(["-s", p])))
         .collect();
-    let need_linker = !bpf_linker_ok();
-    if need_linker && !missing.is_empty() {
+    if !missing.is_empty() {
         if !is_root() {
             bail!(
                 "missing Debian packages {missing:?}; run `cargo xtask setup` as root or install them with apt-get"
@@ -111,7 +123,7 @@ fn setup() -> anyhow::Result<()> {
         }
         if !succeeds(Command::new("apt-get").arg("--version")) {
             bail!(
-                "missing packages {missing:?} and no apt-get: install LLVM {LLVM_MAJOR} development files by hand"
+                "missing packages {missing:?} and no apt-get: install them by hand (LLVM {LLVM_MAJOR} dev files, protoc, containerd, runc, busybox)"
             );
         }
         run(Command::new("apt-get").args(["update", "-q"]))?;
@@ -119,8 +131,6 @@ fn setup() -> anyhow::Result<()> {
             .args(["install", "-y", "-q", "--no-install-recommends"])
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
-    } else if !missing.is_empty() && missing.contains(&"util-linux") {
-        eprintln!("note: util-linux (unshare) is missing; the integration tests need it");
     }
     if need_linker {
         run(Command::new("cargo")

@@ -68,7 +68,10 @@ fn pod_uid(seg: &str) -> Option<String> {
 /// The container a cgroup path belongs to, or `None` for host cgroups.
 pub fn parse(path: &str) -> Option<ContainerRef> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let in_kubepods = segs.first().is_some_and(|s| s.starts_with("kubepods"));
+    // kubepods may sit below another level (kind: /kubelet/kubepods/..., k3s in Docker).
+    let in_kubepods = segs
+        .iter()
+        .any(|s| s.starts_with("kubepods") || s.starts_with("kubelet-kubepods"));
     let pod = segs.iter().rev().find_map(|s| pod_uid(s));
     // The innermost segment naming a container wins; nested cgroups below it (podman's
     // `/container`, systemd sub-scopes) still belong to it.

@@ -128,10 +128,22 @@ impl CriClient {
 
     /// Metadata of a container (or of a pod sandbox, when `id` is one: its pause process).
     pub async fn lookup(&mut self, id: &str) -> Result<ContainerMeta, CriError> {
+        let path = self.path.display().to_string();
+        // Transport failures (the socket went away) are `Unavailable`: the caller reconnects.
         let call_err = |call: &'static str| {
-            move |e: tonic::Status| CriError::Call {
-                call,
-                reason: e.message().to_string(),
+            let path = path.clone();
+            move |e: tonic::Status| match e.code() {
+                tonic::Code::Unavailable
+                | tonic::Code::Cancelled
+                | tonic::Code::DeadlineExceeded
+                | tonic::Code::Unknown => CriError::Unavailable {
+                    path: path.clone(),
+                    reason: format!("{call}: {}", e.message()),
+                },
+                _ => CriError::Call {
+                    call,
+                    reason: e.message().to_string(),
+                },
             }
         };
         let resp = self

@@ -514,7 +514,6 @@ const RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
 struct Conn {
     client: Option<CriClient>,
     last_attempt: Option<Instant>,
-    last_error: Option<CriError>,
     /// A warning was logged for the current outage.
     warned: bool,
 }
@@ -530,7 +529,7 @@ pub async fn resolver(
     let conn = Arc::new(tokio::sync::Mutex::new(Conn {
         client: None,
         last_attempt: None,
-        last_error: None,
+
         warned: false,
     }));
     while let Some(id) = requests.recv().await {
@@ -561,11 +560,18 @@ async fn lookup_once(
 ) -> Result<ContainerMeta, CriError> {
     let mut c = conn.lock().await;
     if c.client.is_none() {
-        if let (Some(at), Some(err)) = (c.last_attempt, &c.last_error)
-            && at.elapsed() < RECONNECT_BACKOFF
-        {
-            return Err(err.clone());
+        // Within the backoff after a failed attempt: wait it out, then try (the event is held
+        // meanwhile, so a runtime that just came back is used at once).
+        if let Some(at) = c.last_attempt {
+            let wait = RECONNECT_BACKOFF.saturating_sub(at.elapsed());
+            if !wait.is_zero() {
+                drop(c);
+                tokio::time::sleep(wait).await;
+                c = conn.lock().await;
+            }
         }
+    }
+    if c.client.is_none() {
         c.last_attempt = Some(Instant::now());
         let connected = match cri::pick_socket(socket) {
             Ok(path) => CriClient::connect(&path).await,
@@ -579,7 +585,6 @@ async fn lookup_once(
                     info!(socket = %client.path().display(), "connected to the container runtime (CRI)");
                 }
                 c.warned = false;
-                c.last_error = None;
                 c.client = Some(client);
             }
             Err(e) => {
@@ -587,7 +592,6 @@ async fn lookup_once(
                     warn!(error = %e, "container runtime unreachable: container events will carry `missing` metadata until it returns");
                     c.warned = true;
                 }
-                c.last_error = Some(e.clone());
                 return Err(e);
             }
         }
@@ -600,18 +604,14 @@ async fn lookup_once(
     let mut client = CriClient::clone_handle(client);
     drop(c);
     let r = client.lookup(id).await;
-    if let Err(CriError::Call { reason, .. }) = &r {
-        // Transport-level failures mean the socket went away: reconnect next time.
+    if let Err(CriError::Unavailable { reason, .. }) = &r {
+        // The socket went away mid-call: reconnect next time.
         let mut c = conn.lock().await;
         if !c.warned {
             warn!(socket = %path, error = %reason, "CRI call failed; reconnecting");
             c.warned = true;
         }
         c.client = None;
-        c.last_error = Some(CriError::Unavailable {
-            path,
-            reason: reason.clone(),
-        });
     }
     r
 }

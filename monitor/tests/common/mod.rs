@@ -2,6 +2,8 @@
 //! cgroups, runs commands inside them.
 #![allow(dead_code)]
 
+pub mod containerd;
+
 use std::{
     ffi::CString,
     os::unix::{fs::MetadataExt, process::CommandExt},
