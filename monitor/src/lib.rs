@@ -8,4 +8,5 @@ pub mod load;
 pub mod metrics;
 pub mod pipeline;
 pub mod process;
+pub mod rules;
 pub mod trace;
