@@ -5,7 +5,8 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use monitor::{
     load::{DEFAULT_TCP_STATES, LoadOptions},
-    trace::{self, TraceOptions},
+    rules::{RuleSource, fields::Ty},
+    trace::{self, RulesOptions, TraceOptions},
 };
 use tracing_subscriber::EnvFilter;
 
@@ -33,8 +34,42 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Watch the node and print an alert, as one JSON object per line on stdout, for every event
+    /// a rule flags (needs root). Rules reload on SIGHUP and when their files change.
+    Run(RunArgs),
     /// Print every captured event, enriched, as one JSON object per line on stdout (needs root).
     Trace(TraceArgs),
+    /// Rule files: validate them, list the fields conditions can use.
+    Rules {
+        #[command(subcommand)]
+        cmd: RulesCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCmd {
+    /// Validate rule files (or directories of *.yaml); prints every error with file, line and
+    /// rule, exits non-zero on any. Without paths, checks the built-in rules.
+    Check {
+        paths: Vec<PathBuf>,
+        /// Check the paths together with the built-in rules (they may use its lists and macros).
+        #[arg(long)]
+        with_defaults: bool,
+    },
+    /// List the fields conditions and outputs can use.
+    Fields,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Rule files or directories (*.yaml), in addition to the built-in rules.
+    #[arg(long, env = "MONITOR_RULES", value_delimiter = ',')]
+    rules: Vec<PathBuf>,
+    /// Do not load the built-in rules (use only --rules).
+    #[arg(long)]
+    no_default_rules: bool,
+    #[command(flatten)]
+    common: TraceArgs,
 }
 
 #[derive(Args)]
@@ -112,27 +147,83 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let trace_opts = |a: TraceArgs, rules: Option<RulesOptions>| TraceOptions {
+        load: LoadOptions {
+            ring_bytes: a.ring_buffer_bytes,
+            cgroups: Vec::new(),
+            tcp_state_mask: DEFAULT_TCP_STATES,
+        },
+        cgroup_paths: a.cgroup,
+        kinds: a.kind,
+        pids: a.pid,
+        comms: a.comm,
+        queue: a.queue,
+        node: a.node,
+        stats_json: a.stats_json,
+        ready_file: a.ready_file,
+        cri_socket: a.cri_socket,
+        metadata_hold: std::time::Duration::from_millis(a.metadata_hold_ms),
+        rules,
+    };
     match cli.cmd {
         Cmd::Trace(a) => {
-            let opts = TraceOptions {
-                load: LoadOptions {
-                    ring_bytes: a.ring_buffer_bytes,
-                    cgroups: Vec::new(),
-                    tcp_state_mask: DEFAULT_TCP_STATES,
-                },
-                cgroup_paths: a.cgroup,
-                kinds: a.kind,
-                pids: a.pid,
-                comms: a.comm,
-                queue: a.queue,
-                node: a.node,
-                stats_json: a.stats_json,
-                ready_file: a.ready_file,
-                cri_socket: a.cri_socket,
-                metadata_hold: std::time::Duration::from_millis(a.metadata_hold_ms),
+            rt.block_on(trace::run(
+                trace_opts(a, None),
+                std::io::stdout(),
+                shutdown_signal(),
+            ))
+            .context("monitor trace")?;
+        }
+        Cmd::Run(r) => {
+            let rules = RulesOptions {
+                paths: r.rules,
+                builtin: !r.no_default_rules,
             };
-            rt.block_on(trace::run(opts, std::io::stdout(), shutdown_signal()))
-                .context("monitor trace")?;
+            if rules.paths.is_empty() && !rules.builtin {
+                anyhow::bail!("--no-default-rules needs at least one --rules path");
+            }
+            rt.block_on(trace::run(
+                trace_opts(r.common, Some(rules)),
+                std::io::stdout(),
+                shutdown_signal(),
+            ))
+            .context("monitor run")?;
+        }
+        Cmd::Rules {
+            cmd: RulesCmd::Fields,
+        } => {
+            for f in monitor::rules::fields::FIELDS {
+                println!("{:<26} {:<8} {}", f.name, f.ty.name(), f.doc);
+            }
+            for (name, doc) in [
+                ("pod.label[KEY]", "a pod label"),
+                ("container.label[KEY]", "a container label"),
+            ] {
+                println!("{name:<26} {:<8} {doc}", Ty::Str.name());
+            }
+        }
+        Cmd::Rules {
+            cmd:
+                RulesCmd::Check {
+                    paths,
+                    with_defaults,
+                },
+        } => {
+            let mut sources = Vec::new();
+            if paths.is_empty() || with_defaults {
+                sources.push(RuleSource::Builtin);
+            }
+            sources.extend(paths.into_iter().map(RuleSource::Path));
+            match monitor::rules::load(&sources) {
+                Ok(set) => println!("OK: {} rules", set.len()),
+                Err(errors) => {
+                    for e in &errors {
+                        println!("{e}");
+                    }
+                    eprintln!("{} error(s)", errors.len());
+                    std::process::exit(1);
+                }
+            }
         }
     }
     Ok(())

@@ -6,18 +6,32 @@
 use std::{
     collections::{HashMap, VecDeque},
     io::Write,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tracing::info;
 
 use crate::{
     capture::decode::{Payload, RawEvent},
     enrich::{Attributor, ContainerMeta, Lookup, cri::CriError},
     event::{Event, NodeContext, enrich},
     process::{ProcSource, ProcessTable},
+    rules::{Engine, RuleSet},
     trace::Filter,
 };
+
+/// What the stage writes: every event (`monitor trace`) or the alerts rules raise (`monitor run`).
+pub enum Mode {
+    Events,
+    Alerts {
+        /// The current rules; a reload publishes a new set here and the stage swaps to it between
+        /// two events, so none is lost or evaluated twice.
+        rules: watch::Receiver<Arc<RuleSet>>,
+        engine: Engine,
+    },
+}
 
 /// Events held at most, over all containers; beyond it they go out as `pending` at once.
 pub const MAX_HELD: usize = 100_000;
@@ -32,6 +46,7 @@ pub struct EnrichStage<S: ProcSource, W: Write> {
     pub out: W,
     /// How long an event may wait for its container's metadata.
     pub hold: Duration,
+    pub mode: Mode,
 }
 
 struct Held {
@@ -40,9 +55,39 @@ struct Held {
 }
 
 impl<S: ProcSource, W: Write> EnrichStage<S, W> {
+    /// Delivers one fully enriched event: printed, or judged by the rules.
     fn write(&mut self, e: &Event) -> std::io::Result<()> {
-        serde_json::to_writer(&mut self.out, e).map_err(std::io::Error::other)?;
-        self.out.write_all(b"\n")
+        match &mut self.mode {
+            Mode::Events => {
+                serde_json::to_writer(&mut self.out, e).map_err(std::io::Error::other)?;
+                self.out.write_all(b"\n")
+            }
+            Mode::Alerts { rules, engine } => {
+                if rules.has_changed().unwrap_or(false) {
+                    let new = rules.borrow_and_update().clone();
+                    engine.retain_rules(&new);
+                    info!(rules = new.len(), "new rules in force");
+                }
+                let current = rules.borrow().clone();
+                let alerts = engine.evaluate(&current, e, Instant::now());
+                for a in alerts {
+                    serde_json::to_writer(&mut self.out, &a).map_err(std::io::Error::other)?;
+                    self.out.write_all(b"\n")?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Delivers folded alerts whose dedup window is over (all of them at the end).
+    fn flush_alerts(&mut self, all: bool) -> std::io::Result<()> {
+        if let Mode::Alerts { engine, .. } = &mut self.mode {
+            for a in engine.flush(Instant::now(), all) {
+                serde_json::to_writer(&mut self.out, &a).map_err(std::io::Error::other)?;
+                self.out.write_all(b"\n")?;
+            }
+        }
+        Ok(())
     }
 
     fn release(&mut self, held: &mut HashMap<String, Held>, id: &str) -> std::io::Result<usize> {
@@ -68,6 +113,7 @@ impl<S: ProcSource, W: Write> EnrichStage<S, W> {
         let mut held_count = 0usize;
         let mut open = true;
         let mut last_sweep = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
         while open || !held.is_empty() {
             let next_deadline = held.values().map(|h| h.deadline).min();
             tokio::select! {
@@ -105,6 +151,7 @@ impl<S: ProcSource, W: Write> EnrichStage<S, W> {
                     }
                     None => open = false,
                 },
+                _ = tick.tick() => self.flush_alerts(false)?,
                 _ = sleep_until(next_deadline), if next_deadline.is_some() => {
                     let now = Instant::now();
                     let due: Vec<String> = held.iter().filter(|(_, h)| h.deadline <= now).map(|(k, _)| k.clone()).collect();
@@ -121,6 +168,7 @@ impl<S: ProcSource, W: Write> EnrichStage<S, W> {
                 self.attributor.sweep(last_sweep);
             }
         }
+        self.flush_alerts(true)?;
         self.out.flush()
     }
 }

@@ -3,7 +3,8 @@
 //! Stages, data flowing one way: ring reader (decode) -> bounded queue -> process table and
 //! enrichment -> filter -> JSON lines. The reader never blocks: a full queue drops and counts.
 use std::{
-    collections::HashSet, io::Write, os::unix::fs::MetadataExt, path::PathBuf, time::Duration,
+    collections::HashSet, io::Write, os::unix::fs::MetadataExt, path::PathBuf, sync::Arc,
+    time::Duration,
 };
 
 use thiserror::Error;
@@ -18,8 +19,9 @@ use crate::{
     event::{Event, NodeContext},
     load::{self, LoadError, LoadOptions},
     metrics::{Metrics, Summary},
-    pipeline::EnrichStage,
+    pipeline::{EnrichStage, Mode},
     process::{ProcessTable, procfs::Procfs},
+    rules::{self, Engine, RuleError, RuleSet},
 };
 
 #[derive(Debug, Error)]
@@ -47,6 +49,8 @@ pub enum TraceError {
     Output(std::io::Error),
     #[error("a pipeline task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("invalid rules:\n{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Rules(Vec<RuleError>),
 }
 
 /// What to capture and print.
@@ -66,6 +70,79 @@ pub struct TraceOptions {
     pub cri_socket: Option<PathBuf>,
     /// How long events of a new container wait for its metadata.
     pub metadata_hold: Duration,
+    /// `Some`: evaluate rules and print alerts (`monitor run`); `None`: print events.
+    pub rules: Option<RulesOptions>,
+}
+
+/// Where `monitor run` takes its rules from.
+#[derive(Debug, Clone)]
+pub struct RulesOptions {
+    pub paths: Vec<PathBuf>,
+    pub builtin: bool,
+}
+
+impl RulesOptions {
+    pub fn load(&self) -> Result<Arc<RuleSet>, Vec<RuleError>> {
+        rules::load_for_agent(&self.paths, self.builtin)
+    }
+}
+
+/// Modification times of the rule files, to notice edits.
+fn rule_mtimes(paths: &[PathBuf]) -> Vec<(PathBuf, Option<std::time::SystemTime>)> {
+    let mut out = Vec::new();
+    for p in paths {
+        out.push((
+            p.clone(),
+            std::fs::metadata(p).and_then(|m| m.modified()).ok(),
+        ));
+        if let Ok(rd) = std::fs::read_dir(p) {
+            let mut files: Vec<_> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            files.sort();
+            for f in files {
+                out.push((
+                    f.clone(),
+                    std::fs::metadata(&f).and_then(|m| m.modified()).ok(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Reloads rules on SIGHUP and when a rule file changes (checked every second). Invalid rules
+/// are rejected with every error logged; the rules in force stay.
+async fn watch_rules(opts: RulesOptions, tx: watch::Sender<Arc<RuleSet>>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).ok();
+    let mut last = rule_mtimes(&opts.paths);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let reason = tokio::select! {
+            _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => "SIGHUP",
+            _ = tick.tick() => {
+                let now = rule_mtimes(&opts.paths);
+                if now == last { continue; }
+                last = now;
+                "rule file changed"
+            }
+        };
+        match opts.load() {
+            Ok(rs) => {
+                info!(reason, rules = rs.len(), "rules reloaded");
+                let _ = tx.send(rs);
+            }
+            Err(errors) => {
+                for e in &errors {
+                    tracing::error!("{e}");
+                }
+                warn!(
+                    reason,
+                    errors = errors.len(),
+                    "rule reload rejected; keeping the previous rules"
+                );
+            }
+        }
+    }
 }
 
 /// Decides which enriched events are printed.
@@ -144,6 +221,22 @@ pub async fn run<W: Write + Send + 'static>(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<Summary, TraceError> {
     let filter = Filter::new(&opts.kinds, &opts.pids, &opts.comms)?;
+    // Rules are validated before anything touches the kernel: invalid rules stop the agent.
+    let (mode, rules_watch) = match &opts.rules {
+        None => (Mode::Events, None),
+        Some(r) => {
+            let set = r.load().map_err(TraceError::Rules)?;
+            info!(rules = set.len(), "rules loaded");
+            let (tx, rx) = watch::channel(set);
+            (
+                Mode::Alerts {
+                    rules: rx,
+                    engine: Engine::default(),
+                },
+                Some(tokio::spawn(watch_rules(r.clone(), tx))),
+            )
+        }
+    };
     for p in &opts.cgroup_paths {
         opts.load.cgroups.push(cgroup_id(p)?);
     }
@@ -170,6 +263,7 @@ pub async fn run<W: Write + Send + 'static>(
         filter,
         out: std::io::BufWriter::with_capacity(1 << 16, out),
         hold: opts.metadata_hold,
+        mode,
     };
     let processor = tokio::spawn(stage.run(rx, res_rx));
 
@@ -211,6 +305,9 @@ pub async fn run<W: Write + Send + 'static>(
     reader.await??;
     processor.await?.map_err(TraceError::Output)?;
     resolver.abort();
+    if let Some(w) = rules_watch {
+        w.abort();
+    }
     let kernel = capture::kernel_counts(&stats, &misc)?;
     exporter.update(&metrics, &kernel);
     let summary = Summary::collect(&metrics, kernel);

@@ -42,6 +42,8 @@ fn cri_pod_metadata_on_container_events() {
     let mut ctd = Containerd::start();
     let sock = ctd.socket.display().to_string();
     let agent = Agent::start(&["--cri-socket", &sock, "--kind", "exec,exit,open"]);
+    // The default rules watch the same container start: runtime set-up must raise nothing.
+    let rules_agent = Agent::start_with("run", &["--cri-socket", &sock]);
     let (name, ns, uid) = (
         "web-5d8f7b9c6d-abcde",
         "shop",
@@ -62,6 +64,19 @@ fn cri_pod_metadata_on_container_events() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     let result = agent.stop();
     let ev = &result.events;
+    let alerts = rules_agent.stop().events;
+    let fired: std::collections::BTreeSet<&str> = alerts
+        .iter()
+        .filter(|a| a["container"]["id"] == cid || a["container"]["id"] == sandbox)
+        .filter_map(|a| a["rule"].as_str())
+        .collect();
+    // Only the entrypoint shell is alert-worthy; runc's mounts, namespaces and writes are not.
+    assert_eq!(fired, ["shell_in_container"].into(), "{alerts:#?}");
+    let shell = alerts
+        .iter()
+        .find(|a| a["rule"] == "shell_in_container" && a["container"]["id"] == cid)
+        .expect("shell alert");
+    assert_eq!(shell["pod"]["name"], name, "alerts carry the pod");
 
     let first = exec_in(ev, &cid, "/bin/sh");
     assert_eq!(

@@ -2,7 +2,7 @@
 //! benchmarks and operators can check what the monitor reports. It only touches paths it is
 //! given, loopback, and namespaces the caller created.
 //!
-//! Usage: monitor-trigger file DIR | net PORT DIR | priv DIR | unlink-flood COUNT PATH
+//! Usage: monitor-trigger ACTION ARGS..., actions listed in `main`.
 use std::{ffi::CString, process::exit};
 
 fn c(s: &str) -> CString {
@@ -246,6 +246,126 @@ fn unlink_flood(count: u64, path: &str) {
     }
 }
 
+/// Runs /bin/true from an anonymous memory file: nothing on disk (fexecve).
+fn memfd_exec() {
+    let prog = std::fs::read("/bin/true").unwrap_or_else(|e| die(&format!("read /bin/true: {e}")));
+    let name = c("trigger-payload");
+    // SAFETY: memfd, write, execveat with NUL-terminated arguments we own.
+    unsafe {
+        let fd = libc::syscall(libc::SYS_memfd_create, name.as_ptr(), 0) as i32;
+        if fd < 0 || libc::write(fd, prog.as_ptr().cast(), prog.len()) != prog.len() as isize {
+            die("memfd_create/write failed");
+        }
+        let empty = c("");
+        let arg0 = c("payload");
+        let argv = [arg0.as_ptr(), std::ptr::null()];
+        let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+        libc::syscall(
+            libc::SYS_execveat,
+            fd,
+            empty.as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        );
+    }
+    die("execveat failed");
+}
+
+/// Drops to uid 1000 keeping saved uid 0, then takes root back (the saved-set-uid path).
+fn regain_root() {
+    // SAFETY: plain credential syscalls.
+    unsafe {
+        report("setresuid_drop", libc::setresuid(1000, 1000, 0) as i64);
+        report("setresuid_regain", libc::setresuid(0, 0, 0) as i64);
+    }
+}
+
+fn ptrace_child() {
+    // SAFETY: fork, ptrace of our own child, kill and reap it by pid.
+    unsafe {
+        let child = libc::fork();
+        if child == 0 {
+            libc::pause();
+            libc::_exit(0);
+        }
+        report("ptrace", libc::ptrace(libc::PTRACE_ATTACH, child, 0, 0));
+        let mut st = 0;
+        libc::waitpid(child, &mut st, 0);
+        libc::kill(child, libc::SIGKILL);
+        libc::ptrace(libc::PTRACE_DETACH, child, 0, 0);
+        libc::waitpid(child, &mut st, 0);
+    }
+}
+
+fn sockaddr_in(addr: &str, port: u16) -> libc::sockaddr_in {
+    let ip: std::net::Ipv4Addr = addr
+        .parse()
+        .unwrap_or_else(|_| die("ADDR must be an IPv4 address"));
+    // SAFETY: sockaddr_in is plain data.
+    let mut a: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    a.sin_family = libc::AF_INET as u16;
+    a.sin_port = port.to_be();
+    a.sin_addr.s_addr = u32::from_ne_bytes(ip.octets());
+    a
+}
+
+/// One TCP connect attempt (used inside a network namespace the caller created).
+fn connect(addr: &str, port: u16) {
+    let a = sockaddr_in(addr, port);
+    // SAFETY: socket/connect with a sockaddr we own.
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        report(
+            "connect",
+            libc::connect(
+                s,
+                (&raw const a).cast(),
+                size_of::<libc::sockaddr_in>() as u32,
+            ) as i64,
+        );
+        libc::close(s);
+    }
+}
+
+/// A reverse shell's shape on loopback: connect to a listener of ours, put the socket on stdin
+/// and stdout, exec a shell that exits at once.
+fn reverse_shell(port: u16) {
+    loopback_up();
+    let a = sockaddr_in("127.0.0.1", port);
+    let len = size_of::<libc::sockaddr_in>() as u32;
+    // SAFETY: sockets, dup2 and exec with arguments we own.
+    unsafe {
+        let l = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        libc::bind(l, (&raw const a).cast(), len);
+        libc::listen(l, 1);
+        let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        report(
+            "connect",
+            libc::connect(s, (&raw const a).cast(), len) as i64,
+        );
+        libc::close(l);
+        report("dup2_stdin", libc::dup2(s, 0) as i64);
+        report("dup2_stdout", libc::dup2(s, 1) as i64);
+        let sh = c("/bin/sh");
+        let a1 = c("-c");
+        let a2 = c("exit 0");
+        let argv = [sh.as_ptr(), a1.as_ptr(), a2.as_ptr(), std::ptr::null()];
+        libc::execv(sh.as_ptr(), argv.as_ptr());
+    }
+    die("exec /bin/sh failed");
+}
+
+/// COUNT unlinks of PATH, one every DELAY microseconds: a steady stream of events.
+fn unlink_slow(count: u64, path: &str, delay_us: u64) {
+    let p = c(path);
+    for _ in 0..count {
+        // SAFETY: unlink of a path that does not exist.
+        unsafe { libc::unlinkat(libc::AT_FDCWD, p.as_ptr(), 0) };
+        std::thread::sleep(std::time::Duration::from_micros(delay_us));
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let a = |i: usize| {
@@ -266,8 +386,36 @@ fn main() {
                 .unwrap_or_else(|_| die("COUNT must be a number")),
             a(2),
         ),
+        "unlink-slow" => unlink_slow(
+            a(1).parse()
+                .unwrap_or_else(|_| die("COUNT must be a number")),
+            a(2),
+            a(3).parse()
+                .unwrap_or_else(|_| die("DELAY_US must be a number")),
+        ),
+        "memfd-exec" => memfd_exec(),
+        "regain-root" => regain_root(),
+        "ptrace" => ptrace_child(),
+        "connect" => connect(
+            a(1),
+            a(2).parse()
+                .unwrap_or_else(|_| die("PORT must be a number")),
+        ),
+        "reverse-shell" => reverse_shell(
+            a(1).parse()
+                .unwrap_or_else(|_| die("PORT must be a number")),
+        ),
+        "init-module" => {
+            let params = c("trigger=1");
+            // SAFETY: init_module with an empty image: rejected, but the call is made.
+            report("init_module", unsafe {
+                libc::syscall(libc::SYS_init_module, params.as_ptr(), 0, params.as_ptr())
+            });
+        }
         other => die(&format!(
-            "unknown action {other}: file DIR | net PORT DIR | priv DIR | unlink-flood COUNT PATH"
+            "unknown action {other}: file DIR | net PORT DIR | priv DIR | unlink-flood COUNT PATH | \
+             unlink-slow COUNT PATH DELAY_US | memfd-exec | regain-root | ptrace | connect ADDR PORT | \
+             reverse-shell PORT | init-module"
         )),
     }
 }

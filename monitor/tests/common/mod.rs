@@ -127,10 +127,15 @@ pub struct Output {
 
 impl Agent {
     pub fn start(args: &[&str]) -> Agent {
+        Agent::start_with("trace", args)
+    }
+
+    /// Starts `monitor <subcommand>` (`trace` or `run`) with extra arguments.
+    pub fn start_with(subcommand: &str, args: &[&str]) -> Agent {
         let dir = TempDir::new("agent");
         let ready = dir.path().join("ready");
         let child = Command::new(env!("CARGO_BIN_EXE_monitor"))
-            .arg("trace")
+            .arg(subcommand)
             .arg("--ready-file")
             .arg(&ready)
             .arg("--stats-json")
