@@ -41,7 +41,7 @@ enum Cmd {
     Setup,
     /// Build the agent (with its kernel programs) in release mode.
     Build,
-    /// Build and run the agent as root; arguments after `--` go to `monitor` (default: `trace`).
+    /// Build and run the agent as root; arguments after `--` go to `monitor` (default: `run`).
     Run {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
