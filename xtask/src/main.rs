@@ -211,7 +211,7 @@ fn main() -> anyhow::Result<()> {
                 bail!("the agent loads eBPF programs: run `cargo xtask run` as root");
             }
             let args = if args.is_empty() {
-                vec!["trace".to_string()]
+                vec!["run".to_string()]
             } else {
                 args
             };
