@@ -119,6 +119,13 @@ pub struct Scope {
     pub macros: HashMap<String, String>,
 }
 
+fn looks_like_list_name(w: &str) -> bool {
+    w.contains('_')
+        && w.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && w.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
 pub struct Compiler<'a> {
     scope: &'a Scope,
     /// Macros being expanded, to report cycles.
@@ -187,6 +194,17 @@ impl<'a> Compiler<'a> {
                     quoted: true,
                     col: l.col,
                 })),
+                // A bare lower_snake_case word in a list is a list name: a typo must not turn
+                // into a value that never matches.
+                None if !l.quoted && looks_like_list_name(&l.text) => {
+                    return err(
+                        l.col,
+                        format!(
+                            "undefined list `{}` (quote it to use it as a value)",
+                            l.text
+                        ),
+                    );
+                }
                 _ => out.push(l.clone()),
             }
         }
@@ -380,6 +398,10 @@ mod tests {
             ("process.name > 3", "needs an integer field"),
             ("kind = nope", "unknown event kind `nope`"),
             ("undefined_macro", "undefined macro or unknown field"),
+            (
+                "process.name in (shell_binarie)",
+                "undefined list `shell_binarie`",
+            ),
             ("loop_a", "refers to itself"),
             ("file.path glob '[abc'", "bad pattern"),
             ("process.name", "compare it"),

@@ -206,6 +206,10 @@ fn validation_errors_name_file_line_and_rule() {
   severity: warning
   output: x
   colour: red
+- rule: bad_list
+  condition: kind = exec and process.name in (no_such_list)
+  severity: warning
+  output: x
 ";
     let errs = load_str(text).expect_err("must fail");
     let find = |rule: &str, line: usize, needle: &str| {
@@ -230,6 +234,7 @@ fn validation_errors_name_file_line_and_rule() {
     find("bad_output", 31, "unknown field `nope.field`");
     find("syntax", 35, "column");
     find("unknown_key", 39, "colour");
+    find("bad_list", 44, "undefined list `no_such_list`");
     assert_eq!(
         errs.iter()
             .filter(|e| e.rule.as_deref() == Some("dup"))
