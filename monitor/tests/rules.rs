@@ -54,29 +54,10 @@ impl FakeContainer {
     }
 
     fn command(&self, program: &str) -> Command {
-        let procs =
-            std::ffi::CString::new(self.path.join("cgroup.procs").to_string_lossy().as_bytes())
-                .expect("path");
-        let mut cmd = Command::new(program);
+        let mut cmd = command_in_cgroup(&self.path, program);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
-                if fd < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
-                libc::close(fd);
-                if ok {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
         cmd
     }
 

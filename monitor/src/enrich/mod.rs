@@ -631,58 +631,49 @@ mod tests {
     #[test]
     fn workloads_from_controller_labels() {
         let none = BTreeMap::new();
-        let w = workload_of(
-            "web-7d4b9c8f5d-x2x9q",
-            &labels(&[("pod-template-hash", "7d4b9c8f5d")]),
-            &none,
+        // (pod name, labels, expected (kind, name))
+        type Case<'a> = (
+            &'a str,
+            &'a [(&'a str, &'a str)],
+            Option<(&'a str, &'a str)>,
         );
-        assert_eq!(
-            w,
-            Some(Workload {
-                kind: "Deployment",
-                name: "web".into()
-            })
-        );
-        let w = workload_of(
-            "db-2",
-            &labels(&[("statefulset.kubernetes.io/pod-name", "db-2")]),
-            &none,
-        );
-        assert_eq!(
-            w,
-            Some(Workload {
-                kind: "StatefulSet",
-                name: "db".into()
-            })
-        );
-        let w = workload_of(
-            "agent-abcde",
-            &labels(&[
-                ("controller-revision-hash", "5f"),
-                ("pod-template-generation", "1"),
-            ]),
-            &none,
-        );
-        assert_eq!(
-            w,
-            Some(Workload {
-                kind: "DaemonSet",
-                name: "agent".into()
-            })
-        );
-        let w = workload_of(
-            "backup-28345-q",
-            &labels(&[("batch.kubernetes.io/job-name", "backup-28345")]),
-            &none,
-        );
-        assert_eq!(
-            w,
-            Some(Workload {
-                kind: "Job",
-                name: "backup-28345".into()
-            })
-        );
-        assert_eq!(workload_of("bare", &none, &none), None);
+        let cases: &[Case<'_>] = &[
+            (
+                "web-7d4b9c8f5d-x2x9q",
+                &[("pod-template-hash", "7d4b9c8f5d")],
+                Some(("Deployment", "web")),
+            ),
+            (
+                "db-2",
+                &[("statefulset.kubernetes.io/pod-name", "db-2")],
+                Some(("StatefulSet", "db")),
+            ),
+            (
+                "agent-abcde",
+                &[
+                    ("controller-revision-hash", "5f"),
+                    ("pod-template-generation", "1"),
+                ],
+                Some(("DaemonSet", "agent")),
+            ),
+            (
+                "backup-28345-q",
+                &[("batch.kubernetes.io/job-name", "backup-28345")],
+                Some(("Job", "backup-28345")),
+            ),
+            ("bare", &[], None),
+        ];
+        for (pod, kv, want) in cases {
+            let got = workload_of(pod, &labels(kv), &none);
+            assert_eq!(
+                got,
+                want.map(|(kind, name)| Workload {
+                    kind,
+                    name: name.into()
+                }),
+                "{pod}"
+            );
+        }
     }
 
     /// A /proc and cgroup2 tree of our own, so the cache logic runs without a runtime.

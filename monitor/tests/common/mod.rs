@@ -81,27 +81,32 @@ impl TestCgroup {
 
     /// A command that moves itself into this cgroup before exec.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let procs = CString::new(self.path.join("cgroup.procs").to_string_lossy().as_bytes())
-            .expect("path");
-        let mut cmd = Command::new(program);
-        // SAFETY: only async-signal-safe calls (open, write, close) between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
-                if fd < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
-                libc::close(fd);
-                if ok {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
-        cmd
+        command_in_cgroup(&self.path, program)
     }
+}
+
+/// A command that writes itself into the cgroup directory `dir` between fork and exec, so that
+/// its very first event is already attributed to that cgroup.
+pub fn command_in_cgroup(dir: &Path, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let procs = CString::new(dir.join("cgroup.procs").to_string_lossy().as_bytes()).expect("path");
+    let mut cmd = Command::new(program);
+    // SAFETY: only async-signal-safe calls (open, write, close) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+            libc::close(fd);
+            if ok {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    cmd
 }
 
 impl Drop for TestCgroup {
