@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use monitor::{
+    baseline::{BaselineConfig, ItemKind, store::Store},
     load::{DEFAULT_TCP_STATES, LoadOptions},
     rules::{RuleSource, fields::Ty},
     trace::{self, RulesOptions, TraceOptions},
@@ -44,6 +45,32 @@ enum Cmd {
         #[command(subcommand)]
         cmd: RulesCmd,
     },
+    /// Learned per-workload baselines: show, export, import, reset.
+    Baseline {
+        /// Directory of the profiles.
+        #[arg(long, env = "MONITOR_BASELINE_DIR", default_value = DEFAULT_BASELINE_DIR, global = true)]
+        dir: PathBuf,
+        #[command(subcommand)]
+        cmd: BaselineCmd,
+    },
+}
+
+const DEFAULT_BASELINE_DIR: &str = "/var/lib/monitor/baselines";
+
+#[derive(Subcommand)]
+enum BaselineCmd {
+    /// List profiles (workload, state, items per kind), or print one as YAML.
+    Show { workload: Option<String> },
+    /// Print a workload's profile as YAML (to review, edit, ship with the workload).
+    Export { workload: String },
+    /// Validate a YAML profile and hand it to the agent (applied within a second, or at start).
+    Import { file: PathBuf },
+    /// Forget a workload's profile (or all): it learns anew.
+    Reset {
+        workload: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -68,6 +95,24 @@ struct RunArgs {
     /// Do not load the built-in rules (use only --rules).
     #[arg(long)]
     no_default_rules: bool,
+    /// Directory where learned baselines persist.
+    #[arg(long, env = "MONITOR_BASELINE_DIR", default_value = DEFAULT_BASELINE_DIR)]
+    baseline_dir: PathBuf,
+    /// Learning period of a workload from its first event (e.g. 30m, 1h, 24h).
+    #[arg(long, env = "MONITOR_BASELINE_LEARN", default_value = "1h", value_parser = parse_duration_arg)]
+    baseline_learn: std::time::Duration,
+    /// End learning after this many events of the workload, if sooner.
+    #[arg(long, env = "MONITOR_BASELINE_LEARN_EVENTS")]
+    baseline_learn_events: Option<u64>,
+    /// After learning, add a new item to the profile once seen this many times (0: never).
+    #[arg(long, env = "MONITOR_BASELINE_PROMOTE_AFTER", default_value_t = 0)]
+    baseline_promote_after: u32,
+    /// Anomaly alerts per workload and kind per minute at most.
+    #[arg(long, env = "MONITOR_BASELINE_RATE", default_value_t = 10)]
+    baseline_rate: u32,
+    /// Turn learned baselines off.
+    #[arg(long)]
+    no_baselines: bool,
     #[command(flatten)]
     common: TraceArgs,
 }
@@ -139,6 +184,70 @@ fn init_logging(filter: &str, format: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    monitor::rules::parse_duration(s)
+        .ok_or_else(|| format!("`{s}` is not a duration like 30s, 5m, 1h"))
+}
+
+fn baseline_cmd(dir: &std::path::Path, cmd: BaselineCmd) -> anyhow::Result<()> {
+    let store = Store::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+    match cmd {
+        BaselineCmd::Show { workload: Some(w) } | BaselineCmd::Export { workload: w } => {
+            let p = store.get(&w)?;
+            print!("{}", serde_norway::to_string(&p)?);
+        }
+        BaselineCmd::Show { workload: None } => {
+            let (profiles, errors) = store.load_all();
+            println!(
+                "{:<48} {:<10} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6}  stable since",
+                "workload", "state", "exec", "write", "read", "conn", "listen", "priv"
+            );
+            for p in profiles {
+                let n = |k: ItemKind| p.items.get(&k).map_or(0, |s| s.len());
+                println!(
+                    "{:<48} {:<10} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6}  {}",
+                    p.workload,
+                    format!("{:?}", p.state).to_lowercase(),
+                    n(ItemKind::Exec),
+                    n(ItemKind::Write),
+                    n(ItemKind::SensitiveRead),
+                    n(ItemKind::Connect),
+                    n(ItemKind::Listen),
+                    n(ItemKind::Privilege),
+                    p.stable_since
+                );
+            }
+            for e in errors {
+                eprintln!("warning: {e}");
+            }
+        }
+        BaselineCmd::Import { file } => {
+            let p = Store::read(&file)?;
+            let queued = store.queue_import(&p)?;
+            println!(
+                "queued {} ({} items) as {}",
+                p.workload,
+                p.size(),
+                queued.display()
+            );
+        }
+        BaselineCmd::Reset { workload, all } => {
+            let targets: Vec<String> = match (workload, all) {
+                (Some(w), false) => vec![w],
+                (None, true) => store.load_all().0.into_iter().map(|p| p.workload).collect(),
+                _ => anyhow::bail!("give a workload or --all"),
+            };
+            for w in targets {
+                store.queue_reset(&w)?;
+                // Without a running agent the profile goes now; a running one drops it within a second.
+                let _ = store.remove(&w);
+                println!("reset {w}");
+            }
+        }
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(&cli.log, &cli.log_format)?;
@@ -175,9 +284,20 @@ fn main() -> anyhow::Result<()> {
             .context("monitor trace")?;
         }
         Cmd::Run(r) => {
+            let baselines = (!r.no_baselines).then(|| {
+                let cfg = BaselineConfig {
+                    learn_for: r.baseline_learn,
+                    learn_events: r.baseline_learn_events,
+                    promote_after: r.baseline_promote_after,
+                    rate_per_minute: r.baseline_rate,
+                    ..BaselineConfig::default()
+                };
+                (r.baseline_dir.clone(), cfg)
+            });
             let rules = RulesOptions {
                 paths: r.rules,
                 builtin: !r.no_default_rules,
+                baselines,
             };
             if rules.paths.is_empty() && !rules.builtin {
                 anyhow::bail!("--no-default-rules needs at least one --rules path");
@@ -189,6 +309,7 @@ fn main() -> anyhow::Result<()> {
             ))
             .context("monitor run")?;
         }
+        Cmd::Baseline { dir, cmd } => baseline_cmd(&dir, cmd)?,
         Cmd::Rules {
             cmd: RulesCmd::Fields,
         } => {

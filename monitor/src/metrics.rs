@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use monitor_common::{EventKind, KindStats, Misc};
-use prometheus::{IntCounterVec, Opts, Registry, core::Collector};
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry, core::Collector};
 use serde::Serialize;
 
 /// Every counter of the capture pipeline.
@@ -22,6 +22,12 @@ pub struct Metrics {
     pub enrich: IntCounterVec,
     /// Container metadata lookups that failed, by reason.
     pub enrich_failures: IntCounterVec,
+    /// Workloads with a profile, by state (`learning`, `enforcing`).
+    pub baseline_workloads: IntGaugeVec,
+    /// Items in all profiles, by kind.
+    pub baseline_items: IntGaugeVec,
+    /// Anomaly alerts raised, by kind.
+    pub baseline_anomalies: IntCounterVec,
 }
 
 impl Metrics {
@@ -65,6 +71,39 @@ impl Metrics {
                 "monitor_enrich_failures_total",
                 "Container metadata lookups that failed.",
                 &["reason"],
+            ),
+            baseline_workloads: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "monitor_baseline_workloads",
+                        "Workloads with a learned profile, by state.",
+                    ),
+                    &["state"],
+                )
+                .expect("static metric definition");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("metric registered once");
+                g
+            },
+            baseline_items: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "monitor_baseline_profile_items",
+                        "Items in all learned profiles, by kind.",
+                    ),
+                    &["kind"],
+                )
+                .expect("static metric definition");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("metric registered once");
+                g
+            },
+            baseline_anomalies: mk(
+                "monitor_baseline_anomalies_total",
+                "Anomaly alerts raised by learned baselines.",
+                &["kind"],
             ),
             registry,
         }

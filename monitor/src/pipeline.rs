@@ -14,15 +14,21 @@ use tokio::sync::{mpsc, watch};
 use tracing::info;
 
 use crate::{
+    baseline::BaselineStage,
     capture::decode::{Payload, RawEvent},
     enrich::{Attributor, ContainerMeta, Lookup, cri::CriError},
     event::{Event, NodeContext, enrich},
+    metrics::Metrics,
     process::{ProcSource, ProcessTable},
     rules::{Engine, RuleSet},
     trace::Filter,
 };
 
 /// What the stage writes: every event (`monitor trace`) or the alerts rules raise (`monitor run`).
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one Mode per agent, built once and never moved on a hot path"
+)]
 pub enum Mode {
     Events,
     Alerts {
@@ -30,6 +36,9 @@ pub enum Mode {
         /// two events, so none is lost or evaluated twice.
         rules: watch::Receiver<Arc<RuleSet>>,
         engine: Engine,
+        /// Learned per-workload baselines (anomaly alerts), when enabled.
+        baselines: Option<Box<BaselineStage>>,
+        metrics: Metrics,
     },
 }
 
@@ -62,14 +71,23 @@ impl<S: ProcSource, W: Write> EnrichStage<S, W> {
                 serde_json::to_writer(&mut self.out, e).map_err(std::io::Error::other)?;
                 self.out.write_all(b"\n")
             }
-            Mode::Alerts { rules, engine } => {
+            Mode::Alerts {
+                rules,
+                engine,
+                baselines,
+                ..
+            } => {
                 if rules.has_changed().unwrap_or(false) {
                     let new = rules.borrow_and_update().clone();
                     engine.retain_rules(&new);
                     info!(rules = new.len(), "new rules in force");
                 }
                 let current = rules.borrow().clone();
-                let alerts = engine.evaluate(&current, e, Instant::now());
+                let now = Instant::now();
+                let mut alerts = engine.evaluate(&current, e, now);
+                if let Some(b) = baselines {
+                    alerts.extend(b.baselines.observe(e, now));
+                }
                 for a in alerts {
                     serde_json::to_writer(&mut self.out, &a).map_err(std::io::Error::other)?;
                     self.out.write_all(b"\n")?;
@@ -81,10 +99,21 @@ impl<S: ProcSource, W: Write> EnrichStage<S, W> {
 
     /// Delivers folded alerts whose dedup window is over (all of them at the end).
     fn flush_alerts(&mut self, all: bool) -> std::io::Result<()> {
-        if let Mode::Alerts { engine, .. } = &mut self.mode {
+        if let Mode::Alerts {
+            engine,
+            baselines,
+            metrics,
+            ..
+        } = &mut self.mode
+        {
             for a in engine.flush(Instant::now(), all) {
                 serde_json::to_writer(&mut self.out, &a).map_err(std::io::Error::other)?;
                 self.out.write_all(b"\n")?;
+            }
+            if let Some(b) = baselines {
+                b.apply_incoming();
+                b.save(all);
+                b.export_metrics(metrics);
             }
         }
         Ok(())

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::{
+    baseline::BaselineStage,
     capture::{
         self, CaptureError, CaptureMaps, KernelCountsExporter, decode::RawEvent, kind_by_name,
     },
@@ -51,6 +52,8 @@ pub enum TraceError {
     Join(#[from] tokio::task::JoinError),
     #[error("invalid rules:\n{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
     Rules(Vec<RuleError>),
+    #[error(transparent)]
+    Baseline(#[from] crate::baseline::store::StoreError),
 }
 
 /// What to capture and print.
@@ -79,6 +82,8 @@ pub struct TraceOptions {
 pub struct RulesOptions {
     pub paths: Vec<PathBuf>,
     pub builtin: bool,
+    /// Learned baselines: their directory and settings (`None`: off).
+    pub baselines: Option<(PathBuf, crate::baseline::BaselineConfig)>,
 }
 
 impl RulesOptions {
@@ -221,6 +226,7 @@ pub async fn run<W: Write + Send + 'static>(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<Summary, TraceError> {
     let filter = Filter::new(&opts.kinds, &opts.pids, &opts.comms)?;
+    let metrics = Metrics::new();
     // Rules are validated before anything touches the kernel: invalid rules stop the agent.
     let (mode, rules_watch) = match &opts.rules {
         None => (Mode::Events, None),
@@ -228,19 +234,24 @@ pub async fn run<W: Write + Send + 'static>(
             let set = r.load().map_err(TraceError::Rules)?;
             info!(rules = set.len(), "rules loaded");
             let (tx, rx) = watch::channel(set);
-            (
-                Mode::Alerts {
-                    rules: rx,
-                    engine: Engine::default(),
-                },
-                Some(tokio::spawn(watch_rules(r.clone(), tx))),
-            )
+            let baselines = match &r.baselines {
+                Some((dir, cfg)) => Some(Box::new(
+                    BaselineStage::open(dir, cfg.clone()).map_err(TraceError::Baseline)?,
+                )),
+                None => None,
+            };
+            let mode = Mode::Alerts {
+                rules: rx,
+                engine: Engine::default(),
+                baselines,
+                metrics: metrics.clone(),
+            };
+            (mode, Some(tokio::spawn(watch_rules(r.clone(), tx))))
         }
     };
     for p in &opts.cgroup_paths {
         opts.load.cgroups.push(cgroup_id(p)?);
     }
-    let metrics = Metrics::new();
     let mut loaded = load::load(&opts.load)?;
     load::log_probes(&loaded.probes);
     let CaptureMaps { ring, stats, misc } = CaptureMaps::take(&mut loaded.ebpf)?;

@@ -43,7 +43,7 @@ fn cri_pod_metadata_on_container_events() {
     let sock = ctd.socket.display().to_string();
     let agent = Agent::start(&["--cri-socket", &sock, "--kind", "exec,exit,open"]);
     // The default rules watch the same container start: runtime set-up must raise nothing.
-    let rules_agent = Agent::start_with("run", &["--cri-socket", &sock]);
+    let rules_agent = Agent::start_with("run", &["--no-baselines", "--cri-socket", &sock]);
     let (name, ns, uid) = (
         "web-5d8f7b9c6d-abcde",
         "shop",

@@ -17,79 +17,6 @@ use std::{
 use common::*;
 use serde_json::Value;
 
-/// Where tests keep files: inside the build directory, not /tmp (which a rule watches).
-fn scratch(tag: &str) -> PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "rules-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&p).expect("scratch dir");
-    p
-}
-
-/// A cgroup laid out as kubelet + containerd (systemd driver) would: the agent sees a container.
-struct FakeContainer {
-    top: PathBuf,
-    path: PathBuf,
-    id: String,
-}
-
-impl FakeContainer {
-    fn new(tag: &str) -> FakeContainer {
-        let cg = TestCgroup::new(tag);
-        let top = cg.path.clone();
-        std::mem::forget(cg); // removed by our Drop, children first
-        let n = top.metadata().expect("stat").ino();
-        let id = format!(
-            "{:064x}",
-            u128::from(n) << 64 | u128::from(std::process::id())
-        );
-        let pod = top.join("kubepods-besteffort-pod0f6c2b1e_3a4d_4e5f_8a9b_1c2d3e4f5a6b.slice");
-        std::fs::create_dir(&pod).expect("pod cgroup");
-        let path = pod.join(format!("cri-containerd-{id}.scope"));
-        std::fs::create_dir(&path).expect("container cgroup");
-        FakeContainer { top, path, id }
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let mut cmd = command_in_cgroup(&self.path, program);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        cmd
-    }
-
-    /// Runs to completion (status ignored: some behaviours are refused by the kernel, which is
-    /// still an attempt worth an alert).
-    fn run(&self, program: &str, args: &[&str]) {
-        let _ = self
-            .command(program)
-            .args(args)
-            .status()
-            .expect("run in container cgroup");
-    }
-}
-
-impl Drop for FakeContainer {
-    fn drop(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        for dir in [
-            self.path.clone(),
-            self.path
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_default(),
-            self.top.clone(),
-        ] {
-            while std::fs::remove_dir(&dir).is_err() && dir.exists() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-}
-
 /// One `monitor run` for all rule tests. It is started from a thread that lives as long as the
 /// test process and asked (PR_SET_PDEATHSIG) to get SIGTERM when that process ends, so it is
 /// stopped whichever subset of tests runs.
@@ -109,6 +36,7 @@ fn agent() -> &'static Shared {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_monitor"));
             cmd.args([
                 "run",
+                "--no-baselines",
                 "--cri-socket",
                 "/nonexistent/monitor-test-cri.sock",
                 "--ready-file",
@@ -648,6 +576,7 @@ fn reload_swaps_rules_without_losing_events() {
         "run",
         &[
             "--no-default-rules",
+            "--no-baselines",
             "--rules",
             &rules.to_string_lossy(),
             "--cgroup",

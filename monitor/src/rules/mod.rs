@@ -282,7 +282,8 @@ fn item_lines(text: &str) -> Vec<usize> {
         .collect()
 }
 
-fn parse_duration(s: &str) -> Option<Duration> {
+/// Parses `500ms`, `30s`, `5m`, `1h`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
     let n: u64 = num.parse().ok()?;
@@ -669,6 +670,9 @@ pub struct Alert {
     pub dedup: DedupInfo,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sequence: Option<SeqFirst>,
+    /// For `source: anomaly`: what was new, in which profile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anomaly: Option<crate::baseline::AnomalyInfo>,
     #[serde(flatten)]
     pub event: Event,
 }
@@ -793,6 +797,7 @@ impl Engine {
                     last_seen: e.time.clone(),
                 },
                 sequence: seq_first,
+                anomaly: None,
                 event: e.clone(),
             };
             match &rule.dedup {

@@ -264,3 +264,76 @@ pub fn by_syscall<'a>(
         .filter(|e| e["cgroup_id"] == cg && e[section]["syscall"] == syscall)
         .collect()
 }
+
+/// Where tests keep files: inside the build directory, not /tmp (which a rule watches).
+pub fn scratch(tag: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "rules-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&p).expect("scratch dir");
+    p
+}
+
+/// A cgroup laid out as kubelet + containerd (systemd driver) would: the agent sees a container.
+pub struct FakeContainer {
+    top: PathBuf,
+    pub path: PathBuf,
+    pub id: String,
+}
+
+impl FakeContainer {
+    pub fn new(tag: &str) -> FakeContainer {
+        let cg = TestCgroup::new(tag);
+        let top = cg.path.clone();
+        std::mem::forget(cg); // removed by our Drop, children first
+        let n = top.metadata().expect("stat").ino();
+        let id = format!(
+            "{:064x}",
+            u128::from(n) << 64 | u128::from(std::process::id())
+        );
+        let pod = top.join("kubepods-besteffort-pod0f6c2b1e_3a4d_4e5f_8a9b_1c2d3e4f5a6b.slice");
+        std::fs::create_dir(&pod).expect("pod cgroup");
+        let path = pod.join(format!("cri-containerd-{id}.scope"));
+        std::fs::create_dir(&path).expect("container cgroup");
+        FakeContainer { top, path, id }
+    }
+
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = command_in_cgroup(&self.path, program);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd
+    }
+
+    /// Runs to completion (status ignored: some behaviours are refused by the kernel, which is
+    /// still an attempt worth an alert).
+    pub fn run(&self, program: &str, args: &[&str]) {
+        let _ = self
+            .command(program)
+            .args(args)
+            .status()
+            .expect("run in container cgroup");
+    }
+}
+
+impl Drop for FakeContainer {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for dir in [
+            self.path.clone(),
+            self.path
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+            self.top.clone(),
+        ] {
+            while std::fs::remove_dir(&dir).is_err() && dir.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
