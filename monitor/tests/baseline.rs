@@ -81,15 +81,13 @@ fn learns_a_workload_then_flags_exactly_what_is_new_and_survives_restart() {
     std::thread::sleep(Duration::from_millis(1500));
     let out = agent.stop();
     let got = anomalies(&out.events, &fc.id);
-    let want = vec![
-        ("connect".to_string(), "127.0.0.0/8:47312".to_string()),
-        ("exec".to_string(), "/usr/bin/env <- ".to_string()),
-        ("write".to_string(), String::new()),
-    ];
     assert_eq!(got.len(), 3, "exactly three anomalies, got {got:#?}");
-    assert_eq!(got[0], want[0]);
+    assert_eq!(
+        got[0],
+        ("connect".to_string(), "127.0.0.0/8:47312".to_string())
+    );
     assert!(
-        got[1].0 == "exec" && got[1].1.starts_with(&want[1].1),
+        got[1].0 == "exec" && got[1].1.starts_with("/usr/bin/env <- "),
         "{got:?}"
     );
     assert_eq!(got[2].0, "write");

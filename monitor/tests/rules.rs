@@ -4,13 +4,10 @@
 mod common;
 
 use std::{
-    os::unix::{fs::MetadataExt, process::CommandExt},
+    os::unix::process::CommandExt,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::{
-        OnceLock,
-        atomic::{AtomicU32, Ordering},
-    },
+    process::{Child, Command},
+    sync::OnceLock,
     time::{Duration, Instant},
 };
 
