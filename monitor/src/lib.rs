@@ -5,6 +5,7 @@ pub mod capture;
 pub mod decode_net;
 pub mod enrich;
 pub mod event;
+pub mod http;
 pub mod load;
 pub mod metrics;
 pub mod pipeline;

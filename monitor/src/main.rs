@@ -150,6 +150,9 @@ struct TraceArgs {
     /// /run/crio/crio.sock, /run/k3s/containerd/containerd.sock, /run/cri-dockerd.sock that exists.
     #[arg(long, env = "MONITOR_CRI_SOCKET")]
     cri_socket: Option<PathBuf>,
+    /// Serve Prometheus metrics (/metrics) and /healthz on this address (e.g. 0.0.0.0:9750).
+    #[arg(long, env = "MONITOR_METRICS_ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
     /// Milliseconds the events of a new container may wait for its pod metadata.
     #[arg(long, env = "MONITOR_METADATA_HOLD_MS", default_value_t = 1000)]
     metadata_hold_ms: u64,
@@ -273,6 +276,7 @@ fn main() -> anyhow::Result<()> {
         cri_socket: a.cri_socket,
         metadata_hold: std::time::Duration::from_millis(a.metadata_hold_ms),
         rules,
+        metrics_addr: a.metrics_addr,
     };
     match cli.cmd {
         Cmd::Trace(a) => {

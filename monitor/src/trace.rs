@@ -75,6 +75,8 @@ pub struct TraceOptions {
     pub metadata_hold: Duration,
     /// `Some`: evaluate rules and print alerts (`monitor run`); `None`: print events.
     pub rules: Option<RulesOptions>,
+    /// Serve `/metrics` and `/healthz` here.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Where `monitor run` takes its rules from.
@@ -252,6 +254,20 @@ pub async fn run<W: Write + Send + 'static>(
     for p in &opts.cgroup_paths {
         opts.load.cgroups.push(cgroup_id(p)?);
     }
+    let metrics_server = match opts.metrics_addr {
+        Some(addr) => {
+            let (listener, _) =
+                crate::http::bind(addr)
+                    .await
+                    .map_err(|source| TraceError::Write {
+                        what: "metrics endpoint",
+                        path: PathBuf::from(addr.to_string()),
+                        source,
+                    })?;
+            Some(tokio::spawn(crate::http::serve(listener, metrics.clone())))
+        }
+        None => None,
+    };
     let mut loaded = load::load(&opts.load)?;
     load::log_probes(&loaded.probes);
     let CaptureMaps { ring, stats, misc } = CaptureMaps::take(&mut loaded.ebpf)?;
@@ -288,7 +304,8 @@ pub async fn run<W: Write + Send + 'static>(
     info!("capturing");
 
     let mut exporter = KernelCountsExporter::default();
-    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    // Kernel counters feed the metrics every 2 s; drops are logged when they grow.
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
     tokio::pin!(shutdown);
     let mut last_dropped = 0;
     loop {
@@ -316,6 +333,9 @@ pub async fn run<W: Write + Send + 'static>(
     reader.await??;
     processor.await?.map_err(TraceError::Output)?;
     resolver.abort();
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     if let Some(w) = rules_watch {
         w.abort();
     }

@@ -547,3 +547,59 @@ fn ring_buffer_flood_accounting_is_exact() {
     );
     assert_eq!(out.stats["decode_errors"], 0);
 }
+
+/// GETs a path from the agent's HTTP endpoint on loopback.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect metrics");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("response");
+    out
+}
+
+fn metric(text: &str, line_start: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn metrics_endpoint_counts_events_exactly() {
+    if !require_root("metrics_endpoint_counts_events_exactly") {
+        return;
+    }
+    const N: u64 = 25;
+    let port = 47400 + (std::process::id() % 500) as u16;
+    let cg = TestCgroup::new("metrics");
+    let cgroup = cg.path.to_string_lossy().into_owned();
+    let addr = format!("127.0.0.1:{port}");
+    let agent = Agent::start(&[
+        "--cgroup",
+        &cgroup,
+        "--metrics-addr",
+        &addr,
+        "--kind",
+        "exec",
+    ]);
+    assert!(http_get(port, "/healthz").ends_with("ok\n"));
+    for _ in 0..N {
+        assert!(cg.command("/bin/true").status().expect("true").success());
+    }
+    // Counters are published as events are read; kernel counters every 2 s.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let text = http_get(port, "/metrics");
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(
+        text.contains("# TYPE monitor_events_received_total counter"),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "monitor_events_received_total{kind=\"exec\"}"),
+        Some(N),
+        "{text}"
+    );
+    assert!(http_get(port, "/nope").starts_with("HTTP/1.1 404"));
+    let out = agent.stop();
+    assert_eq!(out.stats["received"]["exec"], N);
+}
