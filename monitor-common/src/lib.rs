@@ -502,7 +502,10 @@ pub struct Config {
     pub cgroup_filter: u32,
     /// Bit N set: report TCP transitions into state N (TCP_ESTABLISHED = 1 ... TCP_CLOSING = 11).
     pub tcp_state_mask: u32,
-    pub _pad: u32,
+    /// Wake the reader only once this many bytes are pending (0: on every record). Waking on
+    /// every record costs an IPI and a context switch per event; the reader also drains on a
+    /// short timer, which bounds the latency of records that do not cross the threshold.
+    pub wakeup_bytes: u32,
     pub tp: TpOffsets,
     pub k: KernelOffsets,
 }
@@ -513,7 +516,7 @@ impl Config {
         agent_tgid: 0,
         cgroup_filter: 0,
         tcp_state_mask: 0,
-        _pad: 0,
+        wakeup_bytes: 0,
         tp: TpOffsets {
             sys_enter_nr: NO_OFFSET,
             sys_enter_args: NO_OFFSET,

@@ -135,7 +135,16 @@ pub fn emit(buf: *mut u8, len: usize, kind: u32) {
     unsafe { (*buf.cast::<Header>()).len = len as u32 };
     // SAFETY: `len` bytes of the scratch value are initialised by the caller.
     let data = unsafe { core::slice::from_raw_parts(buf as *const u8, len) };
-    let ok = EVENTS.output::<[u8]>(data, 0).is_ok();
+    // BPF_RB_AVAIL_DATA = 0; BPF_RB_NO_WAKEUP = 1; BPF_RB_FORCE_WAKEUP = 2.
+    let threshold = conf!(wakeup_bytes) as u64;
+    let flags = if threshold == 0 {
+        0
+    } else if EVENTS.query(0) >= threshold {
+        2
+    } else {
+        1
+    };
+    let ok = EVENTS.output::<[u8]>(data, flags).is_ok();
     if let Some(s) = STATS.get_ptr_mut(kind_slot(kind)) {
         // SAFETY: the map value is a KindStats of two u64 counters; atomics keep counts exact
         // even if another program runs on this CPU in between.

@@ -1,6 +1,7 @@
 //! The monitor agent: loads the kernel programs, decodes their events, keeps a process table
 //! and turns each event into an enriched record.
 pub mod baseline;
+pub mod benchkit;
 pub mod capture;
 pub mod decode_net;
 pub mod enrich;

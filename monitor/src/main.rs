@@ -45,6 +45,16 @@ enum Cmd {
         #[command(subcommand)]
         cmd: RulesCmd,
     },
+    /// Benchmark the user-space pipeline alone (decode, process table, enrichment, default
+    /// rules, JSON) on records in memory; prints JSON. Used by `cargo xtask bench`.
+    #[command(hide = true)]
+    BenchPipeline {
+        #[arg(long, default_value_t = 500_000)]
+        events: usize,
+        /// Also write every event as JSON (trace mode), not only alerts.
+        #[arg(long)]
+        every_event: bool,
+    },
     /// Learned per-workload baselines: show, export, import, reset.
     Baseline {
         /// Directory of the profiles.
@@ -134,6 +144,10 @@ struct TraceArgs {
     /// Kernel ring buffer size in bytes (a power of two, at least 4096).
     #[arg(long, env = "MONITOR_RING_BUFFER_BYTES", default_value_t = 16 << 20)]
     ring_buffer_bytes: u32,
+    /// Pending ring-buffer bytes that wake the reader (0: wake on every record; records below
+    /// the threshold are read within 50 ms anyway).
+    #[arg(long, env = "MONITOR_WAKEUP_BYTES", default_value_t = monitor::load::DEFAULT_WAKEUP_BYTES)]
+    wakeup_bytes: u32,
     /// Events queued between the ring reader and enrichment before new ones are dropped.
     #[arg(long, default_value_t = 65536)]
     queue: usize,
@@ -264,6 +278,7 @@ fn main() -> anyhow::Result<()> {
             ring_bytes: a.ring_buffer_bytes,
             cgroups: Vec::new(),
             tcp_state_mask: DEFAULT_TCP_STATES,
+            wakeup_bytes: a.wakeup_bytes,
         },
         cgroup_paths: a.cgroup,
         kinds: a.kind,
@@ -314,6 +329,15 @@ fn main() -> anyhow::Result<()> {
             .context("monitor run")?;
         }
         Cmd::Baseline { dir, cmd } => baseline_cmd(&dir, cmd)?,
+        Cmd::BenchPipeline {
+            events,
+            every_event,
+        } => {
+            println!(
+                "{}",
+                serde_json::to_string(&monitor::benchkit::run(events, every_event))?
+            )
+        }
         Cmd::Rules {
             cmd: RulesCmd::Fields,
         } => {

@@ -9,6 +9,8 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+
+mod bench;
 use clap::{Parser, Subcommand};
 
 /// LLVM major version of Debian's packages and of the Rust toolchains' LLVM.
@@ -45,6 +47,12 @@ enum Cmd {
     Run {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Measure overhead, throughput and drops against a no-agent baseline in one run (root).
+    Bench {
+        /// A shorter run (under 5 minutes).
+        #[arg(long)]
+        quick: bool,
     },
     /// Set up, then run the whole test suite: lints, unit tests and the root integration tests.
     Test {
@@ -216,6 +224,14 @@ fn main() -> anyhow::Result<()> {
                 args
             };
             run(Command::new(root.join("target/release/monitor")).args(args))
+        }
+        Cmd::Bench { quick } => {
+            setup()?;
+            run(cargo(&root).args(["build", "--release", "-p", "monitor"]))?;
+            if !is_root() {
+                bail!("the bench runs the agent: run `cargo xtask bench` as root");
+            }
+            bench::run(bench::Opts { quick, root })
         }
         Cmd::Test { no_lint, args } => {
             setup()?;

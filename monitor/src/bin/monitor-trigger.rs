@@ -366,6 +366,96 @@ fn unlink_slow(count: u64, path: &str, delay_us: u64) {
     }
 }
 
+/// Runs one micro-operation in a loop for `millis` and prints `{"op":..,"ops":N,"secs":S}`.
+/// Operations: getpid (not hooked: the floor), openclose (a tmpfs file), forkexec (/bin/true),
+/// tcp (connect + accept + close on loopback).
+fn bench(op: &str, millis: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(millis);
+    let start = std::time::Instant::now();
+    let mut ops: u64 = 0;
+    let path = c(&format!("/dev/shm/monitor-bench-{}", std::process::id()));
+    let truebin = c("/bin/true");
+    // SAFETY: syscalls with arguments we own; children are reaped by pid.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_CREAT | libc::O_WRONLY, 0o600);
+        libc::close(fd);
+        let a = sockaddr_in("127.0.0.1", 0);
+        let len = size_of::<libc::sockaddr_in>() as u32;
+        let l = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        libc::bind(l, (&raw const a).cast(), len);
+        libc::listen(l, 128);
+        let mut bound: libc::sockaddr_in = std::mem::zeroed();
+        let mut blen = len;
+        libc::getsockname(l, (&raw mut bound).cast(), &mut blen);
+        while std::time::Instant::now() < deadline {
+            for _ in 0..64 {
+                match op {
+                    "getpid" => {
+                        libc::syscall(libc::SYS_getpid);
+                    }
+                    "openclose" => {
+                        let fd = libc::open(path.as_ptr(), libc::O_RDONLY);
+                        libc::close(fd);
+                    }
+                    "forkexec" => {
+                        let pid = libc::fork();
+                        if pid == 0 {
+                            let argv = [truebin.as_ptr(), std::ptr::null()];
+                            libc::execv(truebin.as_ptr(), argv.as_ptr());
+                            libc::_exit(127);
+                        }
+                        let mut st = 0;
+                        libc::waitpid(pid, &mut st, 0);
+                    }
+                    "tcp" => {
+                        let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+                        libc::connect(s, (&raw const bound).cast(), len);
+                        let c2 = libc::accept(l, std::ptr::null_mut(), std::ptr::null_mut());
+                        libc::close(c2);
+                        libc::close(s);
+                    }
+                    other => die(&format!("unknown bench op {other}")),
+                }
+                ops += 1;
+                if op == "forkexec" {
+                    break;
+                }
+            }
+        }
+        libc::close(l);
+        libc::unlink(path.as_ptr());
+    }
+    println!(
+        "{{\"op\":\"{op}\",\"ops\":{ops},\"secs\":{}}}",
+        start.elapsed().as_secs_f64()
+    );
+}
+
+/// Generates `rate` unlink events per second for `millis`, paced every millisecond; prints the
+/// number generated.
+fn rate(rate: u64, millis: u64, path: &str) {
+    let p = c(path);
+    let start = std::time::Instant::now();
+    let mut done: u64 = 0;
+    loop {
+        let elapsed = start.elapsed();
+        if elapsed.as_millis() as u64 >= millis {
+            break;
+        }
+        let due = rate * elapsed.as_micros() as u64 / 1_000_000;
+        while done < due {
+            // SAFETY: unlink of a path that does not exist.
+            unsafe { libc::unlinkat(libc::AT_FDCWD, p.as_ptr(), 0) };
+            done += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    println!(
+        "{{\"generated\":{done},\"secs\":{}}}",
+        start.elapsed().as_secs_f64()
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let a = |i: usize| {
@@ -394,6 +484,18 @@ fn main() {
                 .unwrap_or_else(|_| die("DELAY_US must be a number")),
         ),
         "memfd-exec" => memfd_exec(),
+        "bench" => bench(
+            a(1),
+            a(2).parse()
+                .unwrap_or_else(|_| die("MILLIS must be a number")),
+        ),
+        "rate" => rate(
+            a(1).parse()
+                .unwrap_or_else(|_| die("RATE must be a number")),
+            a(2).parse()
+                .unwrap_or_else(|_| die("MILLIS must be a number")),
+            a(3),
+        ),
         "regain-root" => regain_root(),
         "ptrace" => ptrace_child(),
         "connect" => connect(

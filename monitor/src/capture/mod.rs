@@ -125,8 +125,14 @@ impl KernelCountsExporter {
 /// Number of decode errors logged in full; later ones are only counted.
 const LOGGED_DECODE_ERRORS: u64 = 20;
 
-/// Reads records until `stop` flips, then drains what is left and returns. Decoded events go to
-/// `tx`; when the queue is full the event is dropped and counted, the reader never blocks.
+/// Longest time a record may wait in the ring when the kernel did not wake the reader (it only
+/// does once `Config::wakeup_bytes` are pending).
+pub const MAX_LATENCY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Reads records until `stop` flips, then drains what is left and returns. The reader waits for
+/// the ring's epoll readiness (the kernel wakes it once enough bytes are pending) and drains on a
+/// short timer for the records below that threshold. Decoded events go to `tx`; when the queue is
+/// full the event is dropped and counted, the reader never blocks.
 pub async fn read_ring(
     ring: RingBuf<MapData>,
     tx: mpsc::Sender<RawEvent>,
@@ -158,8 +164,16 @@ pub async fn read_ring(
             }
         }
     };
+    let mut tick = tokio::time::interval(MAX_LATENCY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = tick.tick() => {
+                let ring = fd.get_mut();
+                while let Some(item) = ring.next() {
+                    handle(&item);
+                }
+            }
             guard = fd.readable_mut() => {
                 let mut guard = guard?;
                 let ring = guard.get_inner_mut();

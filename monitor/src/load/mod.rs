@@ -62,7 +62,12 @@ pub struct LoadOptions {
     pub cgroups: Vec<u64>,
     /// TCP states whose entry is reported (bit N = state N).
     pub tcp_state_mask: u32,
+    /// Pending bytes that wake the reader (0: every record); capped at a quarter of the ring.
+    pub wakeup_bytes: u32,
 }
+
+/// Default wake-up threshold: a few hundred records.
+pub const DEFAULT_WAKEUP_BYTES: u32 = 64 * 1024;
 
 /// Default TCP transitions reported: into SYN_SENT, ESTABLISHED, CLOSE and LISTEN.
 pub const DEFAULT_TCP_STATES: u32 = (1 << 1) | (1 << 2) | (1 << 7) | (1 << 10);
@@ -73,6 +78,7 @@ impl Default for LoadOptions {
             ring_bytes: 16 << 20,
             cgroups: Vec::new(),
             tcp_state_mask: DEFAULT_TCP_STATES,
+            wakeup_bytes: DEFAULT_WAKEUP_BYTES,
         }
     }
 }
@@ -238,7 +244,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         agent_tgid: std::process::id(),
         cgroup_filter: u32::from(!opts.cgroups.is_empty()),
         tcp_state_mask: opts.tcp_state_mask,
-        _pad: 0,
+        wakeup_bytes: opts.wakeup_bytes.min(opts.ring_bytes / 4),
         tp,
         k: kernel_offsets(&btf),
     };

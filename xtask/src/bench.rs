@@ -1,0 +1,474 @@
+//! `cargo xtask bench`: overhead, throughput and drops of the agent against a no-agent baseline
+//! measured in the same run. Needs root (the agent loads eBPF programs). Traffic stays on
+//! loopback; container placements use a kubelet-style cgroup the bench creates and removes.
+use std::{
+    io::{Read, Write},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+
+pub struct Opts {
+    pub quick: bool,
+    pub root: PathBuf,
+}
+
+const OPS: [&str; 4] = ["getpid", "openclose", "forkexec", "tcp"];
+
+#[derive(Clone, Copy, PartialEq)]
+enum Config {
+    NoAgent,
+    AgentNoRules,
+    AgentDefaultRules,
+}
+
+impl Config {
+    fn name(self) -> &'static str {
+        match self {
+            Config::NoAgent => "no agent",
+            Config::AgentNoRules => "agent, no rules",
+            Config::AgentDefaultRules => "agent, default rules + file",
+        }
+    }
+}
+
+struct Agent {
+    child: Child,
+    dir: PathBuf,
+    metrics_port: u16,
+}
+
+fn bin(root: &Path, name: &str) -> PathBuf {
+    root.join("target/release").join(name)
+}
+
+impl Agent {
+    fn start(root: &Path, cfg: Config, extra: &[&str], port: u16) -> anyhow::Result<Agent> {
+        let dir = std::env::temp_dir().join(format!("monitor-bench-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let empty = dir.join("empty.yaml");
+        std::fs::write(&empty, "")?;
+        let ready = dir.join("ready");
+        let _ = std::fs::remove_file(&ready);
+        let mut cmd = Command::new(bin(root, "monitor"));
+        cmd.arg("run")
+            .arg("--no-baselines")
+            .arg("--ready-file")
+            .arg(&ready);
+        cmd.args([
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+            "--cri-socket",
+            "/nonexistent/bench.sock",
+        ]);
+        cmd.arg("--stats-json").arg(dir.join("stats.json"));
+        if cfg == Config::AgentNoRules {
+            cmd.arg("--no-default-rules").arg("--rules").arg(&empty);
+        }
+        cmd.args(extra);
+        cmd.stdout(std::fs::File::create(dir.join("alerts.jsonl"))?)
+            .stderr(std::fs::File::create(dir.join("stderr"))?);
+        let child = cmd.spawn().context("starting monitor")?;
+        let mut a = Agent {
+            child,
+            dir,
+            metrics_port: port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ready.exists() {
+            if Instant::now() > deadline || a.child.try_wait()?.is_some() {
+                bail!(
+                    "agent did not start: {}",
+                    std::fs::read_to_string(a.dir.join("stderr")).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(a)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn metrics(&self) -> String {
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)) else {
+            return String::new();
+        };
+        let _ = write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    }
+
+    fn stop(mut self) -> anyhow::Result<Value> {
+        run_quiet(Command::new("kill").args(["-TERM", &self.child.id().to_string()]))?;
+        self.child.wait()?;
+        let stats =
+            std::fs::read_to_string(self.dir.join("stats.json")).unwrap_or_else(|_| "{}".into());
+        let _ = std::fs::remove_dir_all(&self.dir);
+        Ok(serde_json::from_str(&stats)?)
+    }
+}
+
+fn run_quiet(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd.output().with_context(|| format!("{cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A kubelet/containerd-style cgroup (so the agent attributes it to a container).
+struct BenchCgroup {
+    top: PathBuf,
+    leaf: PathBuf,
+}
+
+impl BenchCgroup {
+    fn new(container: bool) -> anyhow::Result<BenchCgroup> {
+        let root = if Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
+            "/sys/fs/cgroup/unified"
+        } else {
+            "/sys/fs/cgroup"
+        };
+        let top = PathBuf::from(root).join(format!(
+            "monitor-bench-{}-{}",
+            std::process::id(),
+            container as u8
+        ));
+        std::fs::create_dir_all(&top)?;
+        let leaf = if container {
+            let l = top
+                .join("kubepods-besteffort-pod0f6c2b1e_3a4d_4e5f_8a9b_1c2d3e4f5a6b.slice")
+                .join(format!("cri-containerd-{}.scope", "be".repeat(32)));
+            std::fs::create_dir_all(&l)?;
+            l
+        } else {
+            top.clone()
+        };
+        Ok(BenchCgroup { top, leaf })
+    }
+
+    /// Runs the trigger inside the cgroup and returns its JSON line.
+    fn run(&self, root: &Path, args: &[&str]) -> anyhow::Result<Value> {
+        let script = format!(
+            "echo $$ > {}/cgroup.procs && exec \"$0\" \"$@\"",
+            self.leaf.display()
+        );
+        let out = run_quiet(
+            Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .arg(bin(root, "monitor-trigger"))
+                .args(args),
+        )?;
+        serde_json::from_str(out.trim()).with_context(|| format!("trigger output {out}"))
+    }
+}
+
+impl Drop for BenchCgroup {
+    fn drop(&mut self) {
+        let mut p = self.leaf.clone();
+        while p.starts_with(&self.top) {
+            let _ = std::fs::remove_dir(&p);
+            if !p.pop() {
+                break;
+            }
+        }
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
+}
+
+fn proc_stat(pid: u32) -> (f64, u64, u64) {
+    // (cpu seconds, VmRSS kB, VmHWM kB)
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    };
+    (cpu, kb("VmRSS:"), kb("VmHWM:"))
+}
+
+fn metric_sum(text: &str, prefix: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+pub fn run(o: Opts) -> anyhow::Result<()> {
+    let root = &o.root;
+    let (rounds, millis, ramp_secs, sustain_secs) = if o.quick {
+        (3, 1000, 4, 10)
+    } else {
+        (5, 3000, 10, 60)
+    };
+    eprintln!(
+        "bench: {} ({} rounds, {} ms per measurement)",
+        if o.quick { "quick" } else { "full" },
+        rounds,
+        millis
+    );
+    let machine = json!({
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "kernel": run_quiet(Command::new("uname").arg("-r")).unwrap_or_default().trim(),
+    });
+
+    // 1. Micro-loops, interleaved A/B: every round runs every config on both placements.
+    let configs = [
+        Config::NoAgent,
+        Config::AgentNoRules,
+        Config::AgentDefaultRules,
+    ];
+    let placements = [("host", false), ("container", true)];
+    let mut samples: std::collections::BTreeMap<(usize, usize, usize), Vec<f64>> =
+        Default::default();
+    let mut rss_rest = Vec::new();
+    for r in 0..rounds {
+        for (ci, cfg) in configs.iter().enumerate() {
+            let agent = match cfg {
+                Config::NoAgent => None,
+                _ => Some(Agent::start(root, *cfg, &[], 19750 + ci as u16)?),
+            };
+            if let Some(a) = &agent
+                && *cfg == Config::AgentDefaultRules
+            {
+                std::thread::sleep(Duration::from_millis(500));
+                rss_rest.push(proc_stat(a.pid()).1 as f64);
+            }
+            for (pi, (_, container)) in placements.iter().enumerate() {
+                let cg = BenchCgroup::new(*container)?;
+                for (oi, op) in OPS.iter().enumerate() {
+                    let v = cg.run(root, &["bench", op, &millis.to_string()])?;
+                    let rate = v["ops"].as_f64().unwrap_or(0.0) / v["secs"].as_f64().unwrap_or(1.0);
+                    samples.entry((ci, pi, oi)).or_default().push(rate);
+                }
+            }
+            if let Some(a) = agent {
+                a.stop()?;
+            }
+            eprintln!("bench: round {}/{} {} done", r + 1, rounds, cfg.name());
+        }
+    }
+    let mut micro = Vec::new();
+    println!(
+        "\nSyscall micro-loops: median ops/s over {rounds} interleaved rounds; slowdown vs no agent in the same run"
+    );
+    println!(
+        "{:<10} {:<10} {:>14} {:>18} {:>10} {:>26} {:>10}",
+        "placement",
+        "op",
+        "no agent",
+        "agent, no rules",
+        "slowdown",
+        "agent, default rules+file",
+        "slowdown"
+    );
+    for (pi, (place, _)) in placements.iter().enumerate() {
+        for (oi, op) in OPS.iter().enumerate() {
+            let m: Vec<f64> = (0..3)
+                .map(|ci| {
+                    median(
+                        samples
+                            .get_mut(&(ci, pi, oi))
+                            .map(|v| v.as_mut_slice())
+                            .unwrap_or(&mut []),
+                    )
+                })
+                .collect();
+            let slow = |x: f64| {
+                if m[0] > 0.0 {
+                    (m[0] / x.max(1e-9) - 1.0) * 100.0
+                } else {
+                    0.0
+                }
+            };
+            println!(
+                "{:<10} {:<10} {:>14.0} {:>18.0} {:>9.1}% {:>26.0} {:>9.1}%",
+                place,
+                op,
+                m[0],
+                m[1],
+                slow(m[1]),
+                m[2],
+                slow(m[2])
+            );
+            micro.push(json!({"placement": place, "op": op, "no_agent": m[0], "agent_no_rules": m[1], "agent_default_rules": m[2],
+                "slowdown_no_rules_pct": slow(m[1]), "slowdown_default_rules_pct": slow(m[2])}));
+        }
+    }
+
+    // 2. Event-rate ramp with the default rules: highest rate without drops, CPU per 100k events.
+    println!(
+        "\nEvent-rate ramp (unlink events, default rules + file output), {ramp_secs} s per step"
+    );
+    println!(
+        "{:>10} {:>12} {:>14} {:>14} {:>18}",
+        "target/s", "generated", "kernel drops", "queue drops", "agent CPU ms/100k"
+    );
+    let agent = Agent::start(root, Config::AgentDefaultRules, &[], 19760)?;
+    let cg = BenchCgroup::new(false)?;
+    let mut ramp = Vec::new();
+    let mut best_zero = 0u64;
+    for rate in [
+        10_000u64, 25_000, 50_000, 100_000, 200_000, 400_000, 800_000,
+    ] {
+        let before = agent.metrics();
+        let (cpu0, _, _) = proc_stat(agent.pid());
+        let v = cg.run(
+            root,
+            &[
+                "rate",
+                &rate.to_string(),
+                &(ramp_secs * 1000).to_string(),
+                "/nonexistent/monitor-bench",
+            ],
+        )?;
+        std::thread::sleep(Duration::from_millis(2500));
+        let after = agent.metrics();
+        let (cpu1, _, _) = proc_stat(agent.pid());
+        let generated = v["generated"].as_u64().unwrap_or(0);
+        let kd = metric_sum(
+            &after,
+            "monitor_events_dropped_total{kind=\"unlink\",stage=\"kernel_ring\"}",
+        ) - metric_sum(
+            &before,
+            "monitor_events_dropped_total{kind=\"unlink\",stage=\"kernel_ring\"}",
+        );
+        let qd = metric_sum(
+            &after,
+            "monitor_events_dropped_total{kind=\"unlink\",stage=\"user_queue\"}",
+        ) - metric_sum(
+            &before,
+            "monitor_events_dropped_total{kind=\"unlink\",stage=\"user_queue\"}",
+        );
+        let cpu_per_100k = if generated > 0 {
+            (cpu1 - cpu0) * 1000.0 * 100_000.0 / generated as f64
+        } else {
+            0.0
+        };
+        println!("{rate:>10} {generated:>12} {kd:>14} {qd:>14} {cpu_per_100k:>18.1}");
+        ramp.push(json!({"target_rate": rate, "generated": generated, "kernel_drops": kd, "queue_drops": qd, "agent_cpu_ms_per_100k": cpu_per_100k}));
+        if kd + qd == 0 {
+            best_zero = rate;
+        } else {
+            break;
+        }
+    }
+    let (_, _, hwm) = proc_stat(agent.pid());
+    agent.stop()?;
+
+    // 3. Sustained 50k events/s with the default rules.
+    let agent = Agent::start(root, Config::AgentDefaultRules, &[], 19761)?;
+    let before = agent.metrics();
+    let sustained = cg.run(
+        root,
+        &[
+            "rate",
+            "50000",
+            &(sustain_secs * 1000).to_string(),
+            "/nonexistent/monitor-bench",
+        ],
+    )?;
+    std::thread::sleep(Duration::from_millis(2500));
+    let after = agent.metrics();
+    let sustained_drops = metric_sum(&after, "monitor_events_dropped_total{kind=\"unlink\"")
+        - metric_sum(&before, "monitor_events_dropped_total{kind=\"unlink\"");
+    agent.stop()?;
+    println!(
+        "\nSustained 50k events/s for {sustain_secs} s: generated {}, drops {sustained_drops}",
+        sustained["generated"]
+    );
+
+    // 4. Exact accounting under overload: a one-page ring filtered to the bench cgroup.
+    let flood = BenchCgroup::new(false)?;
+    let agent = Agent::start(
+        root,
+        Config::AgentNoRules,
+        &[
+            "--cgroup",
+            &flood.leaf.to_string_lossy(),
+            "--ring-buffer-bytes",
+            "4096",
+        ],
+        19762,
+    )?;
+    // unlink-flood prints nothing (its output is not JSON): we know what we asked for.
+    let _ = flood.run(
+        root,
+        &["unlink-flood", "300000", "/nonexistent/monitor-bench"],
+    );
+    let stats = agent.stop()?;
+    let k = &stats["kernel"]["kinds"]["unlink"];
+    let (sub, kd) = (
+        k["submitted"].as_u64().unwrap_or(0),
+        k["dropped"].as_u64().unwrap_or(0),
+    );
+    let rec = stats["received"]["unlink"].as_u64().unwrap_or(0);
+    let exact = sub + kd == 300_000 && rec == sub;
+    println!(
+        "Accounting under overload: generated 300000 = submitted {sub} + kernel drops {kd}; received {rec}: {}",
+        if exact { "exact" } else { "MISMATCH" }
+    );
+
+    // 5. The user-space pipeline alone, one core.
+    let pipe = |every: bool| -> anyhow::Result<Value> {
+        let mut c = Command::new(bin(root, "monitor"));
+        c.args([
+            "bench-pipeline",
+            "--events",
+            if o.quick { "300000" } else { "1000000" },
+        ]);
+        if every {
+            c.arg("--every-event");
+        }
+        Ok(serde_json::from_str(
+            run_quiet(c.stdin(Stdio::null()))?.trim(),
+        )?)
+    };
+    let (p_run, p_trace) = (pipe(false)?, pipe(true)?);
+    println!(
+        "User-space pipeline, one core: {:.0} events/s judging (run), {:.0} events/s writing every event (trace)",
+        p_run["events_per_sec"].as_f64().unwrap_or(0.0),
+        p_trace["events_per_sec"].as_f64().unwrap_or(0.0)
+    );
+    let rss_rest_mib = median(&mut rss_rest) / 1024.0;
+    println!(
+        "Agent memory: RSS at rest {:.1} MiB (median), peak during ramp {:.1} MiB",
+        rss_rest_mib,
+        hwm as f64 / 1024.0
+    );
+    println!("Highest ramp rate with zero drops: {best_zero} events/s");
+
+    let results = json!({
+        "machine": machine, "quick": o.quick, "rounds": rounds, "millis": millis,
+        "micro": micro, "ramp": ramp, "highest_zero_drop_rate": best_zero,
+        "sustained_50k": {"secs": sustain_secs, "generated": sustained["generated"], "drops": sustained_drops},
+        "accounting": {"generated": 300000, "submitted": sub, "kernel_drops": kd, "received": rec, "exact": exact},
+        "pipeline": {"run": p_run, "trace": p_trace},
+        "rss_rest_mib": rss_rest_mib, "rss_peak_mib": hwm as f64 / 1024.0,
+    });
+    let out = root.join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    let file = out.join("results.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&results)?)?;
+    println!("\nResults: {}", file.display());
+    Ok(())
+}
