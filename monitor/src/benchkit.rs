@@ -41,6 +41,10 @@ fn header(kind: EventKind, pid: u32, t: u64) -> Header {
     }
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a record builder for bench fixtures: one argument per record field"
+)]
 fn syscall(
     kind: EventKind,
     call: Syscall,

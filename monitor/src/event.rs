@@ -287,15 +287,15 @@ pub fn enrich<S: ProcSource>(
         Payload::Fork(f) => table.on_fork(h.pid, h.start_ns, f.child_pid, f.child_start_ns),
         _ => {}
     }
-    let p = table.get_or_load(h.pid, h.start_ns).clone();
+    let p = table.get_or_load(h.pid, h.start_ns);
     let process = ProcessView {
         pid: h.pid,
         tid: h.tid,
-        id: table.id_of(h.pid, p.start_ticks),
+        id: p.id.clone(),
         ppid: p.ppid,
         comm: comm(h),
         exe: p.exe.clone(),
-        command_line: p.args.join(" "),
+        command_line: p.command_line.clone(),
         args: p.args.clone(),
         cwd: p.cwd.clone(),
         uid: h.uid,
@@ -303,8 +303,10 @@ pub fn enrich<S: ProcSource>(
         euid: h.euid,
         egid: h.egid,
         source: p.source,
-        ancestors: table.ancestry(h.pid, crate::process::ANCESTRY_DEPTH),
+        ancestors: Vec::new(),
     };
+    let mut process = process;
+    process.ancestors = table.ancestry(h.pid, crate::process::ANCESTRY_DEPTH);
     let detail = match &ev.payload {
         Payload::Exec {
             body,
@@ -343,7 +345,7 @@ pub fn enrich<S: ProcSource>(
             str1.as_deref(),
             str2.as_deref(),
             data,
-            p.cwd.as_deref(),
+            process.cwd.as_deref(),
             h.pid,
         ),
     };

@@ -30,6 +30,10 @@ pub struct ProcInfo {
     pub start_ticks: u64,
     pub exe: String,
     pub args: Vec<String>,
+    /// `args` joined by spaces, computed once per exec rather than per event.
+    pub command_line: String,
+    /// [`process_id`] of this process, computed once when the entry is made.
+    pub id: String,
     pub cwd: Option<String>,
     pub exited: Option<Instant>,
     /// Where the details came from.
@@ -104,6 +108,13 @@ impl<S: ProcSource> ProcessTable<S> {
         }
     }
 
+    /// Stores an entry, filling its derived fields (identity, joined command line).
+    fn insert(&mut self, mut p: ProcInfo) {
+        p.id = self.id_of(p.pid, p.start_ticks);
+        p.command_line = p.args.join(" ");
+        self.procs.insert(p.pid, p);
+    }
+
     /// Loads every process currently in /proc. Call after the probes are attached, so that a
     /// process born in between is seen either here or through its fork event.
     pub fn seed(&mut self) -> usize {
@@ -113,7 +124,7 @@ impl<S: ProcSource> ProcessTable<S> {
                 continue;
             }
             if let Some(p) = self.source.read(pid) {
-                self.procs.insert(pid, p);
+                self.insert(p);
                 n += 1;
             }
         }
@@ -161,11 +172,13 @@ impl<S: ProcSource> ProcessTable<S> {
                     start_ticks: start.unwrap_or(0),
                     exe: String::new(),
                     args: Vec::new(),
+                    command_line: String::new(),
+                    id: String::new(),
                     cwd: None,
                     exited: None,
                     source: Source::Unknown,
                 });
-            self.procs.insert(pid, loaded);
+            self.insert(loaded);
         }
         &self.procs[&pid]
     }
@@ -187,7 +200,7 @@ impl<S: ProcSource> ProcessTable<S> {
             exited: None,
             ..parent
         };
-        self.procs.insert(child_pid, child);
+        self.insert(child);
     }
 
     /// A process replaced its image.
@@ -204,24 +217,23 @@ impl<S: ProcSource> ProcessTable<S> {
         let parent_start = self.procs.get(&ppid).map(|p| p.start_ticks).unwrap_or(0);
         let entry = self.get_or_load(pid, start_ns).clone();
         let keep_parent = entry.ppid == ppid && entry.parent_start != 0;
-        self.procs.insert(
+        self.insert(ProcInfo {
             pid,
-            ProcInfo {
-                pid,
-                ppid,
-                parent_start: if keep_parent {
-                    entry.parent_start
-                } else {
-                    parent_start
-                },
-                start_ticks,
-                exe: filename.to_string(),
-                args,
-                cwd: cwd.or(entry.cwd),
-                exited: None,
-                source: Source::Exec,
+            ppid,
+            parent_start: if keep_parent {
+                entry.parent_start
+            } else {
+                parent_start
             },
-        );
+            start_ticks,
+            exe: filename.to_string(),
+            args,
+            command_line: String::new(),
+            id: String::new(),
+            cwd: cwd.or(entry.cwd),
+            exited: None,
+            source: Source::Exec,
+        });
     }
 
     /// The last thread of a process exited.
@@ -276,7 +288,7 @@ impl<S: ProcSource> ProcessTable<S> {
             }
             out.push(Ancestor {
                 pid: parent.pid,
-                id: self.id_of(parent.pid, parent.start_ticks),
+                id: parent.id.clone(),
                 exe: parent.exe.clone(),
             });
             if parent.pid == cur.pid {
@@ -319,6 +331,8 @@ mod tests {
             start_ticks: start,
             exe: exe.into(),
             args: vec![exe.into()],
+            command_line: String::new(),
+            id: String::new(),
             cwd: Some("/".into()),
             exited: None,
             source: Source::Procfs,

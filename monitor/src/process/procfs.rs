@@ -55,6 +55,8 @@ impl ProcSource for Procfs {
             start_ticks,
             exe,
             args,
+            command_line: String::new(),
+            id: String::new(),
             cwd: self.cwd(pid),
             exited: None,
             source: Source::Procfs,
