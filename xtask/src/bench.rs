@@ -247,8 +247,15 @@ pub fn run(o: Opts) -> anyhow::Result<()> {
         )?)
     };
     let median_of = |every: bool| -> anyhow::Result<Value> {
-        let mut runs = (0..3).map(|_| pipe(every)).collect::<anyhow::Result<Vec<_>>>()?;
-        runs.sort_by(|a, b| a["events_per_sec"].as_f64().unwrap_or(0.0).total_cmp(&b["events_per_sec"].as_f64().unwrap_or(0.0)));
+        let mut runs = (0..3)
+            .map(|_| pipe(every))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        runs.sort_by(|a, b| {
+            a["events_per_sec"]
+                .as_f64()
+                .unwrap_or(0.0)
+                .total_cmp(&b["events_per_sec"].as_f64().unwrap_or(0.0))
+        });
         Ok(runs.swap_remove(1))
     };
     let (p_run, p_trace) = (median_of(false)?, median_of(true)?);

@@ -418,22 +418,15 @@ impl Attributor {
             Some(Entry::Failed {
                 runtime, reason, ..
             }) => missing(id, *runtime, reason.clone()),
-            Some(Entry::Pending { runtime, since }) => Attribution {
-                container: Some(ContainerView {
-                    id: id.to_string(),
-                    runtime: runtime.name().into(),
-                    meta: None,
-                }),
-                pod: None,
-                metadata: MetadataStatus {
-                    status: Status::Pending,
-                    scope: "container",
-                    reason: Some(format!(
-                        "runtime lookup in progress for {} ms",
-                        since.elapsed().as_millis()
-                    )),
-                },
-            },
+            Some(Entry::Pending { runtime, since }) => unresolved(
+                id,
+                *runtime,
+                Status::Pending,
+                format!(
+                    "runtime lookup in progress for {} ms",
+                    since.elapsed().as_millis()
+                ),
+            ),
             None => missing(id, Runtime::Unknown, "unknown container".into()),
         }
     }
@@ -489,6 +482,11 @@ fn ready(id: &str, runtime: Runtime, meta: &Arc<ContainerMeta>) -> Attribution {
 }
 
 fn missing(id: &str, runtime: Runtime, reason: String) -> Attribution {
+    unresolved(id, runtime, Status::Missing, reason)
+}
+
+/// A container whose metadata is not (yet) known: its id and runtime, and why.
+fn unresolved(id: &str, runtime: Runtime, status: Status, reason: String) -> Attribution {
     Attribution {
         container: Some(ContainerView {
             id: id.to_string(),
@@ -497,7 +495,7 @@ fn missing(id: &str, runtime: Runtime, reason: String) -> Attribution {
         }),
         pod: None,
         metadata: MetadataStatus {
-            status: Status::Missing,
+            status,
             scope: "container",
             reason: Some(reason),
         },
