@@ -18,6 +18,10 @@ pub const SYSCALLS_MAP: &str = "SYSCALLS";
 pub const STASH_MAP: &str = "STASH";
 /// cgroup2 ids to capture when [`Config::cgroup_filter`] is on.
 pub const CGROUP_FILTER_MAP: &str = "CGROUP_FILTER";
+/// cgroup2 id -> records of that cgroup dropped because the ring buffer was full (LRU bound).
+pub const DROPS_BY_CGROUP_MAP: &str = "DROPS_BY_CGROUP";
+/// Entries of [`DROPS_BY_CGROUP_MAP`]: the cgroups that lost events most recently.
+pub const DROPS_BY_CGROUP_ENTRIES: u32 = 1024;
 /// Name of the load-time global holding [`Config`].
 pub const CONFIG_GLOBAL: &str = "CONFIG";
 

@@ -5,7 +5,7 @@ use aya_ebpf::helpers::generated::{
 };
 use monitor_common::{COMM_LEN, Header, Misc, NO_OFFSET, SCRATCH_SIZE, kind_slot};
 
-use crate::maps::{CGROUP_FILTER, EVENTS, MISC, SCRATCH, STATS, conf};
+use crate::maps::{CGROUP_FILTER, DROPS_BY_CGROUP, EVENTS, MISC, SCRATCH, STATS, conf};
 
 /// Identity of the current task, taken once per program run.
 #[derive(Clone, Copy)]
@@ -156,6 +156,26 @@ pub fn emit(buf: *mut u8, len: usize, kind: u32) {
             }
         };
         atomic_inc(field);
+    }
+    if !ok {
+        // SAFETY: the header was filled by the caller.
+        let cgroup = unsafe { (*buf.cast::<Header>()).cgroup_id };
+        count_cgroup_drop(cgroup);
+    }
+}
+
+/// Counts a dropped record against its cgroup (first drop inserts; a lost insert race retries).
+#[inline(always)]
+fn count_cgroup_drop(cgroup: u64) {
+    for _ in 0..2 {
+        if let Some(p) = DROPS_BY_CGROUP.get_ptr_mut(cgroup) {
+            atomic_inc(p);
+            return;
+        }
+        // BPF_NOEXIST = 1: only the first CPU creates the entry.
+        if DROPS_BY_CGROUP.insert(cgroup, 1, 1).is_ok() {
+            return;
+        }
     }
 }
 

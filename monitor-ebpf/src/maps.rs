@@ -1,10 +1,11 @@
 //! Maps shared by all programs. Names are the constants of monitor-common.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    Config, KIND_SLOTS, KindStats, MAX_SYSCALL_NR, MISC_SLOTS, SCRATCH_SIZE, Stash, SyscallDesc,
+    Config, DROPS_BY_CGROUP_ENTRIES, KIND_SLOTS, KindStats, MAX_SYSCALL_NR, MISC_SLOTS,
+    SCRATCH_SIZE, Stash, SyscallDesc,
 };
 
 /// Event records. The agent may resize it at load time.
@@ -26,6 +27,11 @@ pub static STASH: HashMap<u64, Stash> = HashMap::with_max_entries(32768, 0);
 
 #[map(name = "CGROUP_FILTER")]
 pub static CGROUP_FILTER: HashMap<u64, u8> = HashMap::with_max_entries(4096, 0);
+
+/// Ring-buffer drops per cgroup, so alerts can say which container lost events.
+#[map(name = "DROPS_BY_CGROUP")]
+pub static DROPS_BY_CGROUP: LruHashMap<u64, u64> =
+    LruHashMap::with_max_entries(DROPS_BY_CGROUP_ENTRIES, 0);
 
 /// Records are built here: too large for the 512-byte stack.
 #[map(name = "SCRATCH")]

@@ -5,6 +5,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use monitor::{
     baseline::{BaselineConfig, ItemKind, store::Store},
+    config::{Config, Dur, Sources},
     load::{DEFAULT_TCP_STATES, LoadOptions},
     rules::{RuleSource, fields::Ty},
     trace::{self, RulesOptions, TraceOptions},
@@ -35,8 +36,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Watch the node and print an alert, as one JSON object per line on stdout, for every event
-    /// a rule flags (needs root). Rules reload on SIGHUP and when their files change.
+    /// Watch the node and deliver an alert for every event a rule or baseline flags (needs
+    /// root); by default as JSON lines on stdout, or to the sinks the configuration names.
+    /// Rules reload on SIGHUP and when their files change.
     Run(RunArgs),
     /// Print every captured event, enriched, as one JSON object per line on stdout (needs root).
     Trace(TraceArgs),
@@ -55,10 +57,15 @@ enum Cmd {
         #[arg(long)]
         every_event: bool,
     },
+    /// The configuration: check it, list its options.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
     /// Learned per-workload baselines: show, export, import, reset.
     Baseline {
         /// Directory of the profiles.
-        #[arg(long, env = "MONITOR_BASELINE_DIR", default_value = DEFAULT_BASELINE_DIR, global = true)]
+        #[arg(long, env = "MONITOR_BASELINES_DIR", default_value = DEFAULT_BASELINE_DIR, global = true)]
         dir: PathBuf,
         #[command(subcommand)]
         cmd: BaselineCmd,
@@ -97,30 +104,33 @@ enum RulesCmd {
     Fields,
 }
 
+/// Where the configuration comes from; shared by `run`, `trace` and `config check`.
+#[derive(Args)]
+struct ConfigArgs {
+    /// Configuration file (YAML, or TOML if it ends in .toml). Every option can also be set by
+    /// an environment variable MONITOR_<SECTION>_<KEY> (see `monitor config keys`) or --set.
+    #[arg(long, env = "MONITOR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Set any option, e.g. --set metrics.addr=0.0.0.0:9750 (repeatable; applied last).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
 #[derive(Args)]
 struct RunArgs {
-    /// Rule files or directories (*.yaml), in addition to the built-in rules.
-    #[arg(long, env = "MONITOR_RULES", value_delimiter = ',')]
+    /// Rule files or directories (*.yaml), in addition to rules.paths.
+    #[arg(long, value_delimiter = ',')]
     rules: Vec<PathBuf>,
-    /// Do not load the built-in rules (use only --rules).
+    /// Do not load the built-in rules (rules.builtin=false).
     #[arg(long)]
     no_default_rules: bool,
-    /// Directory where learned baselines persist.
-    #[arg(long, env = "MONITOR_BASELINE_DIR", default_value = DEFAULT_BASELINE_DIR)]
-    baseline_dir: PathBuf,
-    /// Learning period of a workload from its first event (e.g. 30m, 1h, 24h).
-    #[arg(long, env = "MONITOR_BASELINE_LEARN", default_value = "1h", value_parser = parse_duration_arg)]
-    baseline_learn: std::time::Duration,
-    /// End learning after this many events of the workload, if sooner.
-    #[arg(long, env = "MONITOR_BASELINE_LEARN_EVENTS")]
-    baseline_learn_events: Option<u64>,
-    /// After learning, add a new item to the profile once seen this many times (0: never).
-    #[arg(long, env = "MONITOR_BASELINE_PROMOTE_AFTER", default_value_t = 0)]
-    baseline_promote_after: u32,
-    /// Anomaly alerts per workload and kind per minute at most.
-    #[arg(long, env = "MONITOR_BASELINE_RATE", default_value_t = 10)]
-    baseline_rate: u32,
-    /// Turn learned baselines off.
+    /// Directory where learned baselines persist (baselines.dir).
+    #[arg(long)]
+    baseline_dir: Option<PathBuf>,
+    /// Learning period of a workload from its first event (baselines.learn).
+    #[arg(long, value_parser = parse_duration_arg)]
+    baseline_learn: Option<std::time::Duration>,
+    /// Turn learned baselines off (baselines.enabled=false).
     #[arg(long)]
     no_baselines: bool,
     #[command(flatten)]
@@ -129,6 +139,8 @@ struct RunArgs {
 
 #[derive(Args)]
 struct TraceArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
     /// Only these event kinds (comma-separated, e.g. exec,open,connect).
     #[arg(long, value_delimiter = ',')]
     kind: Vec<String>,
@@ -138,20 +150,19 @@ struct TraceArgs {
     /// Only processes with this comm.
     #[arg(long, value_delimiter = ',')]
     comm: Vec<String>,
-    /// Capture only tasks in these cgroup2 directories (filtered in the kernel).
+    /// Capture only tasks in these cgroup2 directories (capture.cgroups).
     #[arg(long)]
     cgroup: Vec<PathBuf>,
-    /// Kernel ring buffer size in bytes (a power of two, at least 4096).
-    #[arg(long, env = "MONITOR_RING_BUFFER_BYTES", default_value_t = 16 << 20)]
-    ring_buffer_bytes: u32,
-    /// Pending ring-buffer bytes that wake the reader (0: wake on every record; records below
-    /// the threshold are read within 50 ms anyway).
-    #[arg(long, env = "MONITOR_WAKEUP_BYTES", default_value_t = monitor::load::DEFAULT_WAKEUP_BYTES)]
-    wakeup_bytes: u32,
-    /// Events queued between the ring reader and enrichment before new ones are dropped.
-    #[arg(long, default_value_t = 65536)]
-    queue: usize,
-    /// Node name on events (default: $NODE_NAME, else the hostname).
+    /// Kernel ring buffer size in bytes (capture.ring_buffer_bytes).
+    #[arg(long)]
+    ring_buffer_bytes: Option<u32>,
+    /// Pending ring-buffer bytes that wake the reader (capture.wakeup_bytes).
+    #[arg(long)]
+    wakeup_bytes: Option<u32>,
+    /// Events queued between the ring reader and enrichment (capture.queue).
+    #[arg(long)]
+    queue: Option<usize>,
+    /// Node name on events (node; default: $NODE_NAME, else the hostname).
     #[arg(long)]
     node: Option<String>,
     /// Write the final pipeline counters as JSON to this file on exit.
@@ -160,16 +171,85 @@ struct TraceArgs {
     /// Create this file once probes are attached and the process table is seeded.
     #[arg(long)]
     ready_file: Option<PathBuf>,
-    /// Container runtime (CRI) socket; default: the first of /run/containerd/containerd.sock,
-    /// /run/crio/crio.sock, /run/k3s/containerd/containerd.sock, /run/cri-dockerd.sock that exists.
-    #[arg(long, env = "MONITOR_CRI_SOCKET")]
+    /// Container runtime (CRI) socket (runtime.cri_socket).
+    #[arg(long)]
     cri_socket: Option<PathBuf>,
-    /// Serve Prometheus metrics (/metrics) and /healthz on this address (e.g. 0.0.0.0:9750).
-    #[arg(long, env = "MONITOR_METRICS_ADDR")]
+    /// Serve /metrics, /healthz and /readyz here, e.g. 0.0.0.0:9750 (metrics.addr).
+    #[arg(long)]
     metrics_addr: Option<std::net::SocketAddr>,
-    /// Milliseconds the events of a new container may wait for its pod metadata.
-    #[arg(long, env = "MONITOR_METADATA_HOLD_MS", default_value_t = 1000)]
-    metadata_hold_ms: u64,
+    /// Milliseconds the events of a new container may wait for pod metadata
+    /// (runtime.metadata_hold).
+    #[arg(long)]
+    metadata_hold_ms: Option<u64>,
+}
+
+impl TraceArgs {
+    /// Loads the configuration and applies this command's flags on top.
+    fn load_config(&self) -> anyhow::Result<Config> {
+        let mut c = Config::load(&Sources::from_process(
+            self.config.config.clone(),
+            self.config.set.clone(),
+        ))?;
+        if let Some(v) = self.ring_buffer_bytes {
+            c.capture.ring_buffer_bytes = v;
+        }
+        if let Some(v) = self.wakeup_bytes {
+            c.capture.wakeup_bytes = v;
+        }
+        if let Some(v) = self.queue {
+            c.capture.queue = v;
+        }
+        c.capture.cgroups.extend(self.cgroup.iter().cloned());
+        if let Some(v) = &self.node {
+            c.node = v.clone();
+        }
+        if let Some(v) = &self.cri_socket {
+            c.runtime.cri_socket = Some(v.clone());
+        }
+        if let Some(v) = self.metrics_addr {
+            c.metrics.addr = Some(v);
+        }
+        if let Some(v) = self.metadata_hold_ms {
+            c.runtime.metadata_hold = Dur(std::time::Duration::from_millis(v));
+        }
+        Ok(c)
+    }
+}
+
+impl RunArgs {
+    fn load_config(&self) -> anyhow::Result<Config> {
+        let mut c = self.common.load_config()?;
+        c.rules.paths.extend(self.rules.iter().cloned());
+        if self.no_default_rules {
+            c.rules.builtin = false;
+        }
+        if let Some(d) = &self.baseline_dir {
+            c.baselines.dir = d.clone();
+        }
+        if let Some(d) = self.baseline_learn {
+            c.baselines.learn = Dur(d);
+        }
+        if self.no_baselines {
+            c.baselines.enabled = false;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Validate the configuration (file, environment, --set) and print it in full as YAML;
+    /// exits non-zero, naming every problem, if it is invalid.
+    Check {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Also compile the rules the configuration names.
+        #[arg(long)]
+        rules: bool,
+    },
+    /// List every option with its environment variable.
+    Keys,
 }
 
 async fn shutdown_signal() {
@@ -190,8 +270,10 @@ async fn shutdown_signal() {
 fn init_logging(filter: &str, format: &str) -> anyhow::Result<()> {
     let filter =
         EnvFilter::try_new(filter).with_context(|| format!("invalid --log filter `{filter}`"))?;
+    use std::io::IsTerminal as _;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         "json" => builder.json().init(),
@@ -204,6 +286,29 @@ fn init_logging(filter: &str, format: &str) -> anyhow::Result<()> {
 fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
     monitor::rules::parse_duration(s)
         .ok_or_else(|| format!("`{s}` is not a duration like 30s, 5m, 1h"))
+}
+
+/// What `monitor run` evaluates and where alerts go, from the configuration.
+fn rules_options(c: &Config) -> RulesOptions {
+    let b = &c.baselines;
+    let baselines = b.enabled.then(|| {
+        let cfg = BaselineConfig {
+            learn_for: b.learn.0,
+            learn_events: b.learn_events,
+            promote_after: b.promote_after,
+            rate_per_minute: b.rate_per_minute,
+            ..BaselineConfig::default()
+        };
+        (b.dir.clone(), cfg)
+    });
+    RulesOptions {
+        paths: c.rules.paths.clone(),
+        builtin: c.rules.builtin,
+        baselines,
+        sinks: c.sinks.clone(),
+        drop_window: c.alerts.drop_window.0,
+        shutdown_deadline: c.alerts.shutdown_deadline.0,
+    }
 }
 
 fn baseline_cmd(dir: &std::path::Path, cmd: BaselineCmd) -> anyhow::Result<()> {
@@ -273,60 +378,74 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let trace_opts = |a: TraceArgs, rules: Option<RulesOptions>| TraceOptions {
+    let trace_opts = |a: TraceArgs, c: &Config, rules: Option<RulesOptions>| TraceOptions {
         load: LoadOptions {
-            ring_bytes: a.ring_buffer_bytes,
+            ring_bytes: c.capture.ring_buffer_bytes,
             cgroups: Vec::new(),
             tcp_state_mask: DEFAULT_TCP_STATES,
-            wakeup_bytes: a.wakeup_bytes,
+            wakeup_bytes: c.capture.wakeup_bytes,
         },
-        cgroup_paths: a.cgroup,
+        cgroup_paths: c.capture.cgroups.clone(),
         kinds: a.kind,
         pids: a.pid,
         comms: a.comm,
-        queue: a.queue,
-        node: a.node,
+        queue: c.capture.queue,
+        node: (!c.node.is_empty()).then(|| c.node.clone()),
         stats_json: a.stats_json,
         ready_file: a.ready_file,
-        cri_socket: a.cri_socket,
-        metadata_hold: std::time::Duration::from_millis(a.metadata_hold_ms),
+        cri_socket: c.runtime.cri_socket.clone(),
+        metadata_hold: c.runtime.metadata_hold.0,
         rules,
-        metrics_addr: a.metrics_addr,
+        metrics_addr: c.metrics.addr,
+        high_cardinality: c.metrics.high_cardinality,
     };
     match cli.cmd {
         Cmd::Trace(a) => {
+            let c = a.load_config()?;
             rt.block_on(trace::run(
-                trace_opts(a, None),
+                trace_opts(a, &c, None),
                 std::io::stdout(),
                 shutdown_signal(),
             ))
             .context("monitor trace")?;
         }
         Cmd::Run(r) => {
-            let baselines = (!r.no_baselines).then(|| {
-                let cfg = BaselineConfig {
-                    learn_for: r.baseline_learn,
-                    learn_events: r.baseline_learn_events,
-                    promote_after: r.baseline_promote_after,
-                    rate_per_minute: r.baseline_rate,
-                    ..BaselineConfig::default()
-                };
-                (r.baseline_dir.clone(), cfg)
-            });
-            let rules = RulesOptions {
-                paths: r.rules,
-                builtin: !r.no_default_rules,
-                baselines,
-            };
-            if rules.paths.is_empty() && !rules.builtin {
-                anyhow::bail!("--no-default-rules needs at least one --rules path");
-            }
+            let c = r.load_config()?;
+            let rules = rules_options(&c);
             rt.block_on(trace::run(
-                trace_opts(r.common, Some(rules)),
+                trace_opts(r.common, &c, Some(rules)),
                 std::io::stdout(),
                 shutdown_signal(),
             ))
             .context("monitor run")?;
+        }
+        Cmd::Config {
+            cmd: ConfigCmd::Keys,
+        } => {
+            for (key, env) in monitor::config::keys() {
+                println!("{key:<28} {env}");
+            }
+        }
+        Cmd::Config {
+            cmd: ConfigCmd::Check { config, rules },
+        } => {
+            let c = Config::load(&Sources::from_process(config.config, config.set))?;
+            print!("{}", c.to_yaml());
+            if rules {
+                let set = rules_options(&c).load().map_err(|errors| {
+                    anyhow::anyhow!(
+                        "invalid rules:\n{}",
+                        errors
+                            .iter()
+                            .map(|e| e.to_string())
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    )
+                })?;
+                eprintln!("OK: configuration valid, {} rules", set.len());
+            } else {
+                eprintln!("OK: configuration valid");
+            }
         }
         Cmd::Baseline { dir, cmd } => baseline_cmd(&dir, cmd)?,
         Cmd::BenchPipeline {

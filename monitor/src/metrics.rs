@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 
 use monitor_common::{EventKind, KindStats, Misc};
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry, core::Collector};
+use prometheus::{
+    Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    core::Collector,
+};
 use serde::Serialize;
 
 /// Every counter of the capture pipeline.
@@ -28,11 +31,51 @@ pub struct Metrics {
     pub baseline_items: IntGaugeVec,
     /// Anomaly alerts raised, by kind.
     pub baseline_anomalies: IntCounterVec,
+    /// Alerts raised, by rule, severity and source (`rule`, `anomaly`).
+    pub alerts: IntCounterVec,
+    /// Alerts by namespace, pod and binary: only with `metrics.high_cardinality`.
+    pub alerts_by_pod: Option<IntCounterVec>,
+    /// Time to evaluate the rules against one event (sampled: 1 event in 16).
+    pub rule_eval: HistogramVec,
+    /// Rules in force.
+    pub rules_loaded: IntGauge,
+    /// Reloads by result (`success`, `failure`).
+    pub rules_reloads: IntCounterVec,
+    /// 1 if the last reload attempt succeeded, 0 if it was rejected.
+    pub rules_last_reload_success: IntGauge,
+    pub rules_last_reload_time: Gauge,
+    /// Alerts a sink delivered, by sink.
+    pub sink_delivered: IntCounterVec,
+    /// Failed delivery attempts (retried), by sink and reason.
+    pub sink_failures: IntCounterVec,
+    /// Alerts a sink gave up on, by sink and reason.
+    pub sink_dropped: IntCounterVec,
+    /// Alerts waiting in a sink's memory queue.
+    pub sink_queued: IntGaugeVec,
+    /// Bytes waiting in a sink's disk spool.
+    pub sink_spool_bytes: IntGaugeVec,
+    /// 1 per kernel program: attached or not (with the reason), per probe.
+    pub probe_attached: IntGaugeVec,
+    /// Constant 1 with the version and kernel as labels.
+    pub build_info: IntGaugeVec,
 }
 
 impl Metrics {
     pub fn new() -> Metrics {
+        Metrics::with_options(false)
+    }
+
+    /// `high_cardinality` adds per-pod and per-binary alert series.
+    pub fn with_options(high_cardinality: bool) -> Metrics {
         let registry = Registry::new();
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| -> IntGaugeVec {
+            let g =
+                IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("metric registered once");
+            g
+        };
         let mk = |name: &str, help: &str, labels: &[&str]| -> IntCounterVec {
             let c = IntCounterVec::new(Opts::new(name, help), labels)
                 .expect("static metric definition");
@@ -105,8 +148,138 @@ impl Metrics {
                 "Anomaly alerts raised by learned baselines.",
                 &["kind"],
             ),
+            alerts: mk(
+                "monitor_alerts_total",
+                "Alerts raised, by rule, severity and source (rule or anomaly).",
+                &["rule", "severity", "source"],
+            ),
+            alerts_by_pod: high_cardinality.then(|| {
+                mk(
+                    "monitor_alerts_by_pod_total",
+                    "Alerts raised, by namespace, pod, binary and rule (high cardinality).",
+                    &["namespace", "pod", "binary", "rule"],
+                )
+            }),
+            rule_eval: {
+                let h = HistogramVec::new(
+                    HistogramOpts::new(
+                        "monitor_rule_evaluation_seconds",
+                        "Time to evaluate the rules against one event (1 event in 16 is timed).",
+                    )
+                    .buckets(
+                        prometheus::exponential_buckets(2e-7, 4.0, 10).expect("static buckets"),
+                    ),
+                    &["kind"],
+                )
+                .expect("static metric definition");
+                registry
+                    .register(Box::new(h.clone()))
+                    .expect("metric registered once");
+                h
+            },
+            rules_loaded: {
+                let g = IntGauge::new("monitor_rules_loaded", "Rules in force.")
+                    .expect("static metric definition");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("metric registered once");
+                g
+            },
+            rules_reloads: mk(
+                "monitor_rules_reloads_total",
+                "Rule reload attempts, by result (success, failure).",
+                &["result"],
+            ),
+            rules_last_reload_success: {
+                let g = IntGauge::new(
+                    "monitor_rules_last_reload_success",
+                    "1 if the last rule load or reload succeeded, 0 if it was rejected.",
+                )
+                .expect("static metric definition");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("metric registered once");
+                g
+            },
+            rules_last_reload_time: {
+                let g = Gauge::new(
+                    "monitor_rules_last_reload_timestamp_seconds",
+                    "Unix time of the last rule load or reload attempt.",
+                )
+                .expect("static metric definition");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("metric registered once");
+                g
+            },
+            sink_delivered: mk(
+                "monitor_sink_delivered_total",
+                "Alerts a sink delivered.",
+                &["sink"],
+            ),
+            sink_failures: mk(
+                "monitor_sink_failures_total",
+                "Failed delivery attempts, by sink and reason (each is retried).",
+                &["sink", "reason"],
+            ),
+            sink_dropped: mk(
+                "monitor_sink_dropped_total",
+                "Alerts a sink gave up on, by sink and reason.",
+                &["sink", "reason"],
+            ),
+            sink_queued: gauge_vec(
+                "monitor_sink_queue_length",
+                "Alerts waiting in a sink's memory queue.",
+                &["sink"],
+            ),
+            sink_spool_bytes: gauge_vec(
+                "monitor_sink_spool_bytes",
+                "Bytes waiting in a sink's disk spool.",
+                &["sink"],
+            ),
+            probe_attached: gauge_vec(
+                "monitor_probe_attached",
+                "1 if the kernel program is attached, 0 if it was skipped (reason says why).",
+                &["probe", "reason"],
+            ),
+            build_info: gauge_vec(
+                "monitor_build_info",
+                "Always 1; the labels say which agent runs on which kernel.",
+                &["version", "kernel"],
+            ),
             registry,
         }
+    }
+
+    /// Creates the per-kind series at zero, so rates and alert rules see them before the first
+    /// event or drop.
+    pub fn init_series(&self) {
+        for k in EventKind::ALL {
+            self.received.with_label_values(&[k.name()]);
+            for stage in ["kernel_ring", "user_queue"] {
+                self.dropped.with_label_values(&[k.name(), stage]);
+            }
+        }
+        self.rules_reloads.with_label_values(&["success"]);
+        self.rules_reloads.with_label_values(&["failure"]);
+    }
+
+    /// Publishes the build info series.
+    pub fn set_build_info(&self) {
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        self.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), &kernel])
+            .set(1);
+    }
+
+    /// Unix time now, for timestamp gauges.
+    pub fn now_seconds() -> f64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0)
     }
 }
 

@@ -16,11 +16,14 @@ use tracing::info;
 use crate::{
     baseline::BaselineStage,
     capture::decode::{Payload, RawEvent},
+    drops::DropTracker,
     enrich::{Attributor, ContainerMeta, Lookup, cri::CriError},
     event::{Event, NodeContext, enrich},
+    http::Health,
     metrics::Metrics,
     process::{ProcSource, ProcessTable},
     rules::{Engine, RuleSet},
+    sink::Dispatcher,
     trace::Filter,
 };
 
@@ -39,8 +42,15 @@ pub enum Mode {
         /// Learned per-workload baselines (anomaly alerts), when enabled.
         baselines: Option<Box<BaselineStage>>,
         metrics: Metrics,
+        /// Where alerts go.
+        sinks: Dispatcher,
+        /// Recent event loss, noted on alerts.
+        drops: Arc<DropTracker>,
     },
 }
+
+/// One event in this many has its rule evaluation timed (the histogram is a sample).
+const TIME_ONE_IN: u64 = 16;
 
 /// Events held at most, over all containers; beyond it they go out as `pending` at once.
 pub const MAX_HELD: usize = 100_000;
@@ -56,6 +66,10 @@ pub struct EnrichStage<S: ProcSource, W: Write> {
     /// How long an event may wait for its container's metadata.
     pub hold: Duration,
     pub mode: Mode,
+    /// Liveness: beaten every loop turn and at least once a second.
+    pub health: Arc<Health>,
+    /// Events seen, for sampling.
+    pub seen: u64,
 }
 
 struct Held {
@@ -75,7 +89,9 @@ impl<S: ProcSource, W: Write> EnrichStage<S, W> {
                 rules,
                 engine,
                 baselines,
-                ..
+                metrics,
+                sinks,
+                drops,
             } => {
                 if rules.has_changed().unwrap_or(false) {
                     let new = rules.borrow_and_update().clone();
@@ -84,13 +100,24 @@ impl<S: ProcSource, W: Write> EnrichStage<S, W> {
                 }
                 let current = rules.borrow().clone();
                 let now = Instant::now();
-                let mut alerts = engine.evaluate(&current, e, now);
+                self.seen += 1;
+                let mut alerts = if self.seen.is_multiple_of(TIME_ONE_IN) {
+                    let t = Instant::now();
+                    let a = engine.evaluate(&current, e, now);
+                    metrics
+                        .rule_eval
+                        .with_label_values(&[e.kind])
+                        .observe(t.elapsed().as_secs_f64());
+                    a
+                } else {
+                    engine.evaluate(&current, e, now)
+                };
                 if let Some(b) = baselines {
                     alerts.extend(b.baselines.observe(e, now));
                 }
-                for a in alerts {
-                    serde_json::to_writer(&mut self.out, &a).map_err(std::io::Error::other)?;
-                    self.out.write_all(b"\n")?;
+                for mut a in alerts {
+                    a.drops = drops.notice(now, e.cgroup_id);
+                    sinks.deliver(a);
                 }
                 Ok(())
             }
@@ -98,17 +125,20 @@ impl<S: ProcSource, W: Write> EnrichStage<S, W> {
     }
 
     /// Delivers folded alerts whose dedup window is over (all of them at the end).
-    fn flush_alerts(&mut self, all: bool) -> std::io::Result<()> {
+    fn flush_alerts(&mut self, all: bool) {
         if let Mode::Alerts {
             engine,
             baselines,
             metrics,
+            sinks,
+            drops,
             ..
         } = &mut self.mode
         {
-            for a in engine.flush(Instant::now(), all) {
-                serde_json::to_writer(&mut self.out, &a).map_err(std::io::Error::other)?;
-                self.out.write_all(b"\n")?;
+            let now = Instant::now();
+            for mut a in engine.flush(now, all) {
+                a.drops = drops.notice(now, a.event.cgroup_id);
+                sinks.deliver(a);
             }
             if let Some(b) = baselines {
                 b.apply_incoming();
@@ -116,7 +146,6 @@ impl<S: ProcSource, W: Write> EnrichStage<S, W> {
                 b.export_metrics(metrics);
             }
         }
-        Ok(())
     }
 
     fn release(&mut self, held: &mut HashMap<String, Held>, id: &str) -> std::io::Result<usize> {
@@ -132,12 +161,13 @@ impl<S: ProcSource, W: Write> EnrichStage<S, W> {
         Ok(n)
     }
 
-    /// Runs until `events` closes and every held event is out.
+    /// Runs until `events` closes and every held event is out; returns the mode, whose sinks
+    /// still have to be shut down.
     pub async fn run(
         mut self,
         mut events: mpsc::Receiver<RawEvent>,
         mut results: mpsc::Receiver<(String, Result<ContainerMeta, CriError>)>,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<Mode> {
         let mut held: HashMap<String, Held> = HashMap::new();
         let mut held_count = 0usize;
         let mut open = true;
@@ -180,7 +210,7 @@ impl<S: ProcSource, W: Write> EnrichStage<S, W> {
                     }
                     None => open = false,
                 },
-                _ = tick.tick() => self.flush_alerts(false)?,
+                _ = tick.tick() => self.flush_alerts(false),
                 _ = sleep_until(next_deadline), if next_deadline.is_some() => {
                     let now = Instant::now();
                     let due: Vec<String> = held.iter().filter(|(_, h)| h.deadline <= now).map(|(k, _)| k.clone()).collect();
@@ -192,13 +222,15 @@ impl<S: ProcSource, W: Write> EnrichStage<S, W> {
             if events.is_empty() {
                 self.out.flush()?;
             }
+            self.health.beat();
             if last_sweep.elapsed() >= SWEEP_EVERY {
                 last_sweep = Instant::now();
                 self.attributor.sweep(last_sweep);
             }
         }
-        self.flush_alerts(true)?;
-        self.out.flush()
+        self.flush_alerts(true);
+        self.out.flush()?;
+        Ok(self.mode)
     }
 }
 

@@ -16,13 +16,16 @@ use crate::{
     capture::{
         self, CaptureError, CaptureMaps, KernelCountsExporter, decode::RawEvent, kind_by_name,
     },
+    drops::{CgroupDeltas, DropTracker},
     enrich::{self, Attributor, AttributorConfig},
     event::{Event, NodeContext},
+    http::Health,
     load::{self, LoadError, LoadOptions},
     metrics::{Metrics, Summary},
     pipeline::{EnrichStage, Mode},
     process::{ProcessTable, procfs::Procfs},
     rules::{self, Engine, RuleError, RuleSet},
+    sink::Dispatcher,
 };
 
 #[derive(Debug, Error)]
@@ -54,6 +57,8 @@ pub enum TraceError {
     Rules(Vec<RuleError>),
     #[error(transparent)]
     Baseline(#[from] crate::baseline::store::StoreError),
+    #[error(transparent)]
+    Sink(#[from] crate::sink::SinkError),
 }
 
 /// What to capture and print.
@@ -75,8 +80,10 @@ pub struct TraceOptions {
     pub metadata_hold: Duration,
     /// `Some`: evaluate rules and print alerts (`monitor run`); `None`: print events.
     pub rules: Option<RulesOptions>,
-    /// Serve `/metrics` and `/healthz` here.
+    /// Serve `/metrics`, `/healthz` and `/readyz` here.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Per-pod and per-binary alert series.
+    pub high_cardinality: bool,
 }
 
 /// Where `monitor run` takes its rules from.
@@ -86,6 +93,12 @@ pub struct RulesOptions {
     pub builtin: bool,
     /// Learned baselines: their directory and settings (`None`: off).
     pub baselines: Option<(PathBuf, crate::baseline::BaselineConfig)>,
+    /// Where alerts go.
+    pub sinks: Vec<crate::config::SinkConfig>,
+    /// Alerts note event loss within this window.
+    pub drop_window: Duration,
+    /// How long sinks may take to deliver what they hold at shutdown.
+    pub shutdown_deadline: Duration,
 }
 
 impl RulesOptions {
@@ -118,7 +131,7 @@ fn rule_mtimes(paths: &[PathBuf]) -> Vec<(PathBuf, Option<std::time::SystemTime>
 
 /// Reloads rules on SIGHUP and when a rule file changes (checked every second). Invalid rules
 /// are rejected with every error logged; the rules in force stay.
-async fn watch_rules(opts: RulesOptions, tx: watch::Sender<Arc<RuleSet>>) {
+async fn watch_rules(opts: RulesOptions, tx: watch::Sender<Arc<RuleSet>>, metrics: Metrics) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup = signal(SignalKind::hangup()).ok();
     let mut last = rule_mtimes(&opts.paths);
@@ -133,12 +146,18 @@ async fn watch_rules(opts: RulesOptions, tx: watch::Sender<Arc<RuleSet>>) {
                 "rule file changed"
             }
         };
+        metrics.rules_last_reload_time.set(Metrics::now_seconds());
         match opts.load() {
             Ok(rs) => {
                 info!(reason, rules = rs.len(), "rules reloaded");
+                metrics.rules_loaded.set(rs.len() as i64);
+                metrics.rules_reloads.with_label_values(&["success"]).inc();
+                metrics.rules_last_reload_success.set(1);
                 let _ = tx.send(rs);
             }
             Err(errors) => {
+                metrics.rules_reloads.with_label_values(&["failure"]).inc();
+                metrics.rules_last_reload_success.set(0);
                 for e in &errors {
                     tracing::error!("{e}");
                 }
@@ -228,13 +247,24 @@ pub async fn run<W: Write + Send + 'static>(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<Summary, TraceError> {
     let filter = Filter::new(&opts.kinds, &opts.pids, &opts.comms)?;
-    let metrics = Metrics::new();
-    // Rules are validated before anything touches the kernel: invalid rules stop the agent.
-    let (mode, rules_watch) = match &opts.rules {
-        None => (Mode::Events, None),
+    let metrics = Metrics::with_options(opts.high_cardinality);
+    metrics.set_build_info();
+    metrics.init_series();
+    let health = Arc::new(Health::default());
+    let drop_window = opts
+        .rules
+        .as_ref()
+        .map_or(Duration::from_secs(60), |r| r.drop_window);
+    let drops = Arc::new(DropTracker::new(drop_window));
+    // Rules and sinks are validated before anything touches the kernel: bad ones stop the agent.
+    let (mode, rules_watch, shutdown_deadline) = match &opts.rules {
+        None => (Mode::Events, None, Duration::ZERO),
         Some(r) => {
             let set = r.load().map_err(TraceError::Rules)?;
             info!(rules = set.len(), "rules loaded");
+            metrics.rules_loaded.set(set.len() as i64);
+            metrics.rules_last_reload_success.set(1);
+            metrics.rules_last_reload_time.set(Metrics::now_seconds());
             let (tx, rx) = watch::channel(set);
             let baselines = match &r.baselines {
                 Some((dir, cfg)) => Some(Box::new(
@@ -242,13 +272,20 @@ pub async fn run<W: Write + Send + 'static>(
                 )),
                 None => None,
             };
+            let sinks = Dispatcher::start(&r.sinks, &metrics)?;
             let mode = Mode::Alerts {
                 rules: rx,
                 engine: Engine::default(),
                 baselines,
                 metrics: metrics.clone(),
+                sinks,
+                drops: drops.clone(),
             };
-            (mode, Some(tokio::spawn(watch_rules(r.clone(), tx))))
+            (
+                mode,
+                Some(tokio::spawn(watch_rules(r.clone(), tx, metrics.clone()))),
+                r.shutdown_deadline,
+            )
         }
     };
     for p in &opts.cgroup_paths {
@@ -264,13 +301,23 @@ pub async fn run<W: Write + Send + 'static>(
                         path: PathBuf::from(addr.to_string()),
                         source,
                     })?;
-            Some(tokio::spawn(crate::http::serve(listener, metrics.clone())))
+            Some(tokio::spawn(crate::http::serve(
+                listener,
+                metrics.clone(),
+                health.clone(),
+            )))
         }
         None => None,
     };
     let mut loaded = load::load(&opts.load)?;
     load::log_probes(&loaded.probes);
-    let CaptureMaps { ring, stats, misc } = CaptureMaps::take(&mut loaded.ebpf)?;
+    load::export_probes(&loaded.probes, &metrics);
+    let CaptureMaps {
+        ring,
+        stats,
+        misc,
+        drops_by_cgroup,
+    } = CaptureMaps::take(&mut loaded.ebpf)?;
 
     let node = NodeContext::detect(opts.node.clone());
     let mut table = ProcessTable::new(Procfs::default(), boot_id(), clk_tck());
@@ -279,7 +326,13 @@ pub async fn run<W: Write + Send + 'static>(
 
     let (tx, rx) = mpsc::channel::<RawEvent>(opts.queue.max(1024));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let reader = tokio::spawn(capture::read_ring(ring, tx, metrics.clone(), stop_rx));
+    let reader = tokio::spawn(capture::read_ring(
+        ring,
+        tx,
+        metrics.clone(),
+        drops.clone(),
+        stop_rx,
+    ));
     let (req_tx, req_rx) = mpsc::channel::<String>(4096);
     let (res_tx, res_rx) = mpsc::channel(4096);
     let resolver = tokio::spawn(enrich::resolver(opts.cri_socket.clone(), req_rx, res_tx));
@@ -291,6 +344,8 @@ pub async fn run<W: Write + Send + 'static>(
         out: std::io::BufWriter::with_capacity(1 << 16, out),
         hold: opts.metadata_hold,
         mode,
+        health: health.clone(),
+        seen: 0,
     };
     let processor = tokio::spawn(stage.run(rx, res_rx));
 
@@ -302,10 +357,14 @@ pub async fn run<W: Write + Send + 'static>(
         })?;
     }
     info!("capturing");
+    health.set_ready(true, "");
 
     let mut exporter = KernelCountsExporter::default();
-    // Kernel counters feed the metrics every 2 s; drops are logged when they grow.
-    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    let mut cgroup_deltas = CgroupDeltas::default();
+    let mut last_kinds: std::collections::BTreeMap<&'static str, u64> = Default::default();
+    // Kernel counters feed the metrics and the drop tracker every second; drops are logged when
+    // they grow.
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     tokio::pin!(shutdown);
     let mut last_dropped = 0;
     loop {
@@ -315,6 +374,13 @@ pub async fn run<W: Write + Send + 'static>(
                 match capture::kernel_counts(&stats, &misc) {
                     Ok(k) => {
                         exporter.update(&metrics, &k);
+                        let mut new_by_kind = std::collections::BTreeMap::new();
+                        for (kind, c) in &k.kinds {
+                            let before = last_kinds.insert(kind, c.dropped).unwrap_or(0);
+                            new_by_kind.insert(*kind, c.dropped.saturating_sub(before));
+                        }
+                        let by_cgroup = cgroup_deltas.update(capture::drops_by_cgroup(&drops_by_cgroup));
+                        drops.tick(std::time::Instant::now(), &new_by_kind, &by_cgroup);
                         let dropped = k.total_dropped();
                         if dropped > last_dropped {
                             warn!(dropped_total = dropped, new = dropped - last_dropped, "kernel ring buffer full: events dropped");
@@ -327,11 +393,16 @@ pub async fn run<W: Write + Send + 'static>(
         }
     }
     info!("stopping: detaching probes and draining the ring buffer");
+    health.set_ready(false, "stopping");
     // Dropping the object detaches every program: nothing new can enter the ring after this.
     drop(loaded);
     let _ = stop_tx.send(true);
     reader.await??;
-    processor.await?.map_err(TraceError::Output)?;
+    let mode = processor.await?.map_err(TraceError::Output)?;
+    if let Mode::Alerts { sinks, .. } = mode {
+        info!(deadline = ?shutdown_deadline, "flushing alert sinks");
+        sinks.shutdown(shutdown_deadline).await;
+    }
     resolver.abort();
     if let Some(m) = metrics_server {
         m.abort();

@@ -549,21 +549,6 @@ fn ring_buffer_flood_accounting_is_exact() {
 }
 
 /// GETs a path from the agent's HTTP endpoint on loopback.
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect metrics");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("response");
-    out
-}
-
-fn metric(text: &str, line_start: &str) -> Option<u64> {
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
 #[test]
 fn metrics_endpoint_counts_events_exactly() {
     if !require_root("metrics_endpoint_counts_events_exactly") {

@@ -20,7 +20,8 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages needed to build bpf-linker (only installed when bpf-linker is missing).
 const APT_LINKER: &[&str] = &["llvm-22-dev", "libpolly-22-dev"];
 /// Debian packages the build and the tests always need: protoc (CRI bindings), unshare
-/// (util-linux), and a real container runtime for the attribution tests.
+/// (util-linux), a real container runtime for the attribution tests, and promtool (package
+/// prometheus) to lint the metrics endpoint.
 const APT_ALWAYS: &[&str] = &[
     "protobuf-compiler",
     "util-linux",
@@ -28,6 +29,7 @@ const APT_ALWAYS: &[&str] = &[
     "runc",
     "busybox-static",
     "tar",
+    "prometheus",
 ];
 
 #[derive(Parser)]

@@ -361,6 +361,8 @@ impl Baselines {
             lim.sent += 1;
             *self.anomalies.entry(kind.name()).or_default() += 1;
             out.push(Alert {
+                id: String::new(),
+                drops: None,
                 source: "anomaly",
                 rule: format!("anomaly.{}", kind.name()),
                 severity: kind.severity(),

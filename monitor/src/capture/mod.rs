@@ -4,7 +4,7 @@ pub mod decode;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use monitor_common::{EventKind, KIND_SLOTS, KindStats, MISC_SLOTS};
 use thiserror::Error;
 use tokio::{
@@ -34,6 +34,8 @@ pub struct CaptureMaps {
     pub ring: RingBuf<MapData>,
     pub stats: PerCpuArray<MapData, KindStats>,
     pub misc: PerCpuArray<MapData, u64>,
+    /// Ring-buffer drops per cgroup (LRU).
+    pub drops_by_cgroup: BpfHashMap<MapData, u64, u64>,
 }
 
 impl CaptureMaps {
@@ -60,7 +62,17 @@ impl CaptureMaps {
                 source,
             }
         })?;
-        Ok(CaptureMaps { ring, stats, misc })
+        let drops_by_cgroup = BpfHashMap::try_from(take(monitor_common::DROPS_BY_CGROUP_MAP)?)
+            .map_err(|source| CaptureError::Map {
+                name: monitor_common::DROPS_BY_CGROUP_MAP,
+                source,
+            })?;
+        Ok(CaptureMaps {
+            ring,
+            stats,
+            misc,
+            drops_by_cgroup,
+        })
     }
 }
 
@@ -88,6 +100,11 @@ pub fn kernel_counts(
         *slot = per_cpu.iter().sum();
     }
     Ok(KernelCounts::from_slots(&slots, &m))
+}
+
+/// Cumulative ring-buffer drops per cgroup (entries unreadable mid-iteration are skipped).
+pub fn drops_by_cgroup(map: &BpfHashMap<MapData, u64, u64>) -> std::collections::HashMap<u64, u64> {
+    map.iter().filter_map(Result::ok).collect()
 }
 
 /// Publishes kernel counter increases into the metrics (counters only ever go up).
@@ -137,6 +154,7 @@ pub async fn read_ring(
     ring: RingBuf<MapData>,
     tx: mpsc::Sender<RawEvent>,
     metrics: Metrics,
+    drops: std::sync::Arc<crate::drops::DropTracker>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), CaptureError> {
     // SAFETY: the RingBuf owns its fd for as long as the AsyncFd lives (it is moved in), so
@@ -147,6 +165,7 @@ pub async fn read_ring(
     let handle = |bytes: &[u8]| match decode(bytes) {
         Ok(ev) => {
             let kind = ev.kind;
+            let cgroup = ev.header.cgroup_id;
             metrics.received.with_label_values(&[kind.name()]).inc();
             if let Err(mpsc::error::TrySendError::Full(_) | mpsc::error::TrySendError::Closed(_)) =
                 tx.try_send(ev)
@@ -155,6 +174,7 @@ pub async fn read_ring(
                     .dropped
                     .with_label_values(&[kind.name(), "user_queue"])
                     .inc();
+                drops.user_drop(kind.name(), cgroup);
             }
         }
         Err(e) => {

@@ -434,11 +434,26 @@ pub fn log_probes(probes: &[ProbeStatus]) {
     for p in probes.iter().filter(|p| !p.attached) {
         warn!(probe = %p.probe, reason = p.reason.as_deref().unwrap_or(""), "probe skipped");
     }
+    let names: Vec<&str> = probes
+        .iter()
+        .filter(|p| p.attached)
+        .map(|p| p.probe.as_str())
+        .collect();
     info!(
         attached,
         skipped = probes.len() - attached,
+        probes = %names.join(","),
         "kernel probes attached"
     );
+}
+
+/// Publishes the probe report as `monitor_probe_attached{probe,reason}`.
+pub fn export_probes(probes: &[ProbeStatus], m: &crate::metrics::Metrics) {
+    for p in probes {
+        m.probe_attached
+            .with_label_values(&[&p.probe, p.reason.as_deref().unwrap_or("")])
+            .set(i64::from(p.attached));
+    }
 }
 
 #[cfg(test)]

@@ -661,6 +661,8 @@ pub struct DedupInfo {
 /// One alert: the rule's verdict and the whole event it is about.
 #[derive(Debug, Clone, Serialize)]
 pub struct Alert {
+    /// Unique id (agent run and sequence), stamped when the alert is handed to the sinks.
+    pub id: String,
     pub source: &'static str,
     pub rule: String,
     pub severity: &'static str,
@@ -673,6 +675,9 @@ pub struct Alert {
     /// For `source: anomaly`: what was new, in which profile.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub anomaly: Option<crate::baseline::AnomalyInfo>,
+    /// Events were being lost when this alert was raised: how many, where.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drops: Option<crate::drops::DropNotice>,
     #[serde(flatten)]
     pub event: Event,
 }
@@ -785,6 +790,8 @@ impl Engine {
                 continue;
             }
             let alert = Alert {
+                id: String::new(),
+                drops: None,
                 source: "rule",
                 rule: rule.id.clone(),
                 severity: rule.severity.name(),
