@@ -264,6 +264,15 @@ impl Metrics {
         self.rules_reloads.with_label_values(&["failure"]);
     }
 
+    /// Adds the agent's own CPU, memory and file descriptor series (`process_*`), so dashboards
+    /// show the agent's cost per node.
+    pub fn register_process_metrics(&self) {
+        let pc = prometheus::process_collector::ProcessCollector::for_self();
+        if let Err(e) = self.registry.register(Box::new(pc)) {
+            tracing::debug!(error = %e, "process metrics not registered");
+        }
+    }
+
     /// Publishes the build info series.
     pub fn set_build_info(&self) {
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")

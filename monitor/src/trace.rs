@@ -250,6 +250,7 @@ pub async fn run<W: Write + Send + 'static>(
     let metrics = Metrics::with_options(opts.high_cardinality);
     metrics.set_build_info();
     metrics.init_series();
+    metrics.register_process_metrics();
     let health = Arc::new(Health::default());
     let drop_window = opts
         .rules

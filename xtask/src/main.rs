@@ -11,6 +11,7 @@ use std::{
 use anyhow::{Context as _, bail};
 
 mod bench;
+mod image;
 use clap::{Parser, Subcommand};
 
 /// LLVM major version of Debian's packages and of the Rust toolchains' LLVM.
@@ -20,8 +21,9 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages needed to build bpf-linker (only installed when bpf-linker is missing).
 const APT_LINKER: &[&str] = &["llvm-22-dev", "libpolly-22-dev"];
 /// Debian packages the build and the tests always need: protoc (CRI bindings), unshare
-/// (util-linux), a real container runtime for the attribution tests, and promtool (package
-/// prometheus) to lint the metrics endpoint.
+/// (util-linux), a real container runtime for the attribution tests, promtool (package
+/// prometheus) to lint the metrics endpoint and the alerting rules, kubectl (kustomize) to render
+/// the manifests, and buildah to build the image offline.
 const APT_ALWAYS: &[&str] = &[
     "protobuf-compiler",
     "util-linux",
@@ -30,7 +32,12 @@ const APT_ALWAYS: &[&str] = &[
     "busybox-static",
     "tar",
     "prometheus",
+    "kubectl",
+    "buildah",
 ];
+
+/// PyPI package validating the rendered manifests against the Kubernetes schemas.
+const PIP_ALWAYS: &[(&str, &str)] = &[("kubernetes-validate", "kubernetes_validate")];
 
 #[derive(Parser)]
 #[command(name = "xtask")]
@@ -56,7 +63,10 @@ enum Cmd {
         #[arg(long)]
         quick: bool,
     },
-    /// Set up, then run the whole test suite: lints, unit tests and the root integration tests.
+    /// Build the container image offline (buildah from scratch; root) and check it runs.
+    Image,
+    /// Set up, then run the whole test suite: lints, unit tests and the root integration tests,
+    /// and (as root) the container image build.
     Test {
         /// Skip clippy and rustfmt checks.
         #[arg(long)]
@@ -184,6 +194,19 @@ fn setup() -> anyhow::Result<()> {
             "nightly",
         ]))?;
     }
+    for (package, module) in PIP_ALWAYS {
+        if !succeeds(Command::new("python3").args(["-c", &format!("import {module}")])) {
+            run(Command::new("python3").args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                package,
+            ]))
+            .with_context(|| format!("installing {package} from PyPI"))?;
+        }
+    }
     eprintln!("setup: prerequisites present (bpf-linker {BPF_LINKER_VERSION}, nightly rust-src)");
     Ok(())
 }
@@ -260,7 +283,17 @@ fn main() -> anyhow::Result<()> {
                     "note: not root: the integration tests will report themselves skipped (they fail under CI=1)"
                 );
             }
-            run(&mut test)
+            run(&mut test)?;
+            if is_root() {
+                run(cargo(&root).args(["build", "--release", "-p", "monitor"]))?;
+                image::build(&root)?;
+            }
+            Ok(())
+        }
+        Cmd::Image => {
+            setup()?;
+            run(cargo(&root).args(["build", "--release", "-p", "monitor"]))?;
+            image::build(&root).map(|_| ())
         }
     }
 }

@@ -201,6 +201,19 @@ mod tests {
         assert_eq!(parse_proc_cgroup("garbage\n0::/x\n").len(), 1);
     }
 
+    /// An agent in a pod has its own cgroup namespace (cgroup v2): other pods' paths in
+    /// /proc/<pid>/cgroup are relative to it and start with `..`.
+    #[test]
+    fn paths_seen_from_inside_a_cgroup_namespace() {
+        let path = format!(
+            "/../../kubepods-besteffort-pod{}.slice/cri-containerd-{ID}.scope",
+            UID.replace('-', "_")
+        );
+        let c = parse(&path).expect("container");
+        assert_eq!((c.id.as_str(), c.runtime), (ID, Runtime::Containerd));
+        assert_eq!(c.pod_uid.as_deref(), Some(UID));
+    }
+
     #[test]
     fn rejects_look_alikes() {
         assert_eq!(parse(&format!("/docker/{}", &ID[..63])), None);

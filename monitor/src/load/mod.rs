@@ -3,6 +3,7 @@
 //! What could not be attached (a tracepoint this kernel lacks, a layout we do not understand)
 //! is skipped and reported, never silently ignored: see [`ProbeStatus`].
 pub mod btf;
+pub mod caps;
 pub mod syscalls;
 pub mod tracefs;
 
@@ -18,7 +19,7 @@ use monitor_common::{
     SyscallDesc, TpOffsets,
 };
 use thiserror::Error;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use self::{btf::Btf, tracefs::Tracefs};
 
@@ -51,6 +52,8 @@ pub enum LoadError {
     Missing(String),
     #[error("no syscall tracepoint could be attached; see the probe report above")]
     NothingAttached,
+    #[error(transparent)]
+    Capabilities(#[from] caps::CapError),
 }
 
 /// Settings of the kernel side.
@@ -235,6 +238,17 @@ fn ok(probe: &str) -> ProbeStatus {
 pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     if EBPF_OBJECT.is_empty() {
         return Err(LoadError::NoObject);
+    }
+    if let Some(mask) = caps::current() {
+        for c in caps::check(mask)? {
+            warn!(
+                capability = c.name,
+                "capability missing: the agent cannot {}", c.why
+            );
+        }
+    }
+    if let Err(e) = caps::raise_memlock() {
+        debug!(error = %e, "RLIMIT_MEMLOCK not raised (not needed on kernels >= 5.11)");
     }
     let tfs = ensure_tracefs()?;
     let btf = Btf::from_sys_fs()?;
