@@ -552,6 +552,19 @@ impl Sources {
 }
 
 impl Config {
+    /// Parses and validates a configuration text alone (`toml` picks the syntax); used by
+    /// `load` for files and by the fuzzer.
+    pub fn from_text(text: &str, toml: bool) -> Result<Config, ConfigError> {
+        let name = PathBuf::from(if toml { "<text>.toml" } else { "<text>.yaml" });
+        let root = parse_text(&name, text)?;
+        let cfg: Config = serde_json::from_value(root).map_err(|e| ConfigError::Parse {
+            path: name,
+            message: e.to_string(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
     /// Builds the configuration from its sources and validates it.
     pub fn load(src: &Sources) -> Result<Config, ConfigError> {
         let mut root = Value::Object(Default::default());

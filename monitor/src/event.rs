@@ -367,7 +367,8 @@ fn result(call: Syscall, ret: i64) -> CallResult {
     CallResult {
         syscall: call_name(call),
         result: ret,
-        error: (ret < 0).then(|| crate::decode_net::errno_name(-ret)),
+        // saturating: a malformed record may carry i64::MIN (found by the decode fuzzer).
+        error: (ret < 0).then(|| crate::decode_net::errno_name(ret.saturating_neg())),
     }
 }
 
@@ -610,6 +611,15 @@ fn priv_detail(
 
 #[cfg(test)]
 mod tests {
+
+    /// Fuzzer regression: a syscall result of i64::MIN once overflowed the errno negation.
+    #[test]
+    fn most_negative_result_is_not_an_overflow() {
+        let r = result(Syscall::Openat, i64::MIN);
+        assert_eq!(r.result, i64::MIN);
+        assert!(r.error.is_some());
+    }
+
     use super::*;
 
     #[test]

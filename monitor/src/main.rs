@@ -56,6 +56,10 @@ enum Cmd {
         /// Also write every event as JSON (trace mode), not only alerts.
         #[arg(long)]
         every_event: bool,
+        /// Instead of benchmarking, write the first 64 distinct-kind records to this directory
+        /// (the decoder's fuzzing corpus).
+        #[arg(long)]
+        dump_records: Option<PathBuf>,
     },
     /// The configuration: check it, list its options.
     Config {
@@ -449,8 +453,24 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Baseline { dir, cmd } => baseline_cmd(&dir, cmd)?,
         Cmd::BenchPipeline {
+            dump_records: Some(dir),
+            ..
+        } => {
+            std::fs::create_dir_all(&dir)?;
+            let mut seen = std::collections::HashSet::new();
+            for r in monitor::benchkit::records(2000) {
+                let kind = r.get(..4).map(|b| b.to_vec());
+                if seen.insert(kind) {
+                    let name = format!("record-{}", seen.len());
+                    std::fs::write(dir.join(name), &r)?;
+                }
+            }
+            println!("{} records in {}", seen.len(), dir.display());
+        }
+        Cmd::BenchPipeline {
             events,
             every_event,
+            dump_records: None,
         } => {
             println!(
                 "{}",

@@ -11,6 +11,7 @@ use std::{
 use anyhow::{Context as _, bail};
 
 mod bench;
+mod fuzz;
 mod image;
 use clap::{Parser, Subcommand};
 
@@ -35,6 +36,9 @@ const APT_ALWAYS: &[&str] = &[
     "kubectl",
     "buildah",
 ];
+
+/// Seconds each fuzz target runs in `cargo xtask test`.
+const FUZZ_SMOKE_SECONDS: u64 = 20;
 
 /// PyPI package validating the rendered manifests against the Kubernetes schemas.
 const PIP_ALWAYS: &[(&str, &str)] = &[("kubernetes-validate", "kubernetes_validate")];
@@ -62,6 +66,14 @@ enum Cmd {
         /// A shorter run (under 5 minutes).
         #[arg(long)]
         quick: bool,
+    },
+    /// Run the fuzz targets (cargo fuzz, libFuzzer) from the kept corpus, each for a while.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Only this target (decode, rules, config, cgroup).
+        target: Option<String>,
     },
     /// Build the container image offline (buildah from scratch; root) and check it runs.
     Image,
@@ -284,11 +296,17 @@ fn main() -> anyhow::Result<()> {
                 );
             }
             run(&mut test)?;
+            // A smoke run of every fuzz target from the kept corpus.
+            fuzz::run(&root, FUZZ_SMOKE_SECONDS, None)?;
             if is_root() {
                 run(cargo(&root).args(["build", "--release", "-p", "monitor"]))?;
                 image::build(&root)?;
             }
             Ok(())
+        }
+        Cmd::Fuzz { seconds, target } => {
+            setup()?;
+            fuzz::run(&root, seconds, target.as_deref())
         }
         Cmd::Image => {
             setup()?;

@@ -235,6 +235,11 @@ impl RuleSet {
 pub enum RuleSource {
     Builtin,
     Path(PathBuf),
+    /// Rules given as text (tests, fuzzing); `name` stands for the file in errors.
+    Text {
+        name: String,
+        text: String,
+    },
 }
 
 /// Files of a source: a file, or the *.yaml / *.yml files of a directory in name order.
@@ -252,6 +257,7 @@ fn expand(src: &RuleSource) -> Result<Vec<(String, String)>, RuleError> {
             DEFAULT_RULES_NAME.to_string(),
             DEFAULT_RULES.to_string(),
         )]),
+        RuleSource::Text { name, text } => Ok(vec![(name.clone(), text.clone())]),
         RuleSource::Path(p) if p.is_dir() => {
             let mut files: Vec<PathBuf> = std::fs::read_dir(p)
                 .map_err(|e| RuleError {

@@ -14,7 +14,8 @@ use k8s_cri::v1::{
     ContainerConfig, ContainerMetadata, CreateContainerRequest, ExecSyncRequest, ImageSpec,
     LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
     PodSandboxConfig, PodSandboxMetadata, RemovePodSandboxRequest, RunPodSandboxRequest,
-    StartContainerRequest, StopPodSandboxRequest, runtime_service_client::RuntimeServiceClient,
+    StartContainerRequest, StatusRequest, StopPodSandboxRequest,
+    runtime_service_client::RuntimeServiceClient,
 };
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -212,11 +213,27 @@ state = "{d}/state"
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if self.socket.exists() && self.rt.block_on(self.client()).is_ok() {
+            if self.socket.exists() && self.rt.block_on(self.cri_ready()) {
                 break;
             }
             assert!(Instant::now() < deadline, "containerd did not come up");
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// True once the CRI plugin answers Status with RuntimeReady (right after a (re)start it
+    /// refuses requests with "server is not initialized yet").
+    async fn cri_ready(&self) -> bool {
+        let Ok(mut c) = self.client().await else {
+            return false;
+        };
+        match c.status(StatusRequest { verbose: false }).await {
+            Ok(r) => r.into_inner().status.is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.r#type == "RuntimeReady" && c.status)
+            }),
+            Err(_) => false,
         }
     }
 
