@@ -107,7 +107,7 @@ pub enum Status {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MetadataStatus {
     pub status: Status,
-    /// `host` or `container`.
+    /// `host`, `container`, or `unknown` (process and cgroup gone before they were read).
     pub scope: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -133,6 +133,23 @@ pub struct Attribution {
 }
 
 impl Attribution {
+    /// The process and its cgroup were gone before they could be read: host or container is
+    /// unknown, and the event says so instead of guessing.
+    pub fn vanished() -> Attribution {
+        Attribution {
+            container: None,
+            pod: None,
+            metadata: MetadataStatus {
+                status: Status::Missing,
+                scope: "unknown",
+                reason: Some(
+                    "the process exited and its cgroup was removed before they could be read"
+                        .into(),
+                ),
+            },
+        }
+    }
+
     pub fn host() -> Attribution {
         Attribution {
             container: None,
@@ -178,6 +195,18 @@ enum CgroupInfo {
     Known(Option<ContainerRef>),
     /// The runtime uses cgroup v1 only: the cgroup2 id is shared, ask per process.
     PerProcess,
+    /// The process had exited and its cgroup was removed before either could be read: whether
+    /// it ran in a container cannot be told (never guessed as `host`).
+    Vanished,
+}
+
+/// cgroup2 id of the root cgroup: host processes outside any slice.
+const ROOT_CGROUP_ID: u64 = 1;
+
+/// How a cgroup id resolves.
+enum Resolved {
+    Ref(Option<ContainerRef>),
+    Vanished,
 }
 
 /// Settings of attribution.
@@ -269,17 +298,25 @@ impl Attributor {
 
     /// The container (if any) of a task, from its cgroup id and pid.
     pub fn container_ref(&mut self, cgroup_id: u64, pid: u32) -> Option<ContainerRef> {
+        match self.resolve(cgroup_id, pid) {
+            Resolved::Ref(r) => r,
+            Resolved::Vanished => None,
+        }
+    }
+
+    fn resolve(&mut self, cgroup_id: u64, pid: u32) -> Resolved {
         match self.cgroups.get(&cgroup_id) {
-            Some(CgroupInfo::Known(r)) => return r.clone(),
+            Some(CgroupInfo::Known(r)) => return Resolved::Ref(r.clone()),
+            Some(CgroupInfo::Vanished) => return Resolved::Vanished,
             Some(CgroupInfo::PerProcess) => {
                 if let Some(r) = self.per_pid.get(&pid) {
-                    return r.clone();
+                    return Resolved::Ref(r.clone());
                 }
                 let r = self
                     .read_proc_cgroup(pid)
                     .and_then(|l| cgroup::container_of_process(&l));
                 self.per_pid.insert(pid, r.clone());
-                return r;
+                return Resolved::Ref(r);
             }
             None => {}
         }
@@ -298,13 +335,20 @@ impl Attributor {
                 }
             }
             // The process is gone already: find its cgroup by id instead.
-            None => CgroupInfo::Known(
-                self.path_of_cgroup_id(cgroup_id)
-                    .and_then(|p| cgroup::parse(&p)),
-            ),
+            None => match self.path_of_cgroup_id(cgroup_id) {
+                Some(p) => CgroupInfo::Known(cgroup::parse(&p)),
+                None if cgroup_id == ROOT_CGROUP_ID => CgroupInfo::Known(None),
+                None => {
+                    self.metrics
+                        .enrich_failures
+                        .with_label_values(&["cgroup_vanished"])
+                        .inc();
+                    CgroupInfo::Vanished
+                }
+            },
         };
         self.cgroups.insert(cgroup_id, info);
-        self.container_ref(cgroup_id, pid)
+        self.resolve(cgroup_id, pid)
     }
 
     /// A process exited: forget its per-process entry.
@@ -314,8 +358,10 @@ impl Attributor {
 
     /// Attribution of an event, from the cache; a miss starts a lookup.
     pub fn lookup(&mut self, cgroup_id: u64, pid: u32, now: Instant) -> Lookup {
-        let Some(r) = self.container_ref(cgroup_id, pid) else {
-            return Lookup::Ready(Attribution::host());
+        let r = match self.resolve(cgroup_id, pid) {
+            Resolved::Ref(Some(r)) => r,
+            Resolved::Ref(None) => return Lookup::Ready(Attribution::host()),
+            Resolved::Vanished => return Lookup::Ready(Attribution::vanished()),
         };
         let retry_after = self.cfg.retry_after;
         let stale_failure = matches!(self.containers.get(&r.id), Some(Entry::Failed { last_seen, .. }) if now.duration_since(*last_seen) >= retry_after);
@@ -767,6 +813,44 @@ mod tests {
             a.lookup(500, 10, t0 + Duration::from_secs(61)),
             Lookup::Pending(ID.into())
         );
+    }
+
+    /// A process and its cgroup both gone before the first lookup: the event says it cannot
+    /// be attributed, it is never reported as a host process.
+    #[test]
+    fn vanished_process_and_cgroup_are_unknown_not_host() {
+        let (_d, cfg) = fixture();
+        let (tx, _rx) = mpsc::channel(8);
+        let metrics = Metrics::new();
+        let mut a = Attributor::new(cfg, tx, metrics.clone());
+        let t0 = Instant::now();
+        // pid 99 has no /proc entry and cgroup id 4242 is no directory of the tree.
+        let Lookup::Ready(attr) = a.lookup(4242, 99, t0) else {
+            panic!("vanished is final")
+        };
+        assert_eq!(attr, Attribution::vanished());
+        assert_eq!(attr.metadata.scope, "unknown");
+        assert_eq!(
+            metrics
+                .enrich_failures
+                .with_label_values(&["cgroup_vanished"])
+                .get(),
+            1
+        );
+        // Cached: the tree is not walked again for the same cgroup.
+        assert_eq!(
+            a.lookup(4242, 98, t0),
+            Lookup::Ready(Attribution::vanished())
+        );
+        assert_eq!(
+            metrics
+                .enrich_failures
+                .with_label_values(&["cgroup_vanished"])
+                .get(),
+            1
+        );
+        // The root cgroup with no /proc entry is still the host.
+        assert_eq!(a.lookup(1, 97, t0), Lookup::Ready(Attribution::host()));
     }
 
     #[test]
