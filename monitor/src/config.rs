@@ -216,6 +216,12 @@ pub struct AlertsConfig {
     pub drop_window: Dur,
     /// On SIGTERM, how long sinks may take to deliver what they hold before the agent exits.
     pub shutdown_deadline: Dur,
+    /// Redact the built-in secret patterns (password/token/key arguments, bearer headers,
+    /// URL passwords, AWS key ids) from alerts' command lines, arguments and messages.
+    pub redact_defaults: bool,
+    /// More patterns (regular expressions) to redact; a group named `secret` limits the
+    /// redaction to that group, e.g. `--license[= ](?P<secret>\S+)`.
+    pub redact: Vec<String>,
 }
 
 impl Default for AlertsConfig {
@@ -223,6 +229,8 @@ impl Default for AlertsConfig {
         AlertsConfig {
             drop_window: Dur(Duration::from_secs(60)),
             shutdown_deadline: Dur(Duration::from_secs(10)),
+            redact_defaults: true,
+            redact: Vec::new(),
         }
     }
 }
@@ -640,6 +648,11 @@ impl Config {
         }
         if self.sinks.is_empty() {
             errs.push("sinks: at least one sink is needed (e.g. `- type: stdout`)".into());
+        }
+        for (i, p) in self.alerts.redact.iter().enumerate() {
+            if let Err(e) = regex::Regex::new(p) {
+                errs.push(format!("alerts.redact[{i}]: `{p}`: {e}"));
+            }
         }
         let mut names = std::collections::HashSet::new();
         for (i, s) in self.sinks.iter().enumerate() {

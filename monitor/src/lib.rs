@@ -14,6 +14,7 @@ pub mod load;
 pub mod metrics;
 pub mod pipeline;
 pub mod process;
+pub mod redact;
 pub mod rules;
 pub mod sink;
 pub mod trace;

@@ -292,8 +292,31 @@ fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
         .ok_or_else(|| format!("`{s}` is not a duration like 30s, 5m, 1h"))
 }
 
+/// The agent's own paths: what the self-protection rules watch.
+fn agent_files(c: &Config, config_file: Option<&std::path::Path>) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        out.push(exe.display().to_string());
+    }
+    out.extend(config_file.map(|p| p.display().to_string()));
+    out.extend(c.rules.paths.iter().map(|p| p.display().to_string()));
+    if c.baselines.enabled {
+        out.push(c.baselines.dir.display().to_string());
+    }
+    for s in &c.sinks {
+        if let monitor::config::SinkKind::File { path, .. } = &s.kind {
+            out.push(path.display().to_string());
+        }
+        out.extend(s.spool_dir.iter().map(|p| p.display().to_string()));
+    }
+    out
+}
+
 /// What `monitor run` evaluates and where alerts go, from the configuration.
-fn rules_options(c: &Config) -> RulesOptions {
+fn rules_options(
+    c: &Config,
+    config_file: Option<&std::path::Path>,
+) -> anyhow::Result<RulesOptions> {
     let b = &c.baselines;
     let baselines = b.enabled.then(|| {
         let cfg = BaselineConfig {
@@ -305,14 +328,16 @@ fn rules_options(c: &Config) -> RulesOptions {
         };
         (b.dir.clone(), cfg)
     });
-    RulesOptions {
+    Ok(RulesOptions {
         paths: c.rules.paths.clone(),
         builtin: c.rules.builtin,
         baselines,
         sinks: c.sinks.clone(),
         drop_window: c.alerts.drop_window.0,
         shutdown_deadline: c.alerts.shutdown_deadline.0,
-    }
+        agent_files: agent_files(c, config_file),
+        redact: monitor::redact::Redactor::new(c.alerts.redact_defaults, &c.alerts.redact)?,
+    })
 }
 
 fn baseline_cmd(dir: &std::path::Path, cmd: BaselineCmd) -> anyhow::Result<()> {
@@ -415,7 +440,7 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Run(r) => {
             let c = r.load_config()?;
-            let rules = rules_options(&c);
+            let rules = rules_options(&c, r.common.config.config.as_deref())?;
             rt.block_on(trace::run(
                 trace_opts(r.common, &c, Some(rules)),
                 std::io::stdout(),
@@ -433,19 +458,21 @@ fn main() -> anyhow::Result<()> {
         Cmd::Config {
             cmd: ConfigCmd::Check { config, rules },
         } => {
-            let c = Config::load(&Sources::from_process(config.config, config.set))?;
+            let c = Config::load(&Sources::from_process(config.config.clone(), config.set))?;
             print!("{}", c.to_yaml());
             if rules {
-                let set = rules_options(&c).load().map_err(|errors| {
-                    anyhow::anyhow!(
-                        "invalid rules:\n{}",
-                        errors
-                            .iter()
-                            .map(|e| e.to_string())
-                            .collect::<Vec<_>>()
-                            .join("\n")
-                    )
-                })?;
+                let set = rules_options(&c, config.config.as_deref())?
+                    .load()
+                    .map_err(|errors| {
+                        anyhow::anyhow!(
+                            "invalid rules:\n{}",
+                            errors
+                                .iter()
+                                .map(|e| e.to_string())
+                                .collect::<Vec<_>>()
+                                .join("\n")
+                        )
+                    })?;
                 eprintln!("OK: configuration valid, {} rules", set.len());
             } else {
                 eprintln!("OK: configuration valid");

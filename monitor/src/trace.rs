@@ -99,11 +99,16 @@ pub struct RulesOptions {
     pub drop_window: Duration,
     /// How long sinks may take to deliver what they hold at shutdown.
     pub shutdown_deadline: Duration,
+    /// The agent's own files (binary, configuration, state, output), for the self-protection
+    /// rules' `monitor_agent_files` list.
+    pub agent_files: Vec<String>,
+    /// Secret patterns to redact from alerts.
+    pub redact: crate::redact::Redactor,
 }
 
 impl RulesOptions {
     pub fn load(&self) -> Result<Arc<RuleSet>, Vec<RuleError>> {
-        rules::load_for_agent(&self.paths, self.builtin)
+        rules::load_for_agent_with(&self.paths, self.builtin, &self.agent_files)
     }
 }
 
@@ -273,7 +278,7 @@ pub async fn run<W: Write + Send + 'static>(
                 )),
                 None => None,
             };
-            let sinks = Dispatcher::start(&r.sinks, &metrics)?;
+            let sinks = Dispatcher::start(&r.sinks, &metrics)?.with_redactor(r.redact.clone());
             let mode = Mode::Alerts {
                 rules: rx,
                 engine: Engine::default(),

@@ -107,6 +107,9 @@ struct RawItem {
     enabled: Option<bool>,
     sequence: Option<RawSequence>,
     dedup: Option<serde_norway::Value>,
+    /// For a list: add the items to a list defined earlier instead of defining a new one.
+    #[serde(default)]
+    append: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -383,10 +386,6 @@ pub fn load(sources: &[RuleSource]) -> Result<RuleSet, Vec<RuleError>> {
                         errors.push(e(format!("list `{name}` has no `items`")));
                         continue;
                     };
-                    if scope.lists.contains_key(name) {
-                        errors.push(e(format!("duplicate list `{name}`")));
-                        continue;
-                    }
                     let vals: Vec<String> = values
                         .iter()
                         .map(|v| match v {
@@ -395,6 +394,21 @@ pub fn load(sources: &[RuleSource]) -> Result<RuleSet, Vec<RuleError>> {
                             other => format!("{other:?}"),
                         })
                         .collect();
+                    if item.append {
+                        match scope.lists.get_mut(name) {
+                            Some(existing) => existing.extend(vals),
+                            None => errors.push(e(format!(
+                                "`append: true` to list `{name}`, which is not defined before"
+                            ))),
+                        }
+                        continue;
+                    }
+                    if scope.lists.contains_key(name) {
+                        errors.push(e(format!(
+                            "duplicate list `{name}` (use `append: true` to add items)"
+                        )));
+                        continue;
+                    }
                     scope.lists.insert(name.clone(), vals);
                     list_src.push((name.clone(), file, line));
                 }
@@ -905,11 +919,61 @@ fn rule_summary(e: &Event) -> String {
 
 /// Loads rules for the agent: the sources, or the built-in set when none is given.
 pub fn load_for_agent(paths: &[PathBuf], builtin: bool) -> Result<Arc<RuleSet>, Vec<RuleError>> {
+    load_for_agent_with(paths, builtin, &[])
+}
+
+/// As [`load_for_agent`], and appends `agent_files` (the agent's own binary, configuration,
+/// state and output paths) to the `monitor_agent_files` list the self-protection rules use,
+/// when the rules define it.
+pub fn load_for_agent_with(
+    paths: &[PathBuf],
+    builtin: bool,
+    agent_files: &[String],
+) -> Result<Arc<RuleSet>, Vec<RuleError>> {
     let mut sources: Vec<RuleSource> = Vec::new();
     if builtin {
         sources.push(RuleSource::Builtin);
     }
     sources.extend(paths.iter().cloned().map(RuleSource::Path));
+    let defines = |list: &str| {
+        let needle = format!("list: {list}");
+        sources.iter().any(|s| match s {
+            RuleSource::Builtin => DEFAULT_RULES.contains(&needle),
+            _ => expand(s).is_ok_and(|files| files.iter().any(|(_, t)| t.contains(&needle))),
+        })
+    };
+    // Directories (existing, or written with a trailing slash) are watched by prefix, files
+    // exactly: a prefix `/usr/bin/monitor` must not match `/usr/bin/monitor-helper`.
+    let (mut files, mut dirs) = (Vec::new(), Vec::new());
+    for f in agent_files {
+        if f.ends_with('/') {
+            dirs.push(f.clone());
+        } else if Path::new(f).is_dir() {
+            dirs.push(format!("{f}/"));
+        } else {
+            files.push(f.clone());
+        }
+    }
+    let mut extra = String::new();
+    for (list, items) in [("monitor_agent_files", files), ("monitor_agent_dirs", dirs)] {
+        if items.is_empty() || !defines(list) {
+            continue;
+        }
+        let quoted: Vec<String> = items
+            .iter()
+            .map(|f| serde_json::to_string(f).unwrap_or_default())
+            .collect();
+        extra.push_str(&format!(
+            "- list: {list}\n  append: true\n  items: [{}]\n",
+            quoted.join(", ")
+        ));
+    }
+    if !extra.is_empty() {
+        sources.push(RuleSource::Text {
+            name: "<agent's own paths>".into(),
+            text: extra,
+        });
+    }
     load(&sources).map(Arc::new)
 }
 

@@ -79,16 +79,22 @@ pub trait Transport: Send + 'static {
     }
 }
 
+/// A batch as newline-terminated records (JSON lines).
+pub fn lines(batch: &[Arc<[u8]>]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(batch.iter().map(|b| b.len() + 1).sum());
+    for b in batch {
+        buf.extend_from_slice(b);
+        buf.push(b'\n');
+    }
+    buf
+}
+
 /// JSON lines on standard output.
 pub struct Stdout(tokio::io::Stdout);
 
 impl Transport for Stdout {
     async fn send(&mut self, batch: &[Arc<[u8]>]) -> Result<(), SinkError> {
-        let mut buf = Vec::with_capacity(batch.iter().map(|b| b.len() + 1).sum());
-        for b in batch {
-            buf.extend_from_slice(b);
-            buf.push(b'\n');
-        }
+        let buf = lines(batch);
         let io = |source| SinkError::Io {
             what: "stdout".into(),
             source,
@@ -111,6 +117,7 @@ pub struct Dispatcher {
     run_id: String,
     seq: u64,
     deadline: watch::Sender<Option<Instant>>,
+    redact: crate::redact::Redactor,
 }
 
 /// Alerts in flight between the dispatcher and one sink task; the task drains it eagerly into
@@ -195,13 +202,21 @@ impl Dispatcher {
             run_id: format!("{:x}{:x}", now, std::process::id()),
             seq: 0,
             deadline: deadline_tx,
+            redact: crate::redact::Redactor::default(),
         })
+    }
+
+    /// Masks secrets in every alert before it is queued (see [`crate::redact`]).
+    pub fn with_redactor(mut self, r: crate::redact::Redactor) -> Dispatcher {
+        self.redact = r;
+        self
     }
 
     /// Stamps the alert with its id, counts it and queues it on every sink. Never waits.
     pub fn deliver(&mut self, mut alert: Alert) {
         self.seq += 1;
         alert.id = format!("{}-{}", self.run_id, self.seq);
+        self.redact.alert(&mut alert);
         self.metrics
             .alerts
             .with_label_values(&[&alert.rule, alert.severity, alert.source])

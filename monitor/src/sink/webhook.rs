@@ -85,11 +85,7 @@ fn batch_id(first: &[u8]) -> String {
 
 impl Transport for Webhook {
     async fn send(&mut self, batch: &[Arc<[u8]>]) -> Result<(), SinkError> {
-        let mut body = Vec::with_capacity(batch.iter().map(|b| b.len() + 1).sum());
-        for b in batch {
-            body.extend_from_slice(b);
-            body.push(b'\n');
-        }
+        let body = super::lines(batch);
         let mut req = self
             .client
             .post(&self.url)
