@@ -72,57 +72,16 @@ fn setup_with_rules(tag: &str, config: &str, rules_text: &str) -> Setup {
 }
 
 fn start(s: &Setup, cg: &TestCgroup, extra: &[&str]) -> Agent {
-    let mut args = vec![
-        "--config".to_string(),
-        s.config.to_string_lossy().into_owned(),
-        "--no-default-rules".into(),
-        "--rules".into(),
-        s.rules.to_string_lossy().into_owned(),
-        "--no-baselines".into(),
-        "--cri-socket".into(),
-        "/nonexistent/monitor-test-cri.sock".into(),
-        "--cgroup".into(),
-        cg.path.to_string_lossy().into_owned(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    Agent::start_with("run", &refs)
+    start_run(&s.config, &s.rules, false, Some(cg), extra)
 }
 
 /// `n` marker unlinks from inside `cg`: `n` alerts of `test_unlink_marker`.
 fn unlinks(cg: &TestCgroup, n: u64) {
-    let path = format!("/tmp/monitor-delivery-{}-absent", std::process::id());
-    let st = cg
-        .command(trigger())
-        .args(["unlink-flood", &n.to_string(), &path])
-        .status()
-        .expect("trigger");
-    assert!(st.success());
+    unlink_markers(cg, "/tmp/monitor-delivery", n);
 }
 
-fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn json_lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l}: {e}")))
-        .collect()
-}
-
-/// Sequence number of a native alert id (`<run>-<seq>`).
 fn seq(alert: &Value) -> u64 {
-    alert["id"]
-        .as_str()
-        .and_then(|s| s.rsplit('-').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("alert without id: {alert}"))
+    alert_seq(alert)
 }
 
 // ------------------------------------------------------------------------------------------

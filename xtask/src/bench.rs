@@ -19,7 +19,7 @@ pub struct Opts {
 const OPS: [&str; 4] = ["getpid", "openclose", "forkexec", "tcp"];
 
 #[derive(Clone, Copy, PartialEq)]
-enum Config {
+pub(crate) enum Config {
     NoAgent,
     AgentNoRules,
     AgentDefaultRules,
@@ -35,18 +35,23 @@ impl Config {
     }
 }
 
-struct Agent {
+pub(crate) struct Agent {
     child: Child,
     dir: PathBuf,
     metrics_port: u16,
 }
 
-fn bin(root: &Path, name: &str) -> PathBuf {
+pub(crate) fn bin(root: &Path, name: &str) -> PathBuf {
     root.join("target/release").join(name)
 }
 
 impl Agent {
-    fn start(root: &Path, cfg: Config, extra: &[&str], port: u16) -> anyhow::Result<Agent> {
+    pub(crate) fn start(
+        root: &Path,
+        cfg: Config,
+        extra: &[&str],
+        port: u16,
+    ) -> anyhow::Result<Agent> {
         let dir = std::env::temp_dir().join(format!("monitor-bench-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let empty = dir.join("empty.yaml");
@@ -90,11 +95,11 @@ impl Agent {
         Ok(a)
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    fn metrics(&self) -> String {
+    pub(crate) fn metrics(&self) -> String {
         let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)) else {
             return String::new();
         };
@@ -104,7 +109,7 @@ impl Agent {
         out
     }
 
-    fn stop(mut self) -> anyhow::Result<Value> {
+    pub(crate) fn stop(mut self) -> anyhow::Result<Value> {
         run_quiet(Command::new("kill").args(["-TERM", &self.child.id().to_string()]))?;
         self.child.wait()?;
         let stats =
@@ -187,7 +192,7 @@ fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() { 0.0 } else { v[v.len() / 2] }
 }
 
-fn proc_stat(pid: u32) -> (f64, u64, u64) {
+pub(crate) fn proc_stat(pid: u32) -> (f64, u64, u64) {
     // (cpu seconds, VmRSS kB, VmHWM kB)
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let rest = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
@@ -205,7 +210,7 @@ fn proc_stat(pid: u32) -> (f64, u64, u64) {
     (cpu, kb("VmRSS:"), kb("VmHWM:"))
 }
 
-fn metric_sum(text: &str, prefix: &str) -> u64 {
+pub(crate) fn metric_sum(text: &str, prefix: &str) -> u64 {
     text.lines()
         .filter(|l| l.starts_with(prefix))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

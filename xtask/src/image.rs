@@ -117,24 +117,16 @@ pub fn build(root: &Path) -> anyhow::Result<PathBuf> {
             &ctr,
         ])?;
         // The image works: its binary runs with only the libraries copied in.
-        let v = buildah(&[
-            "run",
-            "--isolation",
-            "chroot",
-            &ctr,
-            "--",
-            "/usr/local/bin/monitor",
-            "--version",
-        ])?;
+        let in_image = |args: &[&str]| {
+            let mut all = vec!["run", "--isolation", "chroot", ctr.as_str(), "--"];
+            all.extend_from_slice(args);
+            buildah(&all)
+        };
+        let v = in_image(&["/usr/local/bin/monitor", "--version"])?;
         if !v.contains(version) {
             bail!("monitor --version in the image printed `{v}`");
         }
-        buildah(&[
-            "run",
-            "--isolation",
-            "chroot",
-            &ctr,
-            "--",
+        in_image(&[
             "/usr/local/bin/monitor",
             "config",
             "check",

@@ -13,6 +13,7 @@ use anyhow::{Context as _, bail};
 mod bench;
 mod fuzz;
 mod image;
+mod soak;
 use clap::{Parser, Subcommand};
 
 /// LLVM major version of Debian's packages and of the Rust toolchains' LLVM.
@@ -74,6 +75,12 @@ enum Cmd {
         seconds: u64,
         /// Only this target (decode, rules, config, cgroup).
         target: Option<String>,
+    },
+    /// Run the agent under mixed load with faults injected for N minutes; report memory and
+    /// counter trends (root; not part of CI).
+    Soak {
+        #[arg(long, default_value_t = 30)]
+        minutes: u64,
     },
     /// Build the container image offline (buildah from scratch; root) and check it runs.
     Image,
@@ -307,6 +314,14 @@ fn main() -> anyhow::Result<()> {
         Cmd::Fuzz { seconds, target } => {
             setup()?;
             fuzz::run(&root, seconds, target.as_deref())
+        }
+        Cmd::Soak { minutes } => {
+            setup()?;
+            run(cargo(&root).args(["build", "--release", "-p", "monitor"]))?;
+            if !is_root() {
+                bail!("the soak runs the agent: run `cargo xtask soak` as root");
+            }
+            soak::run(&root, minutes)
         }
         Cmd::Image => {
             setup()?;

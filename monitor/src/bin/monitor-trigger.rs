@@ -431,10 +431,14 @@ fn bench(op: &str, millis: u64) {
     );
 }
 
-/// Generates `rate` unlink events per second for `millis`, paced every millisecond; prints the
-/// number generated.
-fn rate(rate: u64, millis: u64, path: &str) {
-    let p = c(path);
+/// Calls `step` `rate` times a second for `millis`, in small bursts, calling `between` after
+/// each; returns how many steps ran and the seconds taken.
+fn paced(
+    rate: u64,
+    millis: u64,
+    mut step: impl FnMut() -> bool,
+    mut between: impl FnMut(),
+) -> (u64, f64) {
     let start = std::time::Instant::now();
     let mut done: u64 = 0;
     loop {
@@ -444,16 +448,79 @@ fn rate(rate: u64, millis: u64, path: &str) {
         }
         let due = rate * elapsed.as_micros() as u64 / 1_000_000;
         while done < due {
-            // SAFETY: unlink of a path that does not exist.
-            unsafe { libc::unlinkat(libc::AT_FDCWD, p.as_ptr(), 0) };
+            if !step() {
+                break;
+            }
             done += 1;
         }
+        between();
         std::thread::sleep(std::time::Duration::from_micros(200));
     }
-    println!(
-        "{{\"generated\":{done},\"secs\":{}}}",
-        start.elapsed().as_secs_f64()
+    (done, start.elapsed().as_secs_f64())
+}
+
+/// Generates `rate` unlink events per second for `millis`; prints the number generated.
+fn rate(rate: u64, millis: u64, path: &str) {
+    let p = c(path);
+    let (done, secs) = paced(
+        rate,
+        millis,
+        || {
+            // SAFETY: unlink of a path that does not exist.
+            unsafe { libc::unlinkat(libc::AT_FDCWD, p.as_ptr(), 0) };
+            true
+        },
+        || {},
     );
+    println!("{{\"generated\":{done},\"secs\":{secs}}}");
+}
+
+/// Forks short-lived children (each exits at once) at `rate` per second for `millis`; prints
+/// how many as JSON. Reaps them as it goes so the pid space is not exhausted.
+fn fork_storm(rate: u64, millis: u64) {
+    let (done, _) = paced(
+        rate,
+        millis,
+        // SAFETY: the child only calls _exit.
+        || match unsafe { libc::fork() } {
+            0 => unsafe { libc::_exit(0) },
+            -1 => false,
+            _ => true,
+        },
+        // SAFETY: reaping our own exited children without blocking.
+        || while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {},
+    );
+    // SAFETY: as above, blocking for the last ones.
+    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), 0) } > 0 {}
+    println!("{{\"forked\":{done}}}");
+}
+
+/// Runs `/bin/true` as pid P, then steers the kernel (ns_last_pid of our pid namespace) so that
+/// `/bin/echo reused` gets the same pid P. Prints both pids as JSON.
+fn pid_reuse() {
+    let run = |prog: &str, args: &[&str]| -> u32 {
+        let child = std::process::Command::new(prog)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| die(&format!("spawn {prog}: {e}")));
+        let pid = child.id();
+        let _ = child.wait_with_output();
+        pid
+    };
+    for _ in 0..50 {
+        let first = run("/bin/true", &[]);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        if std::fs::write("/proc/sys/kernel/ns_last_pid", format!("{}", first - 1)).is_err() {
+            die("cannot write /proc/sys/kernel/ns_last_pid (needs root)");
+        }
+        let second = run("/bin/echo", &["reused"]);
+        if second == first {
+            println!("{{\"pid\":{first}}}");
+            return;
+        }
+    }
+    die("the pid was never reused (a busy machine took it each time)");
 }
 
 fn main() {
@@ -497,6 +564,13 @@ fn main() {
             a(3),
         ),
         "regain-root" => regain_root(),
+        "fork-storm" => fork_storm(
+            a(1).parse()
+                .unwrap_or_else(|_| die("RATE must be a number")),
+            a(2).parse()
+                .unwrap_or_else(|_| die("MILLIS must be a number")),
+        ),
+        "pid-reuse" => pid_reuse(),
         "ptrace" => ptrace_child(),
         "connect" => connect(
             a(1),
@@ -517,7 +591,7 @@ fn main() {
         other => die(&format!(
             "unknown action {other}: file DIR | net PORT DIR | priv DIR | unlink-flood COUNT PATH | \
              unlink-slow COUNT PATH DELAY_US | memfd-exec | regain-root | ptrace | connect ADDR PORT | \
-             reverse-shell PORT | init-module"
+             reverse-shell PORT | init-module | fork-storm RATE MILLIS | pid-reuse"
         )),
     }
 }

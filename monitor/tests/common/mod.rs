@@ -363,3 +363,71 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("free port")
 }
+
+/// Polls `ok` every 100 ms until it holds; fails naming `what` after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The JSON lines of a file (a sink's output); a torn or invalid line fails the test.
+pub fn json_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("torn or bad line {l}: {e}")))
+        .collect()
+}
+
+/// Sequence number of a native alert id (`<run>-<seq>`).
+pub fn alert_seq(alert: &Value) -> u64 {
+    alert["id"]
+        .as_str()
+        .and_then(|s| s.rsplit('-').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("alert without id: {alert}"))
+}
+
+/// `n` unlinks of the absent file `<prefix>-<test pid>-absent` from inside `cg`.
+pub fn unlink_markers(cg: &TestCgroup, prefix: &str, n: u64) {
+    let path = format!("{prefix}-{}-absent", std::process::id());
+    let st = cg
+        .command(trigger())
+        .args(["unlink-flood", &n.to_string(), &path])
+        .status()
+        .expect("trigger");
+    assert!(st.success());
+}
+
+/// `monitor run` with a configuration file and one rules path, no built-in rules unless the
+/// caller's extra flags ask, no baselines, no runtime, optionally watching only `cg`.
+pub fn start_run(
+    config: &Path,
+    rules: &Path,
+    builtin: bool,
+    cg: Option<&TestCgroup>,
+    extra: &[&str],
+) -> Agent {
+    let mut args = vec![
+        "--config".to_string(),
+        config.to_string_lossy().into_owned(),
+        "--rules".into(),
+        rules.to_string_lossy().into_owned(),
+        "--no-baselines".into(),
+        "--cri-socket".into(),
+        "/nonexistent/monitor-test-cri.sock".into(),
+    ];
+    if !builtin {
+        args.push("--no-default-rules".into());
+    }
+    if let Some(cg) = cg {
+        args.push("--cgroup".into());
+        args.push(cg.path.to_string_lossy().into_owned());
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    Agent::start_with("run", &refs)
+}
