@@ -90,7 +90,7 @@ pub fn run(root: &Path, minutes: u64) -> anyhow::Result<()> {
     let rules_dir = dir.join("rules");
     std::fs::create_dir_all(&rules_dir)?;
     let rule_file = rules_dir.join("soak.yaml");
-    let good = "- rule: soak_marker\n  desc: soak load marker\n  condition: kind = unlink and file.path startswith /tmp/monitor-soak-alert\n  severity: notice\n  output: \"{file.path}\"\n";
+    let good = "- rule: soak_marker\n  desc: soak load marker\n  condition: kind = unlink and file.path startswith /tmp/monitor-soak-alert\n  severity: notice\n  output: \"{file.path}\"\n  dedup: false\n";
     std::fs::write(&rule_file, good)?;
     let down = Arc::new(AtomicBool::new(false));
     let port = receiver(down.clone())?;
