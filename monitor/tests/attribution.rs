@@ -149,7 +149,17 @@ fn runtime_socket_outage_is_survived_counted_and_recovered() {
         "a",
         &["/bin/sleep", "3600"],
     );
-    let agent = Agent::start(&["--cri-socket", &sock, "--kind", "exec"]);
+    // A hold long enough that the event waits for the failed lookup's answer even on a loaded
+    // machine (a call in flight when the socket vanished can take up to the 2 s call timeout),
+    // so it carries `missing` and the reason rather than `pending`.
+    let agent = Agent::start(&[
+        "--cri-socket",
+        &sock,
+        "--kind",
+        "exec",
+        "--metadata-hold-ms",
+        "6000",
+    ]);
 
     // The runtime goes away; a container the agent has never seen starts a process.
     ctd.stop_daemon();
