@@ -73,6 +73,10 @@ pub enum EventKind {
     MemfdCreate = 408,
     Bpf = 409,
     Dup = 410,
+    /// A cgroup2 directory was created (internal: feeds container attribution, never output).
+    CgroupMkdir = 500,
+    /// A cgroup2 directory was removed (internal, like [`EventKind::CgroupMkdir`]).
+    CgroupRmdir = 501,
 }
 
 /// Number of counter slots in [`STATS_MAP`].
@@ -87,6 +91,7 @@ pub const fn kind_slot(v: u32) -> u32 {
         2 => 3 + v.wrapping_sub(200),
         3 => 11 + v.wrapping_sub(300),
         4 => 16 + v.wrapping_sub(400),
+        5 => 27 + v.wrapping_sub(500),
         _ => KIND_SLOTS - 1,
     };
     if s < KIND_SLOTS { s } else { KIND_SLOTS - 1 }
@@ -94,7 +99,7 @@ pub const fn kind_slot(v: u32) -> u32 {
 
 impl EventKind {
     /// Every kind, in slot order.
-    pub const ALL: [EventKind; 27] = [
+    pub const ALL: [EventKind; 29] = [
         EventKind::Exec,
         EventKind::Fork,
         EventKind::Exit,
@@ -122,6 +127,8 @@ impl EventKind {
         EventKind::MemfdCreate,
         EventKind::Bpf,
         EventKind::Dup,
+        EventKind::CgroupMkdir,
+        EventKind::CgroupRmdir,
     ];
 
     /// Parses the number found in a record header.
@@ -154,6 +161,8 @@ impl EventKind {
             408 => EventKind::MemfdCreate,
             409 => EventKind::Bpf,
             410 => EventKind::Dup,
+            500 => EventKind::CgroupMkdir,
+            501 => EventKind::CgroupRmdir,
             _ => return None,
         })
     }
@@ -193,7 +202,15 @@ impl EventKind {
             EventKind::MemfdCreate => "memfd_create",
             EventKind::Bpf => "bpf",
             EventKind::Dup => "dup",
+            EventKind::CgroupMkdir => "cgroup_mkdir",
+            EventKind::CgroupRmdir => "cgroup_rmdir",
         }
+    }
+
+    /// Records the agent consumes itself: counted like every kind, but never output, filtered
+    /// on or matched by rules.
+    pub const fn is_internal(self) -> bool {
+        matches!(self, EventKind::CgroupMkdir | EventKind::CgroupRmdir)
     }
 }
 
@@ -312,6 +329,22 @@ pub struct TcpStateBody {
     pub daddr: [u8; 16],
 }
 const _: () = assert!(core::mem::size_of::<TcpStateBody>() == 56);
+
+/// cgroup creation and removal body ([`EventKind::CgroupMkdir`], [`EventKind::CgroupRmdir`])
+/// from `cgroup/cgroup_mkdir` and `cgroup/cgroup_rmdir`, cgroup2 hierarchy only; tail: `path_len` bytes of the path below the cgroup2 root (`/kubepods/...`).
+/// The header describes the task that created the directory (a runtime, not the container).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CgroupBody {
+    /// cgroup2 id of the new directory: what `bpf_get_current_cgroup_id()` will return for
+    /// tasks inside it.
+    pub id: u64,
+    pub path_len: u32,
+    /// [`CGROUP_PATH_TRUNCATED`].
+    pub flags: u32,
+}
+const _: () = assert!(core::mem::size_of::<CgroupBody>() == 16);
+pub const CGROUP_PATH_TRUNCATED: u32 = 1;
 
 /// Our architecture-independent syscall numbers (what [`SyscallBody::call`] holds).
 #[repr(u16)]
@@ -476,6 +509,11 @@ pub struct TpOffsets {
     pub sk_daddr: u32,
     pub sk_saddr_v6: u32,
     pub sk_daddr_v6: u32,
+    /// `cgroup/cgroup_mkdir` and `cgroup_rmdir` (one event class): `root` (hierarchy id; 0 is
+    /// cgroup2), `id`, `__data_loc path`.
+    pub cg_root: u32,
+    pub cg_id: u32,
+    pub cg_path: u32,
 }
 
 /// Kernel structure member offsets, read from BTF by the agent at load time.
@@ -540,6 +578,9 @@ impl Config {
             sk_daddr: NO_OFFSET,
             sk_saddr_v6: NO_OFFSET,
             sk_daddr_v6: NO_OFFSET,
+            cg_root: NO_OFFSET,
+            cg_id: NO_OFFSET,
+            cg_path: NO_OFFSET,
         },
         k: KernelOffsets {
             task_tgid: NO_OFFSET,

@@ -6,6 +6,7 @@
 // BPF atomic add for exact per-CPU counters: core has no BPF lowering of fetch_add.
 #![feature(asm_experimental_arch)]
 
+mod cgroup;
 mod event;
 mod maps;
 mod net;

@@ -196,7 +196,9 @@ pub fn run(n: usize, every_event: bool) -> PipelineResult {
     let start = Instant::now();
     for r in &recs {
         let Ok(ev) = decode(r) else { continue };
-        let mut e = enrich(&ev, &mut table, &node);
+        let Some(mut e) = enrich(&ev, &mut table, &node) else {
+            continue;
+        };
         e.attribution = container.clone();
         for a in engine.evaluate(&rules, &e, start) {
             alerts += 1;

@@ -273,8 +273,11 @@ pub fn enrich<S: ProcSource>(
     ev: &RawEvent,
     table: &mut ProcessTable<S>,
     node: &NodeContext,
-) -> Event {
+) -> Option<Event> {
     let h = &ev.header;
+    if ev.kind.is_internal() {
+        return None;
+    }
     // Lifecycle events update the table first, so that an exec shows the new image.
     match &ev.payload {
         Payload::Exec {
@@ -332,6 +335,7 @@ pub fn enrich<S: ProcSource>(
             })
         }
         Payload::TcpState(t) => Detail::Tcp(crate::decode_net::tcp_detail(t)),
+        Payload::Cgroup { .. } => return None,
         Payload::Syscall {
             body,
             call,
@@ -352,7 +356,7 @@ pub fn enrich<S: ProcSource>(
     if let Payload::Exit(_) = ev.payload {
         table.on_exit(h.pid, h.start_ns, std::time::Instant::now());
     }
-    Event {
+    Some(Event {
         time: rfc3339(i128::from(h.ktime_ns) + node.boot_to_wall_ns),
         kind: ev.kind.name(),
         node: node.node.clone(),
@@ -360,7 +364,7 @@ pub fn enrich<S: ProcSource>(
         cgroup_id: h.cgroup_id,
         attribution: Attribution::host(),
         detail,
-    }
+    })
 }
 
 fn result(call: Syscall, ret: i64) -> CallResult {

@@ -10,6 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use monitor_common::EventKind;
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 
@@ -186,7 +187,17 @@ impl<S: ProcSource, W: Write> EnrichStage<S, W> {
                 ev = events.recv(), if open => match ev {
                     Some(ev) => {
                         let now = Instant::now();
-                        let e = enrich(&ev, &mut self.table, &self.node);
+                        if let Payload::Cgroup { body, path } = &ev.payload {
+                            if ev.kind == EventKind::CgroupRmdir {
+                                self.attributor.cgroup_removed(body.id, now);
+                            } else {
+                                self.attributor.cgroup_created(body.id, path);
+                            }
+                            continue;
+                        }
+                        let Some(e) = enrich(&ev, &mut self.table, &self.node) else {
+                            continue;
+                        };
                         if !self.filter.matches(&e) {
                             continue;
                         }

@@ -196,6 +196,7 @@ impl Filter {
             let kind = kind_by_name(name).ok_or_else(|| {
                 let known: Vec<_> = monitor_common::EventKind::ALL
                     .iter()
+                    .filter(|k| !k.is_internal())
                     .map(|k| k.name())
                     .collect();
                 TraceError::UnknownKind(name.to_string(), known.join(", "))
@@ -342,9 +343,14 @@ pub async fn run<W: Write + Send + 'static>(
     let (req_tx, req_rx) = mpsc::channel::<String>(4096);
     let (res_tx, res_rx) = mpsc::channel(4096);
     let resolver = tokio::spawn(enrich::resolver(opts.cri_socket.clone(), req_rx, res_tx));
+    let mut attributor = Attributor::new(AttributorConfig::default(), req_tx, metrics.clone());
+    // After the probes are attached: a container created from now on is seen by cgroup_mkdir,
+    // one that existed before by this scan.
+    let containers = attributor.scan_cgroups();
+    info!(containers, "container cgroups found at start-up");
     let stage = EnrichStage {
         table,
-        attributor: Attributor::new(AttributorConfig::default(), req_tx, metrics.clone()),
+        attributor,
         node,
         filter,
         out: std::io::BufWriter::with_capacity(1 << 16, out),

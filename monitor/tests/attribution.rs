@@ -152,6 +152,7 @@ fn runtime_socket_outage_is_survived_counted_and_recovered() {
     // A hold long enough that the event waits for the failed lookup's answer even on a loaded
     // machine (a call in flight when the socket vanished can take up to the 2 s call timeout),
     // so it carries `missing` and the reason rather than `pending`.
+    let metrics = free_port();
     let agent = Agent::start(&[
         "--cri-socket",
         &sock,
@@ -159,6 +160,8 @@ fn runtime_socket_outage_is_survived_counted_and_recovered() {
         "exec",
         "--metadata-hold-ms",
         "6000",
+        "--metrics-addr",
+        &format!("127.0.0.1:{metrics}"),
     ]);
 
     // The runtime goes away; a container the agent has never seen starts a process.
@@ -183,6 +186,18 @@ fn runtime_socket_outage_is_survived_counted_and_recovered() {
         .status()
         .expect("run in fake container cgroup");
     assert!(status.success());
+    // The runtime stays away until the agent has tried it for that container.
+    wait_for(
+        "a lookup against the absent socket",
+        std::time::Duration::from_secs(20),
+        || {
+            metric(
+                &http_get(metrics, "/metrics"),
+                "monitor_enrich_failures_total{reason=\"socket_unavailable\"}",
+            )
+            .is_some_and(|n| n >= 1)
+        },
+    );
 
     // The runtime comes back; a new container is created and runs a program.
     ctd.launch();

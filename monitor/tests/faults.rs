@@ -386,25 +386,26 @@ fn containers_and_processes_that_vanish_before_their_metadata_is_read() {
     let _serial = serial();
     let metrics = free_port();
     // Twenty containers that live for one /bin/true each: the process has exited and the cgroup
-    // is gone by the time the event is enriched. The agent watches exactly their cgroups.
-    let containers: Vec<FakeContainer> = (0..20)
-        .map(|i| FakeContainer::new(&format!("blink{i}")))
+    // is gone by the time the event is enriched. Ten exist before the agent starts (its start-up
+    // scan knows them), ten are created while it runs (it sees their cgroup_mkdir).
+    let before: Vec<FakeContainer> = (0..10)
+        .map(|i| FakeContainer::new(&format!("blinkpre{i}")))
         .collect();
-    let mut args = vec![
-        "--kind".to_string(),
-        "exec".into(),
-        "--metrics-addr".into(),
-        format!("127.0.0.1:{metrics}"),
-        "--cri-socket".into(),
-        "/nonexistent/monitor-test-cri.sock".into(),
-    ];
-    for c in &containers {
-        args.push("--cgroup".into());
-        args.push(c.path.to_string_lossy().into_owned());
-    }
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let agent = Agent::start(&refs);
-    for c in containers {
+    let agent = Agent::start(&[
+        "--kind",
+        "exec",
+        "--metrics-addr",
+        &format!("127.0.0.1:{metrics}"),
+        "--cri-socket",
+        "/nonexistent/monitor-test-cri.sock",
+    ]);
+    let after: Vec<FakeContainer> = (0..10)
+        .map(|i| FakeContainer::new(&format!("blinkpost{i}")))
+        .collect();
+    let mut expected = std::collections::HashMap::new();
+    for c in before.into_iter().chain(after) {
+        let cgroup_id = std::os::unix::fs::MetadataExt::ino(&c.path.metadata().expect("stat"));
+        expected.insert(cgroup_id, c.id.clone());
         assert!(c.command("/bin/true").status().expect("true").success());
         drop(c);
     }
@@ -414,24 +415,28 @@ fn containers_and_processes_that_vanish_before_their_metadata_is_read() {
     let trues: Vec<&Value> = o
         .events
         .iter()
-        .filter(|e| e["exec"]["filename"] == "/bin/true")
+        .filter(|e| {
+            e["exec"]["filename"] == "/bin/true"
+                && e["cgroup_id"]
+                    .as_u64()
+                    .is_some_and(|id| expected.contains_key(&id))
+        })
         .collect();
     assert_eq!(trues.len(), 20, "one exec per container: {}", o.stderr);
-    let mut attributed = 0;
     for e in &trues {
-        // Never a silent guess: an event is attributed to its container, or says it could not
-        // be, and why. It is never passed off as a host process.
-        let status = e["metadata"]["status"].as_str().expect("status");
-        let scope = e["metadata"]["scope"].as_str().expect("scope");
-        assert_ne!(scope, "host", "a container process reported as host: {e}");
-        if status != "complete" {
-            assert!(e["metadata"]["reason"].is_string(), "{e}");
-        }
-        if e["container"]["id"].is_string() {
-            attributed += 1;
-        }
+        // Attributed to its container by id although process and cgroup were gone; the
+        // metadata is `missing` (no runtime answers for it) and says why.
+        let want = &expected[&e["cgroup_id"].as_u64().expect("cgroup id")];
+        assert_eq!(e["container"]["id"].as_str(), Some(want.as_str()), "{e}");
+        assert_eq!(e["metadata"]["scope"], "container", "{e}");
+        assert_eq!(e["metadata"]["status"], "missing", "{e}");
+        assert!(e["metadata"]["reason"].is_string(), "{e}");
     }
-    eprintln!("note: {attributed} of 20 vanished containers still attributed by id");
+    assert!(
+        o.stderr.contains("container cgroups found at start-up"),
+        "{}",
+        o.stderr
+    );
 }
 
 #[test]

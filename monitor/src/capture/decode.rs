@@ -1,6 +1,6 @@
 //! Decoding of ring-buffer records into typed events, with every length checked.
 use monitor_common::{
-    EventKind, ExecBody, ExitBody, ForkBody, Header, Syscall, SyscallBody, TcpStateBody,
+    CgroupBody, EventKind, ExecBody, ExitBody, ForkBody, Header, Syscall, SyscallBody, TcpStateBody,
 };
 use thiserror::Error;
 
@@ -69,6 +69,12 @@ pub enum Payload {
         data: Vec<u8>,
     },
     TcpState(TcpStateBody),
+    /// A cgroup2 directory was created or removed (the kind says which): its id and path
+    /// below the cgroup2 root.
+    Cgroup {
+        body: CgroupBody,
+        path: String,
+    },
 }
 
 fn read<T: Copy>(buf: &[u8], off: usize, kind: &'static str) -> Result<T, DecodeError> {
@@ -151,6 +157,14 @@ pub fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
         EventKind::Fork => Payload::Fork(read(buf, HDR, name)?),
         EventKind::Exit => Payload::Exit(read(buf, HDR, name)?),
         EventKind::TcpState => Payload::TcpState(read(buf, HDR, name)?),
+        EventKind::CgroupMkdir | EventKind::CgroupRmdir => {
+            let body: CgroupBody = read(buf, HDR, name)?;
+            let parts = tail(HDR + size_of::<CgroupBody>(), &[body.path_len as usize])?;
+            Payload::Cgroup {
+                body,
+                path: lossy(parts[0]),
+            }
+        }
         _ => {
             let body: SyscallBody = read(buf, HDR, name)?;
             let call = call_from_u16(body.call).ok_or(DecodeError::UnknownCall(body.call))?;
@@ -380,6 +394,33 @@ mod tests {
         let mut padded = ok.clone();
         padded.extend_from_slice(&[0xff; 5]);
         assert_eq!(decode(&padded), decode(&ok));
+    }
+
+    #[test]
+    fn cgroup_mkdir_round_trip_and_overrun() {
+        let path = b"/kubepods/besteffort/pod1a2b/0123abcd";
+        let body = CgroupBody {
+            id: 4242,
+            path_len: path.len() as u32,
+            flags: 0,
+        };
+        let ev = decode(&record(hdr(EventKind::CgroupMkdir), &body, &[path])).expect("decode");
+        assert_eq!(ev.kind, EventKind::CgroupMkdir);
+        assert_eq!(
+            ev.payload,
+            Payload::Cgroup {
+                body,
+                path: "/kubepods/besteffort/pod1a2b/0123abcd".into()
+            }
+        );
+        let long = CgroupBody {
+            path_len: 5000,
+            ..body
+        };
+        assert!(matches!(
+            decode(&record(hdr(EventKind::CgroupMkdir), &long, &[path])),
+            Err(DecodeError::TailOverrun { .. })
+        ));
     }
 
     #[test]

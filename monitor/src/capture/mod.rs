@@ -213,7 +213,9 @@ pub async fn read_ring(
     Ok(())
 }
 
-/// Kind of a decoded event, for filters.
+/// Kind of an output event, for filters and rules (internal kinds are not events).
 pub fn kind_by_name(name: &str) -> Option<EventKind> {
-    EventKind::ALL.into_iter().find(|k| k.name() == name)
+    EventKind::ALL
+        .into_iter()
+        .find(|k| !k.is_internal() && k.name() == name)
 }

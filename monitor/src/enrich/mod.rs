@@ -203,6 +203,22 @@ enum CgroupInfo {
 /// cgroup2 id of the root cgroup: host processes outside any slice.
 const ROOT_CGROUP_ID: u64 = 1;
 
+/// Container cgroups remembered from their creation (or the start-up scan), at most this many.
+const MAX_CREATED: usize = 65_536;
+
+/// A created container cgroup stays known this long after its removal, so that events still
+/// queued when it was removed are attributed.
+const GONE_GRACE: Duration = Duration::from_secs(30);
+
+/// A container cgroup2 directory, known from `cgroup_mkdir` or the start-up scan: what the
+/// agent needs to attribute the tasks of a container that is gone before it looks.
+#[derive(Debug, Clone)]
+struct Created {
+    container: ContainerRef,
+    /// When it was removed (`cgroup_rmdir`).
+    gone_since: Option<Instant>,
+}
+
 /// How a cgroup id resolves.
 enum Resolved {
     Ref(Option<ContainerRef>),
@@ -242,6 +258,7 @@ impl Default for AttributorConfig {
 pub struct Attributor {
     cfg: AttributorConfig,
     cgroups: HashMap<u64, CgroupInfo>,
+    created: HashMap<u64, Created>,
     per_pid: HashMap<u32, Option<ContainerRef>>,
     containers: HashMap<String, Entry>,
     requests: mpsc::Sender<String>,
@@ -257,6 +274,7 @@ impl Attributor {
         Attributor {
             cfg,
             cgroups: HashMap::new(),
+            created: HashMap::new(),
             per_pid: HashMap::new(),
             containers: HashMap::new(),
             requests,
@@ -296,6 +314,75 @@ impl Attributor {
         None
     }
 
+    /// A cgroup2 directory was created (`path` below the cgroup2 root). Container cgroups are
+    /// remembered until a while after their removal; host ones are not kept.
+    pub fn cgroup_created(&mut self, id: u64, path: &str) {
+        let Some(container) = cgroup::parse(path) else {
+            return;
+        };
+        if self.created.len() >= MAX_CREATED && !self.created.contains_key(&id) {
+            self.metrics
+                .enrich_failures
+                .with_label_values(&["created_cgroups_full"])
+                .inc();
+            return;
+        }
+        self.created.insert(
+            id,
+            Created {
+                container,
+                gone_since: None,
+            },
+        );
+    }
+
+    /// Records every container cgroup that exists now (bounded walk of the cgroup2 tree), so
+    /// that containers started before the agent are covered like the ones it sees created.
+    /// Returns how many were found.
+    pub fn scan_cgroups(&mut self) -> usize {
+        let root = self.cfg.cgroup2_root.clone();
+        let mut found = 0;
+        let mut stack = vec![(root.clone(), 0u32)];
+        let mut seen = 0usize;
+        while let Some((dir, depth)) = stack.pop() {
+            seen += 1;
+            if seen > 100_000 {
+                warn!(root = %root.display(), "cgroup scan stopped after 100000 directories");
+                break;
+            }
+            if let (Ok(meta), Ok(rel)) = (std::fs::metadata(&dir), dir.strip_prefix(&root)) {
+                let path = format!("/{}", rel.display());
+                if cgroup::parse(&path).is_some() {
+                    self.cgroup_created(meta.ino(), &path);
+                    found += 1;
+                }
+            }
+            if depth < 10
+                && let Ok(rd) = std::fs::read_dir(&dir)
+            {
+                stack.extend(
+                    rd.filter_map(Result::ok)
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .map(|e| (e.path(), depth + 1)),
+                );
+            }
+        }
+        found
+    }
+
+    /// A cgroup2 directory was removed: forget it after [`GONE_GRACE`] (events of its tasks may
+    /// still be queued behind this record).
+    pub fn cgroup_removed(&mut self, id: u64, now: Instant) {
+        if let Some(c) = self.created.get_mut(&id) {
+            c.gone_since.get_or_insert(now);
+        }
+    }
+
+    /// Container cgroups currently remembered from creation or the scan.
+    pub fn created_cgroups(&self) -> usize {
+        self.created.len()
+    }
+
     /// The container (if any) of a task, from its cgroup id and pid.
     pub fn container_ref(&mut self, cgroup_id: u64, pid: u32) -> Option<ContainerRef> {
         match self.resolve(cgroup_id, pid) {
@@ -319,6 +406,13 @@ impl Attributor {
                 return Resolved::Ref(r);
             }
             None => {}
+        }
+        // A container cgroup seen at creation: the answer, whether or not the task and the
+        // directory still exist.
+        if let Some(c) = self.created.get(&cgroup_id) {
+            let info = CgroupInfo::Known(Some(c.container.clone()));
+            self.cgroups.insert(cgroup_id, info);
+            return self.resolve(cgroup_id, pid);
         }
         let info = match self.read_proc_cgroup(pid) {
             Some(lines) => {
@@ -491,6 +585,10 @@ impl Attributor {
             CgroupInfo::Known(Some(r)) => live.contains(&r.id),
             _ => true,
         });
+        self.created.retain(|_, c| {
+            c.gone_since
+                .is_none_or(|since| now.duration_since(since) < GONE_GRACE)
+        });
     }
 
     pub fn cached_containers(&self) -> usize {
@@ -551,20 +649,23 @@ fn unresolved(id: &str, runtime: Runtime, status: Status, reason: String) -> Att
 /// Retries of a lookup while the runtime does not know the container yet (it is being created).
 const NOT_FOUND_RETRIES: u32 = 20;
 const NOT_FOUND_DELAY: Duration = Duration::from_millis(100);
-/// Minimum time between two connection attempts to a socket that is down.
-const RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
+/// Minimum time between two connection attempts to a socket that is down. Short next to the
+/// metadata hold (1 s by default), so a lookup that waits for it still answers in time.
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(250);
 
 /// Shared connection state of the resolver.
 struct Conn {
     client: Option<CriClient>,
     last_attempt: Option<Instant>,
+    /// Why the last connection attempt failed: the answer until the backoff has passed.
+    last_error: Option<CriError>,
     /// A warning was logged for the current outage.
     warned: bool,
 }
 
 /// Answers container ids sent on `requests` with CRI metadata on `results`. Each lookup runs
 /// concurrently; the connection is made on demand and re-made after failures, at most once per
-/// second, so a runtime socket that goes away and comes back is picked up again.
+/// [`RECONNECT_BACKOFF`], so a runtime socket that goes away and comes back is picked up again.
 pub async fn resolver(
     socket: Option<PathBuf>,
     mut requests: mpsc::Receiver<String>,
@@ -573,7 +674,7 @@ pub async fn resolver(
     let conn = Arc::new(tokio::sync::Mutex::new(Conn {
         client: None,
         last_attempt: None,
-
+        last_error: None,
         warned: false,
     }));
     while let Some(id) = requests.recv().await {
@@ -603,15 +704,24 @@ async fn lookup_once(
     id: &str,
 ) -> Result<ContainerMeta, CriError> {
     let mut c = conn.lock().await;
-    if c.client.is_none() {
-        // Within the backoff after a failed attempt: wait it out, then try (the event is held
-        // meanwhile, so a runtime that just came back is used at once).
-        if let Some(at) = c.last_attempt {
-            let wait = RECONNECT_BACKOFF.saturating_sub(at.elapsed());
-            if !wait.is_zero() {
-                drop(c);
-                tokio::time::sleep(wait).await;
-                c = conn.lock().await;
+    if c.client.is_none()
+        && let Some(at) = c.last_attempt
+    {
+        // Within the backoff after a failed attempt: wait it out (the event is held meanwhile,
+        // so a runtime that just came back is used at once), and if another lookup tried in
+        // the meantime and failed, share its answer. So no lookup waits more than one backoff
+        // and one attempt, well inside the hold, and a burst of lookups during an outage makes
+        // one connection attempt per backoff period.
+        let wait = RECONNECT_BACKOFF.saturating_sub(at.elapsed());
+        if !wait.is_zero() {
+            drop(c);
+            tokio::time::sleep(wait).await;
+            c = conn.lock().await;
+            if c.client.is_none()
+                && c.last_attempt != Some(at)
+                && let Some(e) = &c.last_error
+            {
+                return Err(e.clone());
             }
         }
     }
@@ -629,6 +739,7 @@ async fn lookup_once(
                     info!(socket = %client.path().display(), "connected to the container runtime (CRI)");
                 }
                 c.warned = false;
+                c.last_error = None;
                 c.client = Some(client);
             }
             Err(e) => {
@@ -636,6 +747,7 @@ async fn lookup_once(
                     warn!(error = %e, "container runtime unreachable: container events will carry `missing` metadata until it returns");
                     c.warned = true;
                 }
+                c.last_error = Some(e.clone());
                 return Err(e);
             }
         }
@@ -851,6 +963,46 @@ mod tests {
         );
         // The root cgroup with no /proc entry is still the host.
         assert_eq!(a.lookup(1, 97, t0), Lookup::Ready(Attribution::host()));
+    }
+
+    #[test]
+    fn cgroups_seen_created_attribute_vanished_tasks_until_after_removal() {
+        let (d, cfg) = fixture();
+        let (tx, mut rx) = mpsc::channel(8);
+        let metrics = Metrics::new();
+        let mut a = Attributor::new(cfg, tx, metrics.clone());
+        let t0 = Instant::now();
+        let pod = "pod5f1b3c1e-8a2d-4c1f-9e7b-2a6d0c3e4f5a";
+        // Created and removed before the agent looked: no /proc entry, no directory.
+        a.cgroup_created(5000, &format!("/kubepods/besteffort/{pod}/{ID}"));
+        // Host cgroups are not remembered.
+        a.cgroup_created(5001, "/system.slice/cron.service");
+        assert_eq!(a.created_cgroups(), 1);
+        a.cgroup_removed(5000, t0);
+        assert_eq!(a.lookup(5000, 99, t0), Lookup::Pending(ID.into()));
+        assert_eq!(rx.try_recv().ok().as_deref(), Some(ID));
+        let r = a.container_ref(5000, 99).expect("container");
+        assert_eq!(r.pod_uid.as_deref(), Some(&pod[3..]));
+        // Forgotten only after the grace period that follows the removal.
+        a.sweep(t0 + GONE_GRACE / 2);
+        assert_eq!(a.created_cgroups(), 1);
+        a.sweep(t0 + GONE_GRACE);
+        assert_eq!(a.created_cgroups(), 0);
+
+        // The start-up scan finds the container directories that exist.
+        let found = a.scan_cgroups();
+        assert_eq!(found, 1);
+        let ino = std::fs::metadata(d.0.join("cg/kubepods/besteffort/podX").join(ID))
+            .expect("meta")
+            .ino();
+        assert_eq!(a.container_ref(ino, 98).map(|r| r.id), Some(ID.to_string()));
+        assert_eq!(
+            metrics
+                .enrich_failures
+                .with_label_values(&["cgroup_vanished"])
+                .get(),
+            0
+        );
     }
 
     #[test]

@@ -216,6 +216,12 @@ fn tp_offsets(tfs: &Tracefs, probes: &mut Vec<ProbeStatus>) -> Result<TpOffsets,
         tp.sk_saddr_v6 = o("saddr_v6");
         tp.sk_daddr_v6 = o("daddr_v6");
     }
+    if let Ok(f) = tfs.format("cgroup", "cgroup_mkdir") {
+        let o = |n: &str| f.offset(n).unwrap_or(NO_OFFSET);
+        tp.cg_root = o("root");
+        tp.cg_id = o("id");
+        tp.cg_path = o("path");
+    }
     Ok(tp)
 }
 
@@ -284,7 +290,12 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         }
     }
 
-    // Process lifecycle first, so that the process table never misses a fork of a process that
+    // cgroup creation before anything a task in the new cgroup can do: attribution of containers
+    // that are gone before the agent can look at them depends on it.
+    for name in ["cgroup_mkdir", "cgroup_rmdir"] {
+        attach_tp(&mut ebpf, name, "cgroup", name, &tfs, &mut probes)?;
+    }
+    // Process lifecycle next, so that the process table never misses a fork of a process that
     // later makes a syscall.
     attach_tp(
         &mut ebpf,
