@@ -21,6 +21,10 @@ pub struct Event {
     pub process: ProcessView,
     /// cgroup2 id of the task (inode number of its cgroup directory).
     pub cgroup_id: u64,
+    /// When it happened in /proc clock ticks since boot, comparable with process start times
+    /// (sequence rules use it to tell whether a child was forked after the first event).
+    #[serde(skip)]
+    pub ticks: u64,
     /// `container`, `pod` and `metadata` (how complete they are).
     #[serde(flatten)]
     pub attribution: Attribution,
@@ -49,6 +53,9 @@ pub struct ProcessView {
     /// `unknown` (not available).
     pub source: Source,
     pub ancestors: Vec<Ancestor>,
+    /// Start time in /proc clock ticks since boot (0 if unknown); not output.
+    #[serde(skip)]
+    pub start_ticks: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -307,6 +314,7 @@ pub fn enrich<S: ProcSource>(
         egid: h.egid,
         source: p.source,
         ancestors: Vec::new(),
+        start_ticks: p.start_ticks,
     };
     let mut process = process;
     process.ancestors = table.ancestry(h.pid, crate::process::ANCESTRY_DEPTH);
@@ -362,6 +370,7 @@ pub fn enrich<S: ProcSource>(
         node: node.node.clone(),
         process,
         cgroup_id: h.cgroup_id,
+        ticks: table.ticks(h.ktime_ns),
         attribution: Attribution::host(),
         detail,
     })

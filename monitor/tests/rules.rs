@@ -441,6 +441,27 @@ fn rule_reverse_shell() {
 }
 
 #[test]
+fn rule_reverse_shell_across_fork() {
+    if !start("rule_reverse_shell_across_fork") {
+        return;
+    }
+    // The connecting process forks; its child puts the inherited socket on stdio (nc -e).
+    let fc = FakeContainer::new("revshellfork");
+    fc.run(
+        "unshare",
+        &["--net", trigger(), "reverse-shell-fork", "47101"],
+    );
+    let a = expect("reverse_shell", &fc);
+    assert_eq!(a["privilege"]["new_fd"], 0);
+    assert_eq!(a["sequence"]["kind"], "connect");
+    assert_ne!(
+        a["sequence"]["pid"], a["process"]["pid"],
+        "the redirect was made by the child, not the connecting process: {a}"
+    );
+    assert_eq!(a["process"]["ancestors"][0]["pid"], a["sequence"]["pid"]);
+}
+
+#[test]
 fn rule_listen_in_container() {
     if !start("rule_listen_in_container") {
         return;

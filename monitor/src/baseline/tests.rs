@@ -32,9 +32,12 @@ fn base(kind: &'static str, detail: Detail) -> Event {
                 pid: 1,
                 id: "p1".into(),
                 exe: "/init".into(),
+                start_ticks: 0,
             }],
+            start_ticks: 0,
         },
         cgroup_id: 9,
+        ticks: 0,
         attribution: Attribution {
             container: Some(ContainerView {
                 id: "c1".into(),

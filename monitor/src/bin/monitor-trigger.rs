@@ -329,8 +329,9 @@ fn connect(addr: &str, port: u16) {
 }
 
 /// A reverse shell's shape on loopback: connect to a listener of ours, put the socket on stdin
-/// and stdout, exec a shell that exits at once.
-fn reverse_shell(port: u16) {
+/// and stdout, exec a shell that exits at once. With `fork`, as `nc -e` does it: the connecting
+/// process forks, and the child redirects and execs while the parent waits.
+fn reverse_shell(port: u16, fork: bool) {
     loopback_up();
     let a = sockaddr_in("127.0.0.1", port);
     let len = size_of::<libc::sockaddr_in>() as u32;
@@ -345,6 +346,17 @@ fn reverse_shell(port: u16) {
             libc::connect(s, (&raw const a).cast(), len) as i64,
         );
         libc::close(l);
+        if fork {
+            let child = libc::fork();
+            if child < 0 {
+                die("fork failed");
+            }
+            if child > 0 {
+                let mut status = 0;
+                libc::waitpid(child, &mut status, 0);
+                std::process::exit(i32::from(status != 0));
+            }
+        }
         report("dup2_stdin", libc::dup2(s, 0) as i64);
         report("dup2_stdout", libc::dup2(s, 1) as i64);
         let sh = c("/bin/sh");
@@ -580,6 +592,12 @@ fn main() {
         "reverse-shell" => reverse_shell(
             a(1).parse()
                 .unwrap_or_else(|_| die("PORT must be a number")),
+            false,
+        ),
+        "reverse-shell-fork" => reverse_shell(
+            a(1).parse()
+                .unwrap_or_else(|_| die("PORT must be a number")),
+            true,
         ),
         "init-module" => {
             let params = c("trigger=1");
@@ -591,7 +609,7 @@ fn main() {
         other => die(&format!(
             "unknown action {other}: file DIR | net PORT DIR | priv DIR | unlink-flood COUNT PATH | \
              unlink-slow COUNT PATH DELAY_US | memfd-exec | regain-root | ptrace | connect ADDR PORT | \
-             reverse-shell PORT | init-module | fork-storm RATE MILLIS | pid-reuse"
+             reverse-shell PORT | reverse-shell-fork PORT | init-module | fork-storm RATE MILLIS | pid-reuse"
         )),
     }
 }

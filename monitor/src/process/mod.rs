@@ -57,6 +57,9 @@ pub struct Ancestor {
     pub pid: u32,
     pub id: String,
     pub exe: String,
+    /// Start time in /proc clock ticks (0 if unknown); not output.
+    #[serde(skip)]
+    pub start_ticks: u64,
 }
 
 /// Converts CLOCK_BOOTTIME ns (task start_boottime) to /proc clock ticks.
@@ -290,6 +293,7 @@ impl<S: ProcSource> ProcessTable<S> {
                 pid: parent.pid,
                 id: parent.id.clone(),
                 exe: parent.exe.clone(),
+                start_ticks: parent.start_ticks,
             });
             if parent.pid == cur.pid {
                 break;

@@ -712,6 +712,8 @@ struct DedupState {
 
 struct SeqEntry {
     at: Instant,
+    /// When the first event happened, in /proc clock ticks since boot.
+    ticks: u64,
     same: Vec<Option<String>>,
     first: SeqFirst,
 }
@@ -728,6 +730,23 @@ pub struct Engine {
     seq: HashMap<(String, String), VecDeque<SeqEntry>>,
     /// State entries dropped because a bound was reached.
     pub evicted: u64,
+}
+
+/// Sequence state keys a `then` event may continue, in order: its own key; for `by: process`
+/// also each ancestor's, with the start time (ticks) of the ancestor's child on the event's line
+/// of descent. Descriptors and state survive fork and exec, so a connection made by a parent
+/// and put on stdio by a child it forked afterwards (`nc -e`, `bash -i >& /dev/tcp/...` run
+/// from a wrapper) is still one reverse shell.
+fn seq_candidates(by: SeqBy, own: &str, e: &Event) -> Vec<(String, Option<u64>)> {
+    let mut out = vec![(own.to_string(), None)];
+    if by == SeqBy::Process {
+        let mut child_start = e.process.start_ticks;
+        for a in &e.process.ancestors {
+            out.push((format!("p{}", a.id), Some(child_start)));
+            child_start = a.start_ticks;
+        }
+    }
+    out
 }
 
 fn workload_key(e: &Event) -> String {
@@ -761,18 +780,27 @@ impl Engine {
                     };
                     let k = (rule.id.clone(), key);
                     let mut hit = false;
-                    if s.then.matches(e)
-                        && let Some(q) = self.seq.get_mut(&k)
-                    {
-                        q.retain(|x| now.duration_since(x.at) <= s.within);
+                    if s.then.matches(e) {
                         let want: Vec<Option<String>> = s
                             .same
                             .iter()
                             .map(|(t, _)| fields::render(&fields::get(t, e)))
                             .collect();
-                        if let Some(pos) = q.iter().position(|x| x.same == want) {
-                            seq_first = q.remove(pos).map(|x| x.first);
-                            hit = true;
+                        for (key, forked) in seq_candidates(s.by, &k.1, e) {
+                            let Some(q) = self.seq.get_mut(&(rule.id.clone(), key)) else {
+                                continue;
+                            };
+                            q.retain(|x| now.duration_since(x.at) <= s.within);
+                            // An ancestor's first event counts only if the line of descent was
+                            // forked after it (and so inherited what it opened).
+                            let pos = q.iter().position(|x| {
+                                x.same == want && forked.is_none_or(|t| t != 0 && t >= x.ticks)
+                            });
+                            if let Some(pos) = pos {
+                                seq_first = q.remove(pos).map(|x| x.first);
+                                hit = true;
+                                break;
+                            }
                         }
                     }
                     if !hit && s.first.matches(e) {
@@ -789,6 +817,7 @@ impl Engine {
                         }
                         q.push_back(SeqEntry {
                             at: now,
+                            ticks: e.ticks,
                             same: s
                                 .same
                                 .iter()

@@ -5,7 +5,7 @@ use super::*;
 use crate::{
     enrich::{Attribution, ContainerView, MetadataStatus, PodMeta, Status},
     event::{CallResult, Detail, ExecDetail, FileDetail, NetDetail, PrivDetail, ProcessView},
-    process::Source,
+    process::{Ancestor, Source},
 };
 
 fn process(pid: u32, comm: &str, exe: &str) -> ProcessView {
@@ -25,6 +25,7 @@ fn process(pid: u32, comm: &str, exe: &str) -> ProcessView {
         egid: 0,
         source: Source::Exec,
         ancestors: vec![],
+        start_ticks: 0,
     }
 }
 
@@ -56,6 +57,7 @@ fn event(kind: &'static str, p: ProcessView, detail: Detail) -> Event {
         node: "n".into(),
         process: p,
         cgroup_id: 1,
+        ticks: 0,
         attribution: Attribution::host(),
         detail,
     }
@@ -481,4 +483,72 @@ fn reverse_shell_sequence_matches_fd() {
     assert!(eng.evaluate(&rs, &dup(5, 0), t0).is_empty(), "another fd");
     let a = eng.evaluate(&rs, &dup(3, 0), t0);
     assert_eq!(a.iter().filter(|a| a.rule == "reverse_shell").count(), 1);
+}
+
+#[test]
+fn reverse_shell_sequence_follows_a_fork_after_the_connect_only() {
+    let rs = load(&[RuleSource::Builtin]).expect("defaults");
+    let t0 = Instant::now();
+    // nc connects at tick 1000 (fd 3), then a child puts fd 3 on stdin.
+    let mut parent = process(9, "nc", "/usr/bin/nc");
+    parent.start_ticks = 900;
+    let mut connect = event(
+        "connect",
+        parent.clone(),
+        Detail::Network(NetDetail {
+            call: CallResult {
+                syscall: "connect",
+                result: 0,
+                error: None,
+            },
+            fd: 3,
+            family: Some("inet".into()),
+            address: Some("10.0.0.9".into()),
+            port: Some(4444),
+            unix_path: None,
+            backlog: None,
+        }),
+    );
+    connect.ticks = 1000;
+    let dup_in_child = |child_start: u64| {
+        let mut p = process(10, "nc", "/usr/bin/nc");
+        p.start_ticks = child_start;
+        p.ancestors = vec![Ancestor {
+            pid: 9,
+            id: parent.id.clone(),
+            exe: parent.exe.clone(),
+            start_ticks: parent.start_ticks,
+        }];
+        let mut e = event(
+            "dup",
+            p,
+            Detail::Privilege(PrivDetail {
+                call: Some(CallResult {
+                    syscall: "dup2",
+                    result: 0,
+                    error: None,
+                }),
+                fd: Some(3),
+                new_fd: Some(0),
+                ..PrivDetail::default()
+            }),
+        );
+        e.ticks = 1001;
+        e
+    };
+    let count = |a: &[Alert]| a.iter().filter(|a| a.rule == "reverse_shell").count();
+
+    // A child forked before the connect has its own fd 3: no alert.
+    let mut eng = Engine::default();
+    assert!(eng.evaluate(&rs, &connect, t0).is_empty());
+    assert_eq!(count(&eng.evaluate(&rs, &dup_in_child(950), t0)), 0);
+    // A child forked after it inherited the socket: the sequence completes.
+    let a = eng.evaluate(&rs, &dup_in_child(1000), t0);
+    assert_eq!(count(&a), 1);
+    let first = a[0].sequence.as_ref().expect("first");
+    assert_eq!(first.pid, 9);
+    // A child whose start is unknown is not followed.
+    let mut eng = Engine::default();
+    assert!(eng.evaluate(&rs, &connect, t0).is_empty());
+    assert_eq!(count(&eng.evaluate(&rs, &dup_in_child(0), t0)), 0);
 }
