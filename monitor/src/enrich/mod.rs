@@ -203,6 +203,38 @@ enum CgroupInfo {
 /// cgroup2 id of the root cgroup: host processes outside any slice.
 const ROOT_CGROUP_ID: u64 = 1;
 
+/// Directories a walk of the cgroup2 tree visits at most, and how deep it goes.
+const MAX_WALK: usize = 100_000;
+const MAX_WALK_DEPTH: u32 = 10;
+
+/// Visits the cgroup2 directories below `root` (bounded), calling `visit(inode, path below the
+/// root)` until it returns false. Returns false if the bound stopped the walk.
+fn walk_cgroups(root: &Path, mut visit: impl FnMut(u64, &str) -> bool) -> bool {
+    let mut stack = vec![(root.to_path_buf(), 0u32)];
+    let mut seen = 0usize;
+    while let Some((dir, depth)) = stack.pop() {
+        seen += 1;
+        if seen > MAX_WALK {
+            return false;
+        }
+        if let (Ok(meta), Ok(rel)) = (std::fs::metadata(&dir), dir.strip_prefix(root))
+            && !visit(meta.ino(), &format!("/{}", rel.display()))
+        {
+            return true;
+        }
+        if depth < MAX_WALK_DEPTH
+            && let Ok(rd) = std::fs::read_dir(&dir)
+        {
+            stack.extend(
+                rd.filter_map(Result::ok)
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| (e.path(), depth + 1)),
+            );
+        }
+    }
+    true
+}
+
 /// Container cgroups remembered from their creation (or the start-up scan), at most this many.
 const MAX_CREATED: usize = 65_536;
 
@@ -290,28 +322,15 @@ impl Attributor {
 
     /// Finds the cgroup2 directory whose inode is `id` (bounded walk), as a path below the root.
     fn path_of_cgroup_id(&self, id: u64) -> Option<String> {
-        let mut stack = vec![(self.cfg.cgroup2_root.clone(), 0u32)];
-        let mut seen = 0usize;
-        while let Some((dir, depth)) = stack.pop() {
-            seen += 1;
-            if seen > 100_000 {
-                return None;
+        let mut found = None;
+        walk_cgroups(&self.cfg.cgroup2_root, |ino, path| {
+            if ino == id {
+                found = Some(path.to_string());
+                return false;
             }
-            if std::fs::metadata(&dir).map(|m| m.ino()).ok() == Some(id) {
-                let rel = dir.strip_prefix(&self.cfg.cgroup2_root).ok()?;
-                return Some(format!("/{}", rel.display()));
-            }
-            if depth < 10
-                && let Ok(rd) = std::fs::read_dir(&dir)
-            {
-                stack.extend(
-                    rd.filter_map(Result::ok)
-                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                        .map(|e| (e.path(), depth + 1)),
-                );
-            }
-        }
-        None
+            true
+        });
+        found
     }
 
     /// A cgroup2 directory was created (`path` below the cgroup2 root). Container cgroups are
@@ -340,34 +359,20 @@ impl Attributor {
     /// that containers started before the agent are covered like the ones it sees created.
     /// Returns how many were found.
     pub fn scan_cgroups(&mut self) -> usize {
-        let root = self.cfg.cgroup2_root.clone();
-        let mut found = 0;
-        let mut stack = vec![(root.clone(), 0u32)];
-        let mut seen = 0usize;
-        while let Some((dir, depth)) = stack.pop() {
-            seen += 1;
-            if seen > 100_000 {
-                warn!(root = %root.display(), "cgroup scan stopped after 100000 directories");
-                break;
+        let mut found = Vec::new();
+        let complete = walk_cgroups(&self.cfg.cgroup2_root, |ino, path| {
+            if cgroup::parse(path).is_some() {
+                found.push((ino, path.to_string()));
             }
-            if let (Ok(meta), Ok(rel)) = (std::fs::metadata(&dir), dir.strip_prefix(&root)) {
-                let path = format!("/{}", rel.display());
-                if cgroup::parse(&path).is_some() {
-                    self.cgroup_created(meta.ino(), &path);
-                    found += 1;
-                }
-            }
-            if depth < 10
-                && let Ok(rd) = std::fs::read_dir(&dir)
-            {
-                stack.extend(
-                    rd.filter_map(Result::ok)
-                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                        .map(|e| (e.path(), depth + 1)),
-                );
-            }
+            true
+        });
+        if !complete {
+            warn!(root = %self.cfg.cgroup2_root.display(), "cgroup scan stopped after {MAX_WALK} directories");
         }
-        found
+        for (ino, path) in &found {
+            self.cgroup_created(*ino, path);
+        }
+        found.len()
     }
 
     /// A cgroup2 directory was removed: forget it after [`GONE_GRACE`] (events of its tasks may

@@ -440,29 +440,34 @@ fn sequences_pair_events_by_container_and_field() {
     );
 }
 
-#[test]
-fn reverse_shell_sequence_matches_fd() {
-    let rs = load(&[RuleSource::Builtin]).expect("defaults");
-    let mut eng = Engine::default();
-    let t0 = Instant::now();
-    let p = process(9, "bash", "/bin/bash");
-    let connect = event(
+/// A successful connect to 10.0.0.9:4444 on `fd`.
+fn connect_out(p: ProcessView, fd: i64) -> Event {
+    event(
         "connect",
-        p.clone(),
+        p,
         Detail::Network(NetDetail {
             call: CallResult {
                 syscall: "connect",
                 result: 0,
                 error: None,
             },
-            fd: 3,
+            fd,
             family: Some("inet".into()),
             address: Some("10.0.0.9".into()),
             port: Some(4444),
             unix_path: None,
             backlog: None,
         }),
-    );
+    )
+}
+
+#[test]
+fn reverse_shell_sequence_matches_fd() {
+    let rs = load(&[RuleSource::Builtin]).expect("defaults");
+    let mut eng = Engine::default();
+    let t0 = Instant::now();
+    let p = process(9, "bash", "/bin/bash");
+    let connect = connect_out(p.clone(), 3);
     let dup = |fd: i64, new_fd: i64| {
         event(
             "dup",
@@ -492,23 +497,7 @@ fn reverse_shell_sequence_follows_a_fork_after_the_connect_only() {
     // nc connects at tick 1000 (fd 3), then a child puts fd 3 on stdin.
     let mut parent = process(9, "nc", "/usr/bin/nc");
     parent.start_ticks = 900;
-    let mut connect = event(
-        "connect",
-        parent.clone(),
-        Detail::Network(NetDetail {
-            call: CallResult {
-                syscall: "connect",
-                result: 0,
-                error: None,
-            },
-            fd: 3,
-            family: Some("inet".into()),
-            address: Some("10.0.0.9".into()),
-            port: Some(4444),
-            unix_path: None,
-            backlog: None,
-        }),
-    );
+    let mut connect = connect_out(parent.clone(), 3);
     connect.ticks = 1000;
     let dup_in_child = |child_start: u64| {
         let mut p = process(10, "nc", "/usr/bin/nc");
