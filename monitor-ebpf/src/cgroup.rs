@@ -1,14 +1,11 @@
 //! cgroup2 directory creation and removal: the id and path of every cgroup, so that the agent
 //! can tell which container a task ran in even when the task and its cgroup are gone before the
 //! agent looks (containers that live for milliseconds), and forget it once it is gone.
-use aya_ebpf::{
-    EbpfContext, helpers::generated::bpf_probe_read_kernel_str, macros::tracepoint,
-    programs::TracePointContext,
-};
-use monitor_common::{CGROUP_PATH_TRUNCATED, CgroupBody, EventKind, Header, MAX_PATH, NO_OFFSET};
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use monitor_common::{CGROUP_PATH_TRUNCATED, CgroupBody, EventKind, Header, NO_OFFSET};
 
 use crate::{
-    event::{Current, emit, fill_header, scratch},
+    event::{Current, emit, fill_header, read_data_loc_str, scratch},
     maps::conf,
 };
 
@@ -44,36 +41,15 @@ fn try_cgroup(ctx: &TracePointContext, kind: u32) -> Option<()> {
     }
     // SAFETY: as above.
     let id: u64 = unsafe { ctx.read_at::<u64>(id_off as usize) }.ok()?;
-    // SAFETY: as above.
-    let loc: u32 = unsafe { ctx.read_at::<u32>(path_off as usize) }.ok()?;
-    let cur = Current {
-        // SAFETY: helpers without arguments.
-        pid_tgid: unsafe { aya_ebpf::helpers::generated::bpf_get_current_pid_tgid() },
-        // SAFETY: as above.
-        cgroup_id: unsafe { aya_ebpf::helpers::generated::bpf_get_current_cgroup_id() },
-    };
     let buf = scratch()?;
-    fill_header(buf, kind, &cur);
+    fill_header(buf, kind, &Current::unfiltered());
     // SAFETY: buf has room for header + body + MAX_PATH bytes.
     let tail = unsafe { buf.add(HDR + BODY) };
-    let src = ctx.as_ptr() as usize + (loc & 0xffff) as usize;
-    let mut flags = 0u32;
-    // SAFETY: the helper bounds-checks both sides; tail has MAX_PATH bytes of room.
-    let n = unsafe { bpf_probe_read_kernel_str(tail.cast(), MAX_PATH as u32, src as *const _) };
-    let mut len: usize = 0;
-    if n > 0 {
-        len = (n - 1) as usize;
-        if n as usize >= MAX_PATH {
-            flags |= CGROUP_PATH_TRUNCATED;
-        }
-    }
-    if len >= MAX_PATH {
-        len = MAX_PATH - 1;
-    }
+    let (len, cut) = read_data_loc_str(ctx, path_off, tail);
     let body = CgroupBody {
         id,
         path_len: len as u32,
-        flags,
+        flags: if cut { CGROUP_PATH_TRUNCATED } else { 0 },
     };
     // SAFETY: body slot right after the header inside the scratch buffer.
     unsafe { buf.add(HDR).cast::<CgroupBody>().write_unaligned(body) };

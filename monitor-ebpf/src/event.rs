@@ -1,9 +1,14 @@
 //! Building and emitting records: header, filters, counters.
-use aya_ebpf::helpers::generated::{
-    bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-    bpf_get_current_task, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
+use aya_ebpf::{
+    EbpfContext,
+    helpers::generated::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_get_current_task, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
+        bpf_probe_read_kernel, bpf_probe_read_kernel_str,
+    },
+    programs::TracePointContext,
 };
-use monitor_common::{COMM_LEN, Header, Misc, NO_OFFSET, SCRATCH_SIZE, kind_slot};
+use monitor_common::{COMM_LEN, Header, MAX_PATH, Misc, NO_OFFSET, SCRATCH_SIZE, kind_slot};
 
 use crate::maps::{CGROUP_FILTER, DROPS_BY_CGROUP, EVENTS, MISC, SCRATCH, STATS, conf};
 
@@ -18,6 +23,19 @@ impl Current {
     #[inline(always)]
     pub fn tgid(&self) -> u32 {
         (self.pid_tgid >> 32) as u32
+    }
+
+    /// The current task, whatever the filters say (for records about the system, such as a
+    /// cgroup created by a runtime, rather than about the task).
+    #[inline(always)]
+    pub fn unfiltered() -> Current {
+        // SAFETY: helpers without arguments.
+        unsafe {
+            Current {
+                pid_tgid: bpf_get_current_pid_tgid(),
+                cgroup_id: bpf_get_current_cgroup_id(),
+            }
+        }
     }
 }
 
@@ -40,6 +58,27 @@ pub fn current() -> Option<Current> {
         pid_tgid,
         cgroup_id,
     })
+}
+
+/// Copies the `__data_loc char[]` tracepoint field at `loc_off` into `dst` (MAX_PATH bytes of
+/// room). Returns the string's length without its NUL (below MAX_PATH) and whether it was cut;
+/// (0, false) if the offset is unknown or the read fails.
+#[inline(always)]
+pub fn read_data_loc_str(ctx: &TracePointContext, loc_off: u32, dst: *mut u8) -> (usize, bool) {
+    if loc_off == NO_OFFSET {
+        return (0, false);
+    }
+    // SAFETY: offset read from this tracepoint's format.
+    let loc: u32 = unsafe { ctx.read_at::<u32>(loc_off as usize) }.unwrap_or(0);
+    let src = ctx.as_ptr() as usize + (loc & 0xffff) as usize;
+    // SAFETY: the helper bounds-checks both sides; dst has MAX_PATH bytes of room.
+    let n = unsafe { bpf_probe_read_kernel_str(dst.cast(), MAX_PATH as u32, src as *const _) };
+    if n <= 0 {
+        return (0, false);
+    }
+    let len = (n - 1) as usize;
+    // The mask keeps the length provably below MAX_PATH (a power of two) for the verifier.
+    (len & (MAX_PATH - 1), n as usize >= MAX_PATH)
 }
 
 /// Reads a `T` at `base + off` in kernel memory; `None` if the offset is unknown or the read

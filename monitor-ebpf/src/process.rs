@@ -1,17 +1,16 @@
 //! Process lifecycle: exec, fork, exit.
 use aya_ebpf::{
-    EbpfContext,
-    helpers::generated::{bpf_probe_read_kernel_str, bpf_probe_read_user},
+    helpers::generated::bpf_probe_read_user,
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
 use monitor_common::{
     EXEC_ARGS_TRUNCATED, EXEC_ARGS_UNREADABLE, EXEC_FILENAME_TRUNCATED, EventKind, ExecBody,
-    ExitBody, ForkBody, Header, MAX_ARGS, MAX_PATH, NO_OFFSET,
+    ExitBody, ForkBody, Header, MAX_ARGS, NO_OFFSET,
 };
 
 use crate::{
-    event::{current, emit, fill_header, read_kernel, scratch, task},
+    event::{current, emit, fill_header, read_data_loc_str, read_kernel, scratch, task},
     maps::{STASH, conf},
 };
 
@@ -46,23 +45,9 @@ fn try_exec(ctx: &TracePointContext) -> Option<()> {
 
     // SAFETY: buf has room for header + body + two MAX_PATH/MAX_ARGS blocks.
     let tail = unsafe { buf.add(HDR + BODY) };
-    let loc_off = conf!(tp.exec_filename);
-    let mut flen: usize = 0;
-    if loc_off != NO_OFFSET {
-        // SAFETY: offset read from this tracepoint's format.
-        let loc: u32 = unsafe { ctx.read_at::<u32>(loc_off as usize) }.unwrap_or(0);
-        let src = ctx.as_ptr() as usize + (loc & 0xffff) as usize;
-        // SAFETY: the helper bounds-checks both sides; tail has MAX_PATH bytes of room.
-        let n = unsafe { bpf_probe_read_kernel_str(tail.cast(), MAX_PATH as u32, src as *const _) };
-        if n > 0 {
-            flen = (n - 1) as usize;
-            if n as usize >= MAX_PATH {
-                flags |= EXEC_FILENAME_TRUNCATED;
-            }
-        }
-    }
-    if flen >= MAX_PATH {
-        flen = MAX_PATH - 1;
+    let (flen, cut) = read_data_loc_str(ctx, conf!(tp.exec_filename), tail);
+    if cut {
+        flags |= EXEC_FILENAME_TRUNCATED;
     }
 
     let mut alen: usize = 0;
