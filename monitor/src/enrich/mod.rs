@@ -336,9 +336,12 @@ impl Attributor {
     /// A cgroup2 directory was created (`path` below the cgroup2 root). Container cgroups are
     /// remembered until a while after their removal; host ones are not kept.
     pub fn cgroup_created(&mut self, id: u64, path: &str) {
-        let Some(container) = cgroup::parse(path) else {
-            return;
-        };
+        if let Some(container) = cgroup::parse(path) {
+            self.remember_created(id, container);
+        }
+    }
+
+    fn remember_created(&mut self, id: u64, container: ContainerRef) {
         if self.created.len() >= MAX_CREATED && !self.created.contains_key(&id) {
             self.metrics
                 .enrich_failures
@@ -361,18 +364,19 @@ impl Attributor {
     pub fn scan_cgroups(&mut self) -> usize {
         let mut found = Vec::new();
         let complete = walk_cgroups(&self.cfg.cgroup2_root, |ino, path| {
-            if cgroup::parse(path).is_some() {
-                found.push((ino, path.to_string()));
+            if let Some(container) = cgroup::parse(path) {
+                found.push((ino, container));
             }
             true
         });
         if !complete {
             warn!(root = %self.cfg.cgroup2_root.display(), "cgroup scan stopped after {MAX_WALK} directories");
         }
-        for (ino, path) in &found {
-            self.cgroup_created(*ino, path);
+        let n = found.len();
+        for (ino, container) in found {
+            self.remember_created(ino, container);
         }
-        found.len()
+        n
     }
 
     /// A cgroup2 directory was removed: forget it after [`GONE_GRACE`] (events of its tasks may
@@ -662,7 +666,8 @@ const RECONNECT_BACKOFF: Duration = Duration::from_millis(250);
 struct Conn {
     client: Option<CriClient>,
     last_attempt: Option<Instant>,
-    /// Why the last connection attempt failed: the answer until the backoff has passed.
+    /// Why the last connection attempt failed: shared with the lookups that waited out the
+    /// backoff behind it.
     last_error: Option<CriError>,
     /// A warning was logged for the current outage.
     warned: bool,

@@ -780,21 +780,24 @@ impl Engine {
                     };
                     let k = (rule.id.clone(), key);
                     let mut hit = false;
-                    if s.then.matches(e) {
-                        let want: Vec<Option<String>> = s
-                            .same
-                            .iter()
-                            .map(|(t, _)| fields::render(&fields::get(t, e)))
-                            .collect();
+                    if !self.seq.is_empty() && s.then.matches(e) {
+                        // Rendered only once some state is found to compare it with.
+                        let mut want: Option<Vec<Option<String>>> = None;
                         for (key, forked) in seq_candidates(s.by, &k.1, e) {
                             let Some(q) = self.seq.get_mut(&(rule.id.clone(), key)) else {
                                 continue;
                             };
                             q.retain(|x| now.duration_since(x.at) <= s.within);
+                            let want = want.get_or_insert_with(|| {
+                                s.same
+                                    .iter()
+                                    .map(|(t, _)| fields::render(&fields::get(t, e)))
+                                    .collect()
+                            });
                             // An ancestor's first event counts only if the line of descent was
                             // forked after it (and so inherited what it opened).
                             let pos = q.iter().position(|x| {
-                                x.same == want && forked.is_none_or(|t| t != 0 && t >= x.ticks)
+                                x.same == *want && forked.is_none_or(|t| t != 0 && t >= x.ticks)
                             });
                             if let Some(pos) = pos {
                                 seq_first = q.remove(pos).map(|x| x.first);
