@@ -6,6 +6,14 @@
 //! sides cannot drift apart silently.
 #![no_std]
 
+mod config;
+mod kinds;
+mod syscalls;
+
+pub use config::{Config, KernelOffsets, TpOffsets};
+pub use kinds::{EventKind, KIND_SLOTS, kind_slot};
+pub use syscalls::Syscall;
+
 /// Ring buffer carrying every event record.
 pub const EVENTS_MAP: &str = "EVENTS";
 /// Per-CPU counters, one [`KindStats`] per event kind slot (see [`EventKind::slot`]).
@@ -42,178 +50,6 @@ pub const NO_OFFSET: u32 = u32::MAX;
 /// Marks an argument index that is not used.
 pub const NO_ARG: u8 = 0xff;
 
-/// Event kinds. Numbers are grouped in ranges by family and never reused.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum EventKind {
-    Exec = 100,
-    Fork = 101,
-    Exit = 102,
-    Open = 200,
-    Unlink = 201,
-    Rename = 202,
-    Chmod = 203,
-    Chown = 204,
-    Symlink = 205,
-    Link = 206,
-    Mkdir = 207,
-    Connect = 300,
-    Accept = 301,
-    Bind = 302,
-    Listen = 303,
-    TcpState = 304,
-    SetId = 400,
-    Capset = 401,
-    Ptrace = 402,
-    ModuleLoad = 403,
-    Mount = 404,
-    Umount = 405,
-    Setns = 406,
-    Unshare = 407,
-    MemfdCreate = 408,
-    Bpf = 409,
-    Dup = 410,
-    /// A cgroup2 directory was created (internal: feeds container attribution, never output).
-    CgroupMkdir = 500,
-    /// A cgroup2 directory was removed (internal, like [`EventKind::CgroupMkdir`]).
-    CgroupRmdir = 501,
-}
-
-/// Number of counter slots in [`STATS_MAP`].
-pub const KIND_SLOTS: u32 = 32;
-
-/// Dense counter slot of a raw kind number; unknown numbers map to the last slot.
-#[inline(always)]
-pub const fn kind_slot(v: u32) -> u32 {
-    // Each family range gets a fixed base; families have at most 11 members.
-    let s = match v / 100 {
-        1 => v.wrapping_sub(100),
-        2 => 3 + v.wrapping_sub(200),
-        3 => 11 + v.wrapping_sub(300),
-        4 => 16 + v.wrapping_sub(400),
-        5 => 27 + v.wrapping_sub(500),
-        _ => KIND_SLOTS - 1,
-    };
-    if s < KIND_SLOTS { s } else { KIND_SLOTS - 1 }
-}
-
-impl EventKind {
-    /// Every kind, in slot order.
-    pub const ALL: [EventKind; 29] = [
-        EventKind::Exec,
-        EventKind::Fork,
-        EventKind::Exit,
-        EventKind::Open,
-        EventKind::Unlink,
-        EventKind::Rename,
-        EventKind::Chmod,
-        EventKind::Chown,
-        EventKind::Symlink,
-        EventKind::Link,
-        EventKind::Mkdir,
-        EventKind::Connect,
-        EventKind::Accept,
-        EventKind::Bind,
-        EventKind::Listen,
-        EventKind::TcpState,
-        EventKind::SetId,
-        EventKind::Capset,
-        EventKind::Ptrace,
-        EventKind::ModuleLoad,
-        EventKind::Mount,
-        EventKind::Umount,
-        EventKind::Setns,
-        EventKind::Unshare,
-        EventKind::MemfdCreate,
-        EventKind::Bpf,
-        EventKind::Dup,
-        EventKind::CgroupMkdir,
-        EventKind::CgroupRmdir,
-    ];
-
-    /// Parses the number found in a record header.
-    pub const fn from_u32(v: u32) -> Option<EventKind> {
-        Some(match v {
-            100 => EventKind::Exec,
-            101 => EventKind::Fork,
-            102 => EventKind::Exit,
-            200 => EventKind::Open,
-            201 => EventKind::Unlink,
-            202 => EventKind::Rename,
-            203 => EventKind::Chmod,
-            204 => EventKind::Chown,
-            205 => EventKind::Symlink,
-            206 => EventKind::Link,
-            207 => EventKind::Mkdir,
-            300 => EventKind::Connect,
-            301 => EventKind::Accept,
-            302 => EventKind::Bind,
-            303 => EventKind::Listen,
-            304 => EventKind::TcpState,
-            400 => EventKind::SetId,
-            401 => EventKind::Capset,
-            402 => EventKind::Ptrace,
-            403 => EventKind::ModuleLoad,
-            404 => EventKind::Mount,
-            405 => EventKind::Umount,
-            406 => EventKind::Setns,
-            407 => EventKind::Unshare,
-            408 => EventKind::MemfdCreate,
-            409 => EventKind::Bpf,
-            410 => EventKind::Dup,
-            500 => EventKind::CgroupMkdir,
-            501 => EventKind::CgroupRmdir,
-            _ => return None,
-        })
-    }
-
-    /// Dense index of the kind's counters in [`STATS_MAP`] (always below [`KIND_SLOTS`]).
-    pub const fn slot(self) -> u32 {
-        kind_slot(self as u32)
-    }
-
-    /// Stable lower-case name used in JSON output and metric labels.
-    pub const fn name(self) -> &'static str {
-        match self {
-            EventKind::Exec => "exec",
-            EventKind::Fork => "fork",
-            EventKind::Exit => "exit",
-            EventKind::Open => "open",
-            EventKind::Unlink => "unlink",
-            EventKind::Rename => "rename",
-            EventKind::Chmod => "chmod",
-            EventKind::Chown => "chown",
-            EventKind::Symlink => "symlink",
-            EventKind::Link => "link",
-            EventKind::Mkdir => "mkdir",
-            EventKind::Connect => "connect",
-            EventKind::Accept => "accept",
-            EventKind::Bind => "bind",
-            EventKind::Listen => "listen",
-            EventKind::TcpState => "tcp_state",
-            EventKind::SetId => "setid",
-            EventKind::Capset => "capset",
-            EventKind::Ptrace => "ptrace",
-            EventKind::ModuleLoad => "module_load",
-            EventKind::Mount => "mount",
-            EventKind::Umount => "umount",
-            EventKind::Setns => "setns",
-            EventKind::Unshare => "unshare",
-            EventKind::MemfdCreate => "memfd_create",
-            EventKind::Bpf => "bpf",
-            EventKind::Dup => "dup",
-            EventKind::CgroupMkdir => "cgroup_mkdir",
-            EventKind::CgroupRmdir => "cgroup_rmdir",
-        }
-    }
-
-    /// Records the agent consumes itself: counted like every kind, but never output, filtered
-    /// on or matched by rules.
-    pub const fn is_internal(self) -> bool {
-        matches!(self, EventKind::CgroupMkdir | EventKind::CgroupRmdir)
-    }
-}
-
 /// Fields every record starts with.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -232,10 +68,15 @@ pub struct Header {
     pub pid: u32,
     /// Thread id.
     pub tid: u32,
+    /// Real user id.
     pub uid: u32,
+    /// Real group id.
     pub gid: u32,
+    /// Effective user id.
     pub euid: u32,
+    /// Effective group id.
     pub egid: u32,
+    /// Task name (`comm`), NUL-padded.
     pub comm: [u8; COMM_LEN],
 }
 const _: () = assert!(core::mem::size_of::<Header>() == 72);
@@ -256,15 +97,20 @@ pub struct ExecBody {
     pub old_pid: u32,
 }
 const _: () = assert!(core::mem::size_of::<ExecBody>() == 16);
+/// The filename was longer than the kernel program reads.
 pub const EXEC_FILENAME_TRUNCATED: u32 = 1;
+/// The argv block was longer than [`MAX_ARGS`].
 pub const EXEC_ARGS_TRUNCATED: u32 = 2;
+/// The argv block could not be read (no `mm`, or a fault).
 pub const EXEC_ARGS_UNREADABLE: u32 = 4;
 
 /// Fork body ([`EventKind::Fork`]): the header is the parent; no tail.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ForkBody {
+    /// Process id of the child.
     pub child_pid: u32,
+    /// Explicit padding; always zero.
     pub _pad: u32,
     /// Child's start time, CLOCK_BOOTTIME ns.
     pub child_start_ns: u64,
@@ -296,21 +142,31 @@ pub struct SyscallBody {
     pub args: [u64; 6],
     /// [`Syscall`] number (ours, architecture independent).
     pub call: u16,
+    /// Bytes of the first string in the tail.
     pub str1_len: u16,
+    /// Bytes of the second string in the tail.
     pub str2_len: u16,
+    /// Bytes of the data block in the tail.
     pub data_len: u16,
     /// [`SYS_STR1_TRUNCATED`] etc.
     pub flags: u32,
     /// uid before the call (privilege kinds), else equal to the header's.
     pub old_uid: u32,
+    /// Effective uid before the call.
     pub old_euid: u32,
+    /// Explicit padding; always zero.
     pub _pad: u32,
 }
 const _: () = assert!(core::mem::size_of::<SyscallBody>() == 80);
+/// The first string was cut at [`MAX_PATH`].
 pub const SYS_STR1_TRUNCATED: u32 = 1;
+/// The second string was cut at [`MAX_PATH`].
 pub const SYS_STR2_TRUNCATED: u32 = 2;
+/// The first string could not be read from user memory.
 pub const SYS_STR1_UNREADABLE: u32 = 4;
+/// The second string could not be read from user memory.
 pub const SYS_STR2_UNREADABLE: u32 = 8;
+/// The data block could not be read from user memory.
 pub const SYS_DATA_UNREADABLE: u32 = 16;
 
 /// TCP state change body ([`EventKind::TcpState`]) from `sock/inet_sock_set_state`; no tail.
@@ -319,13 +175,21 @@ pub const SYS_DATA_UNREADABLE: u32 = 16;
 pub struct TcpStateBody {
     /// Kernel address of the socket: ties the changes of one connection together.
     pub skaddr: u64,
+    /// TCP state before the change.
     pub oldstate: u32,
+    /// TCP state after the change.
     pub newstate: u32,
+    /// Source port, host order.
     pub sport: u16,
+    /// Destination port, host order.
     pub dport: u16,
+    /// Address family (AF_INET, AF_INET6).
     pub family: u16,
+    /// IP protocol (IPPROTO_TCP).
     pub protocol: u16,
+    /// Source address (IPv4 in the first 4 bytes, or IPv6).
     pub saddr: [u8; 16],
+    /// Destination address, as `saddr`.
     pub daddr: [u8; 16],
 }
 const _: () = assert!(core::mem::size_of::<TcpStateBody>() == 56);
@@ -339,65 +203,14 @@ pub struct CgroupBody {
     /// cgroup2 id of the new directory: what `bpf_get_current_cgroup_id()` will return for
     /// tasks inside it.
     pub id: u64,
+    /// Bytes of the path in the tail.
     pub path_len: u32,
     /// [`CGROUP_PATH_TRUNCATED`].
     pub flags: u32,
 }
 const _: () = assert!(core::mem::size_of::<CgroupBody>() == 16);
+/// The cgroup path was cut at [`MAX_PATH`].
 pub const CGROUP_PATH_TRUNCATED: u32 = 1;
-
-/// Our architecture-independent syscall numbers (what [`SyscallBody::call`] holds).
-#[repr(u16)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Syscall {
-    Open = 1,
-    Openat = 2,
-    Openat2 = 3,
-    Creat = 4,
-    Unlink = 5,
-    Unlinkat = 6,
-    Rmdir = 7,
-    Rename = 8,
-    Renameat = 9,
-    Renameat2 = 10,
-    Chmod = 11,
-    Fchmodat = 12,
-    Fchmodat2 = 13,
-    Chown = 14,
-    Lchown = 15,
-    Fchownat = 16,
-    Symlink = 17,
-    Symlinkat = 18,
-    Link = 19,
-    Linkat = 20,
-    Mkdir = 21,
-    Mkdirat = 22,
-    Connect = 30,
-    Accept = 31,
-    Accept4 = 32,
-    Bind = 33,
-    Listen = 34,
-    Setuid = 40,
-    Setgid = 41,
-    Setreuid = 42,
-    Setregid = 43,
-    Setresuid = 44,
-    Setresgid = 45,
-    Setfsuid = 46,
-    Setfsgid = 47,
-    Capset = 48,
-    Ptrace = 49,
-    InitModule = 50,
-    FinitModule = 51,
-    Mount = 52,
-    Umount2 = 53,
-    Setns = 54,
-    Unshare = 55,
-    MemfdCreate = 56,
-    Bpf = 57,
-    Dup2 = 58,
-    Dup3 = 59,
-}
 
 /// How the data block of a syscall event is read.
 pub mod data_mode {
@@ -416,6 +229,7 @@ pub mod data_mode {
 
 /// Kernel-side filters applied at sys_enter, before anything is saved.
 pub mod filter {
+    /// Every call is captured.
     pub const NONE: u8 = 0;
     /// Only when argument 1 (newfd) is 0, 1 or 2 (dup2/dup3 onto stdio).
     pub const NEWFD_STDIO: u8 = 1;
@@ -431,16 +245,21 @@ pub struct SyscallDesc {
     pub call: u16,
     /// Argument index of the first path/string, or [`NO_ARG`].
     pub str1_arg: u8,
+    /// Argument index of the second path/string, or [`NO_ARG`].
     pub str2_arg: u8,
+    /// Argument index of the data block pointer, or [`NO_ARG`].
     pub data_arg: u8,
+    /// Argument index of the data block length, or [`NO_ARG`].
     pub len_arg: u8,
     /// [`data_mode`] value.
     pub data_mode: u8,
     /// [`filter`] value.
     pub filter: u8,
+    /// Length of a [`data_mode::FIXED`] block, or the longest [`data_mode::STRING`].
     pub fixed_len: u16,
     /// 1 to save the caller's uid/euid at enter (privilege kinds).
     pub save_creds: u8,
+    /// Explicit padding; always zero.
     pub _pad: [u8; 3],
 }
 const _: () = assert!(core::mem::size_of::<SyscallDesc>() == 20);
@@ -449,10 +268,15 @@ const _: () = assert!(core::mem::size_of::<SyscallDesc>() == 20);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stash {
+    /// Raw arguments of the call.
     pub args: [u64; 6],
+    /// Syscall number on the running architecture.
     pub nr: u32,
+    /// Real uid before the call.
     pub old_uid: u32,
+    /// Effective uid before the call.
     pub old_euid: u32,
+    /// Explicit padding; always zero.
     pub _pad: u32,
 }
 const _: () = assert!(core::mem::size_of::<Stash>() == 64);
@@ -482,123 +306,6 @@ pub enum Misc {
 /// Entries of [`MISC_MAP`].
 pub const MISC_SLOTS: u32 = 4;
 
-/// Tracepoint field offsets, read from tracefs by the agent at load time.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TpOffsets {
-    /// `syscalls/sys_enter_*`: offset of `__syscall_nr` and of the first argument.
-    pub sys_enter_nr: u32,
-    pub sys_enter_args: u32,
-    /// `syscalls/sys_exit_*`: offset of `__syscall_nr` and `ret`.
-    pub sys_exit_nr: u32,
-    pub sys_exit_ret: u32,
-    /// `sched/sched_process_exec`: `__data_loc char[] filename` and `old_pid`.
-    pub exec_filename: u32,
-    pub exec_old_pid: u32,
-    /// `sched/sched_process_exit`: `group_dead` ([`NO_OFFSET`] on kernels without it).
-    pub exit_group_dead: u32,
-    /// `sock/inet_sock_set_state` fields.
-    pub sk_skaddr: u32,
-    pub sk_oldstate: u32,
-    pub sk_newstate: u32,
-    pub sk_sport: u32,
-    pub sk_dport: u32,
-    pub sk_family: u32,
-    pub sk_protocol: u32,
-    pub sk_saddr: u32,
-    pub sk_daddr: u32,
-    pub sk_saddr_v6: u32,
-    pub sk_daddr_v6: u32,
-    /// `cgroup/cgroup_mkdir` and `cgroup_rmdir` (one event class): `root` (hierarchy id; 0 is
-    /// cgroup2), `id`, `__data_loc path`.
-    pub cg_root: u32,
-    pub cg_id: u32,
-    pub cg_path: u32,
-}
-
-/// Kernel structure member offsets, read from BTF by the agent at load time.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct KernelOffsets {
-    pub task_tgid: u32,
-    pub task_pid: u32,
-    pub task_real_parent: u32,
-    pub task_group_leader: u32,
-    pub task_start_boottime: u32,
-    pub task_exit_code: u32,
-    pub task_mm: u32,
-    pub task_cred: u32,
-    pub mm_arg_start: u32,
-    pub mm_arg_end: u32,
-    pub cred_euid: u32,
-    pub cred_egid: u32,
-}
-
-/// Load-time configuration of the kernel programs (the [`CONFIG_GLOBAL`] global).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Config {
-    /// tgid of the agent: its own activity is dropped in the kernel.
-    pub agent_tgid: u32,
-    /// 1: capture only tasks whose cgroup2 id is in [`CGROUP_FILTER_MAP`].
-    pub cgroup_filter: u32,
-    /// Bit N set: report TCP transitions into state N (TCP_ESTABLISHED = 1 ... TCP_CLOSING = 11).
-    pub tcp_state_mask: u32,
-    /// Wake the reader only once this many bytes are pending (0: on every record). Waking on
-    /// every record costs an IPI and a context switch per event; the reader also drains on a
-    /// short timer, which bounds the latency of records that do not cross the threshold.
-    pub wakeup_bytes: u32,
-    pub tp: TpOffsets,
-    pub k: KernelOffsets,
-}
-
-impl Config {
-    /// A configuration with every offset unknown and nothing filtered.
-    pub const UNSET: Config = Config {
-        agent_tgid: 0,
-        cgroup_filter: 0,
-        tcp_state_mask: 0,
-        wakeup_bytes: 0,
-        tp: TpOffsets {
-            sys_enter_nr: NO_OFFSET,
-            sys_enter_args: NO_OFFSET,
-            sys_exit_nr: NO_OFFSET,
-            sys_exit_ret: NO_OFFSET,
-            exec_filename: NO_OFFSET,
-            exec_old_pid: NO_OFFSET,
-            exit_group_dead: NO_OFFSET,
-            sk_skaddr: NO_OFFSET,
-            sk_oldstate: NO_OFFSET,
-            sk_newstate: NO_OFFSET,
-            sk_sport: NO_OFFSET,
-            sk_dport: NO_OFFSET,
-            sk_family: NO_OFFSET,
-            sk_protocol: NO_OFFSET,
-            sk_saddr: NO_OFFSET,
-            sk_daddr: NO_OFFSET,
-            sk_saddr_v6: NO_OFFSET,
-            sk_daddr_v6: NO_OFFSET,
-            cg_root: NO_OFFSET,
-            cg_id: NO_OFFSET,
-            cg_path: NO_OFFSET,
-        },
-        k: KernelOffsets {
-            task_tgid: NO_OFFSET,
-            task_pid: NO_OFFSET,
-            task_real_parent: NO_OFFSET,
-            task_group_leader: NO_OFFSET,
-            task_start_boottime: NO_OFFSET,
-            task_exit_code: NO_OFFSET,
-            task_mm: NO_OFFSET,
-            task_cred: NO_OFFSET,
-            mm_arg_start: NO_OFFSET,
-            mm_arg_end: NO_OFFSET,
-            cred_euid: NO_OFFSET,
-            cred_egid: NO_OFFSET,
-        },
-    };
-}
-
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: all of these are #[repr(C)], Copy, built only of integers and integer arrays, with
@@ -607,21 +314,4 @@ mod user {
     unsafe impl aya::Pod for super::SyscallDesc {}
     unsafe impl aya::Pod for super::KindStats {}
     unsafe impl aya::Pod for super::Stash {}
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slots_are_dense_and_unique() {
-        let mut seen = [false; KIND_SLOTS as usize];
-        for k in EventKind::ALL {
-            let s = k.slot() as usize;
-            assert!(s < KIND_SLOTS as usize, "{k:?} slot {s}");
-            assert!(!seen[s], "{k:?} shares slot {s}");
-            seen[s] = true;
-            assert_eq!(EventKind::from_u32(k as u32), Some(k));
-        }
-    }
 }

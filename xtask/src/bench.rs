@@ -11,9 +11,9 @@ use std::{
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-pub struct Opts {
-    pub quick: bool,
-    pub root: PathBuf,
+pub(crate) struct Opts {
+    pub(crate) quick: bool,
+    pub(crate) root: PathBuf,
 }
 
 const OPS: [&str; 4] = ["getpid", "openclose", "forkexec", "tcp"];
@@ -218,7 +218,7 @@ pub(crate) fn metric_sum(text: &str, prefix: &str) -> u64 {
         .sum()
 }
 
-pub fn run(o: Opts) -> anyhow::Result<()> {
+pub(crate) fn run(o: Opts) -> anyhow::Result<()> {
     let root = &o.root;
     let (rounds, millis, ramp_secs, sustain_secs) = if o.quick {
         (3, 1000, 4, 10)

@@ -8,7 +8,7 @@ use std::{path::Path, process::Command};
 
 use anyhow::{Context, bail};
 
-pub const TARGETS: &[&str] = &["decode", "rules", "config", "cgroup"];
+pub(crate) const TARGETS: &[&str] = &["decode", "rules", "config", "cgroup"];
 
 fn cargo_fuzz_installed() -> bool {
     Command::new("cargo")
@@ -17,7 +17,7 @@ fn cargo_fuzz_installed() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-pub fn run(root: &Path, seconds: u64, only: Option<&str>) -> anyhow::Result<()> {
+pub(crate) fn run(root: &Path, seconds: u64, only: Option<&str>) -> anyhow::Result<()> {
     if !cargo_fuzz_installed() {
         crate::run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))
             .context("installing cargo-fuzz")?;

@@ -65,7 +65,7 @@ fn copy_into(root: &Path, src: &Path, dst: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn build(root: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn build(root: &Path) -> anyhow::Result<PathBuf> {
     let version = env!("CARGO_PKG_VERSION");
     let binary = root.join("target/release/monitor");
     if !binary.exists() {

@@ -3,6 +3,11 @@
 //! `setup` installs what building the kernel programs needs on a Debian machine of this project's
 //! kind, idempotently: LLVM (for bpf-linker), bpf-linker itself, the nightly toolchain's rust-src.
 //! `run` and `test` call it first, so a fresh clone needs nothing but cargo and root.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a developer command: it reports progress on stderr and results on stdout"
+)]
 use std::{
     path::{Path, PathBuf},
     process::Command,

@@ -84,7 +84,7 @@ fn slope_per_minute(points: &[(f64, f64)]) -> f64 {
     if den == 0.0 { 0.0 } else { num / den * 60.0 }
 }
 
-pub fn run(root: &Path, minutes: u64) -> anyhow::Result<()> {
+pub(crate) fn run(root: &Path, minutes: u64) -> anyhow::Result<()> {
     let dir = root.join("target/soak");
     std::fs::create_dir_all(&dir)?;
     let rules_dir = dir.join("rules");

@@ -4,10 +4,8 @@ use monitor_common::{
 };
 use thiserror::Error;
 
-use crate::load::syscalls::call_from_u16;
-
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum DecodeError {
+pub(crate) enum DecodeError {
     #[error("record of {len} bytes is shorter than the {need}-byte header")]
     ShortHeader { len: usize, need: usize },
     #[error("record header says {declared} bytes but {actual} were read")]
@@ -32,7 +30,7 @@ pub enum DecodeError {
 
 impl DecodeError {
     /// Short label for metrics.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             DecodeError::ShortHeader { .. } => "short_header",
             DecodeError::LengthMismatch { .. } => "length_mismatch",
@@ -46,14 +44,14 @@ impl DecodeError {
 
 /// A decoded record.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RawEvent {
-    pub header: Header,
-    pub kind: EventKind,
-    pub payload: Payload,
+pub(crate) struct RawEvent {
+    pub(crate) header: Header,
+    pub(crate) kind: EventKind,
+    pub(crate) payload: Payload,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Payload {
+pub(crate) enum Payload {
     Exec {
         body: ExecBody,
         filename: String,
@@ -95,7 +93,7 @@ fn lossy(b: &[u8]) -> String {
 }
 
 /// Decodes one record. Never panics, whatever the bytes.
-pub fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
+pub(crate) fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
     const HDR: usize = size_of::<Header>();
     if buf.len() < HDR {
         return Err(DecodeError::ShortHeader {
@@ -167,7 +165,7 @@ pub fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
         }
         _ => {
             let body: SyscallBody = read(buf, HDR, name)?;
-            let call = call_from_u16(body.call).ok_or(DecodeError::UnknownCall(body.call))?;
+            let call = Syscall::from_u16(body.call).ok_or(DecodeError::UnknownCall(body.call))?;
             let parts = tail(
                 HDR + size_of::<SyscallBody>(),
                 &[
@@ -201,11 +199,11 @@ pub fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
 }
 
 /// Test and benchmark support: builds records byte for byte as the kernel does.
-pub mod encode {
+pub(crate) mod encode {
     use monitor_common::Header;
 
     /// Appends `v`'s bytes.
-    pub fn push<T: Copy>(out: &mut Vec<u8>, v: &T) {
+    pub(crate) fn push<T: Copy>(out: &mut Vec<u8>, v: &T) {
         // SAFETY: T is a repr(C) integer-only type; reading its bytes is sound.
         let bytes =
             unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) };
@@ -213,7 +211,7 @@ pub mod encode {
     }
 
     /// A full record: header (with its len set), body, tail.
-    pub fn record<B: Copy>(mut header: Header, body: &B, tail: &[&[u8]]) -> Vec<u8> {
+    pub(crate) fn record<B: Copy>(mut header: Header, body: &B, tail: &[&[u8]]) -> Vec<u8> {
         let len =
             size_of::<Header>() + size_of::<B>() + tail.iter().map(|t| t.len()).sum::<usize>();
         header.len = len as u32;
@@ -310,19 +308,20 @@ mod tests {
 
     #[test]
     fn syscall_round_trip_every_syscall_kind() {
-        for h in crate::load::syscalls::hooks() {
-            let kind = EventKind::from_u32(h.desc.kind).expect("kind");
+        for c in Syscall::ALL {
+            let (tracepoint, desc) = (c.tracepoint(), c.desc());
+            let kind = EventKind::from_u32(desc.kind).expect("kind");
             let body = SyscallBody {
                 ret: -2,
                 args: [1, 2, 3, 4, 5, 6],
-                call: h.desc.call,
+                call: desc.call,
                 str1_len: 4,
                 str2_len: 3,
                 data_len: 2,
                 ..SyscallBody::default()
             };
             let rec = record(hdr(kind), &body, &[b"/etc", b"/tm", &[2, 0]]);
-            let ev = decode(&rec).unwrap_or_else(|e| panic!("{}: {e}", h.tracepoint));
+            let ev = decode(&rec).unwrap_or_else(|e| panic!("{tracepoint}: {e}"));
             match ev.payload {
                 Payload::Syscall {
                     str1,

@@ -1,11 +1,12 @@
 //! Reading the ring buffer (woken by epoll through `AsyncFd`, never by sleeping) and the kernel
 //! counters.
-pub mod decode;
+pub(crate) mod decode;
+pub(crate) mod drops;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
-use monitor_common::{EventKind, KIND_SLOTS, KindStats, MISC_SLOTS};
+use monitor_common::{KIND_SLOTS, KindStats, MISC_SLOTS};
 use thiserror::Error;
 use tokio::{
     io::unix::AsyncFd,
@@ -14,10 +15,10 @@ use tokio::{
 use tracing::warn;
 
 use self::decode::{RawEvent, decode};
-use crate::metrics::{KernelCounts, Metrics};
+use crate::telemetry::metrics::{KernelCounts, Metrics};
 
 #[derive(Debug, Error)]
-pub enum CaptureError {
+pub(crate) enum CaptureError {
     #[error("map `{name}` missing from the loaded object")]
     MissingMap { name: &'static str },
     #[error("map `{name}`: {source}")]
@@ -30,18 +31,25 @@ pub enum CaptureError {
 }
 
 /// The maps the capture stage owns once loading is done.
-pub struct CaptureMaps {
-    pub ring: RingBuf<MapData>,
-    pub stats: PerCpuArray<MapData, KindStats>,
-    pub misc: PerCpuArray<MapData, u64>,
+pub(crate) struct CaptureMaps {
+    /// The ring buffer, which the reader task takes.
+    pub(crate) ring: RingBuf<MapData>,
+    /// The counters, read every second.
+    pub(crate) counters: CounterMaps,
+}
+
+/// The kernel's counter maps.
+pub(crate) struct CounterMaps {
+    pub(crate) stats: PerCpuArray<MapData, KindStats>,
+    pub(crate) misc: PerCpuArray<MapData, u64>,
     /// Ring-buffer drops per cgroup (LRU).
-    pub drops_by_cgroup: BpfHashMap<MapData, u64, u64>,
+    pub(crate) drops_by_cgroup: BpfHashMap<MapData, u64, u64>,
 }
 
 impl CaptureMaps {
     /// Takes the ring buffer and counter maps out of the loaded object, so that dropping the
     /// object (which detaches the programs) leaves them readable for a final drain.
-    pub fn take(ebpf: &mut aya::Ebpf) -> Result<CaptureMaps, CaptureError> {
+    pub(crate) fn take(ebpf: &mut aya::Ebpf) -> Result<CaptureMaps, CaptureError> {
         let mut take =
             |name: &'static str| ebpf.take_map(name).ok_or(CaptureError::MissingMap { name });
         let ring = RingBuf::try_from(take(monitor_common::EVENTS_MAP)?).map_err(|source| {
@@ -69,15 +77,17 @@ impl CaptureMaps {
             })?;
         Ok(CaptureMaps {
             ring,
-            stats,
-            misc,
-            drops_by_cgroup,
+            counters: CounterMaps {
+                stats,
+                misc,
+                drops_by_cgroup,
+            },
         })
     }
 }
 
 /// Sums the per-CPU kernel counters.
-pub fn kernel_counts(
+pub(crate) fn kernel_counts(
     stats: &PerCpuArray<MapData, KindStats>,
     misc: &PerCpuArray<MapData, u64>,
 ) -> Result<KernelCounts, CaptureError> {
@@ -103,18 +113,20 @@ pub fn kernel_counts(
 }
 
 /// Cumulative ring-buffer drops per cgroup (entries unreadable mid-iteration are skipped).
-pub fn drops_by_cgroup(map: &BpfHashMap<MapData, u64, u64>) -> std::collections::HashMap<u64, u64> {
+pub(crate) fn drops_by_cgroup(
+    map: &BpfHashMap<MapData, u64, u64>,
+) -> std::collections::HashMap<u64, u64> {
     map.iter().filter_map(Result::ok).collect()
 }
 
 /// Publishes kernel counter increases into the metrics (counters only ever go up).
 #[derive(Default)]
-pub struct KernelCountsExporter {
+pub(crate) struct KernelCountsExporter {
     last: KernelCounts,
 }
 
 impl KernelCountsExporter {
-    pub fn update(&mut self, m: &Metrics, now: &KernelCounts) {
+    pub(crate) fn update(&mut self, m: &Metrics, now: &KernelCounts) {
         for (kind, c) in &now.kinds {
             let before = self.last.kinds.get(kind).copied().unwrap_or_default();
             let d = c.dropped.saturating_sub(before.dropped);
@@ -144,17 +156,17 @@ const LOGGED_DECODE_ERRORS: u64 = 20;
 
 /// Longest time a record may wait in the ring when the kernel did not wake the reader (it only
 /// does once `Config::wakeup_bytes` are pending).
-pub const MAX_LATENCY: std::time::Duration = std::time::Duration::from_millis(50);
+pub(crate) const MAX_LATENCY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Reads records until `stop` flips, then drains what is left and returns. The reader waits for
 /// the ring's epoll readiness (the kernel wakes it once enough bytes are pending) and drains on a
 /// short timer for the records below that threshold. Decoded events go to `tx`; when the queue is
 /// full the event is dropped and counted, the reader never blocks.
-pub async fn read_ring(
+pub(crate) async fn read_ring(
     ring: RingBuf<MapData>,
     tx: mpsc::Sender<RawEvent>,
     metrics: Metrics,
-    drops: std::sync::Arc<crate::drops::DropTracker>,
+    drops: std::sync::Arc<drops::DropTracker>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), CaptureError> {
     // SAFETY: the RingBuf owns its fd for as long as the AsyncFd lives (it is moved in), so
@@ -211,11 +223,4 @@ pub async fn read_ring(
         handle(&item);
     }
     Ok(())
-}
-
-/// Kind of an output event, for filters and rules (internal kinds are not events).
-pub fn kind_by_name(name: &str) -> Option<EventKind> {
-    EventKind::ALL
-        .into_iter()
-        .find(|k| !k.is_internal() && k.name() == name)
 }

@@ -15,7 +15,7 @@ use serde::Serialize;
 /// A container runtime, as far as the cgroup path tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Runtime {
+pub(crate) enum Runtime {
     Containerd,
     CriO,
     Docker,
@@ -26,7 +26,7 @@ pub enum Runtime {
 }
 
 impl Runtime {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Runtime::Containerd => "containerd",
             Runtime::CriO => "cri-o",
@@ -40,11 +40,11 @@ impl Runtime {
 
 /// What a cgroup path says about the container a process runs in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ContainerRef {
-    pub id: String,
-    pub runtime: Runtime,
+pub(crate) struct ContainerRef {
+    pub(crate) id: String,
+    pub(crate) runtime: Runtime,
     /// Pod uid with dashes, when the path is a kubelet one.
-    pub pod_uid: Option<String>,
+    pub(crate) pod_uid: Option<String>,
 }
 
 fn is_id(s: &str) -> bool {
@@ -66,7 +66,7 @@ fn pod_uid(seg: &str) -> Option<String> {
 }
 
 /// The container a cgroup path belongs to, or `None` for host cgroups.
-pub fn parse(path: &str) -> Option<ContainerRef> {
+pub(crate) fn parse(path: &str) -> Option<ContainerRef> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     // kubepods may sit below another level (kind: /kubelet/kubepods/..., k3s in Docker).
     let in_kubepods = segs
@@ -116,14 +116,14 @@ pub fn parse(path: &str) -> Option<ContainerRef> {
 
 /// One line of /proc/<pid>/cgroup: `hierarchy-id:controllers:path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcCgroup {
-    pub hierarchy: u32,
-    pub controllers: String,
-    pub path: String,
+pub(crate) struct ProcCgroup {
+    pub(crate) hierarchy: u32,
+    pub(crate) controllers: String,
+    pub(crate) path: String,
 }
 
 /// Parses /proc/<pid>/cgroup. Malformed lines are skipped.
-pub fn parse_proc_cgroup(text: &str) -> Vec<ProcCgroup> {
+pub(crate) fn parse_proc_cgroup(text: &str) -> Vec<ProcCgroup> {
     text.lines()
         .filter_map(|l| {
             let mut it = l.splitn(3, ':');
@@ -138,7 +138,7 @@ pub fn parse_proc_cgroup(text: &str) -> Vec<ProcCgroup> {
 
 /// The container of a process from its /proc/<pid>/cgroup: the cgroup2 line first, then the
 /// v1 hierarchies (hybrid and v1 hosts, where the runtime may not use cgroup2 at all).
-pub fn container_of_process(lines: &[ProcCgroup]) -> Option<ContainerRef> {
+pub(crate) fn container_of_process(lines: &[ProcCgroup]) -> Option<ContainerRef> {
     let v2 = lines.iter().filter(|l| l.hierarchy == 0);
     let v1 = lines.iter().filter(|l| l.hierarchy != 0);
     v2.chain(v1).find_map(|l| parse(&l.path))

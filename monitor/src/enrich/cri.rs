@@ -14,10 +14,11 @@ use k8s_cri::v1::{
 use thiserror::Error;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use super::{ContainerMeta, PodMeta, workload_of};
+use super::workload_of;
+use crate::event::{ContainerMeta, PodMeta};
 
 /// Sockets probed, in order, when none is configured.
-pub const DEFAULT_SOCKETS: [&str; 5] = [
+pub(crate) const DEFAULT_SOCKETS: [&str; 5] = [
     "/run/containerd/containerd.sock",
     "/run/crio/crio.sock",
     "/run/k3s/containerd/containerd.sock",
@@ -26,10 +27,10 @@ pub const DEFAULT_SOCKETS: [&str; 5] = [
 ];
 
 /// How long one CRI call may take before it counts as failed.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum CriError {
+pub(crate) enum CriError {
     #[error("no CRI socket found (looked at {0})")]
     NoSocket(String),
     #[error("CRI socket {path}: {reason}")]
@@ -42,7 +43,7 @@ pub enum CriError {
 
 impl CriError {
     /// Short label for metrics.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             CriError::NoSocket(_) => "no_socket",
             CriError::Unavailable { .. } => "socket_unavailable",
@@ -53,7 +54,7 @@ impl CriError {
 }
 
 /// The socket to use: the configured one, else the first default that exists.
-pub fn pick_socket(configured: Option<&Path>) -> Result<PathBuf, CriError> {
+pub(crate) fn pick_socket(configured: Option<&Path>) -> Result<PathBuf, CriError> {
     if let Some(p) = configured {
         return Ok(p.to_path_buf());
     }
@@ -65,7 +66,7 @@ pub fn pick_socket(configured: Option<&Path>) -> Result<PathBuf, CriError> {
 }
 
 /// A connection to one runtime socket.
-pub struct CriClient {
+pub(crate) struct CriClient {
     path: PathBuf,
     /// The runtime's own name (`containerd`, `cri-o`), from the CRI Version call.
     runtime: String,
@@ -73,7 +74,7 @@ pub struct CriClient {
 }
 
 impl CriClient {
-    pub async fn connect(path: &Path) -> Result<CriClient, CriError> {
+    pub(crate) async fn connect(path: &Path) -> Result<CriClient, CriError> {
         let unavailable = |reason: String| CriError::Unavailable {
             path: path.display().to_string(),
             reason,
@@ -114,7 +115,7 @@ impl CriClient {
     }
 
     /// Another handle on the same connection (requests run concurrently over it).
-    pub fn clone_handle(&self) -> CriClient {
+    pub(crate) fn clone_handle(&self) -> CriClient {
         CriClient {
             path: self.path.clone(),
             runtime: self.runtime.clone(),
@@ -122,12 +123,12 @@ impl CriClient {
         }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Metadata of a container (or of a pod sandbox, when `id` is one: its pause process).
-    pub async fn lookup(&mut self, id: &str) -> Result<ContainerMeta, CriError> {
+    pub(crate) async fn lookup(&mut self, id: &str) -> Result<ContainerMeta, CriError> {
         let path = self.path.display().to_string();
         // Transport failures (the socket went away) are `Unavailable`: the caller reconnects.
         let call_err = |call: &'static str| {

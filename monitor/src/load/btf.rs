@@ -5,10 +5,10 @@ use std::{collections::HashMap, path::Path};
 
 use thiserror::Error;
 
-pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+pub(crate) const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 #[derive(Debug, Error)]
-pub enum BtfError {
+pub(crate) enum BtfError {
     #[error("reading BTF from {path}: {source}")]
     Read {
         path: String,
@@ -54,7 +54,7 @@ enum Type {
 
 /// Parsed BTF, reduced to what offset lookups need.
 #[derive(Debug)]
-pub struct Btf {
+pub(crate) struct Btf {
     /// Index = type id - 1.
     types: Vec<Type>,
     structs: HashMap<String, u32>,
@@ -69,11 +69,11 @@ fn rd_u32(b: &[u8], off: usize) -> Result<u32, BtfError> {
 
 impl Btf {
     /// Reads the running kernel's BTF.
-    pub fn from_sys_fs() -> Result<Btf, BtfError> {
+    pub(crate) fn from_sys_fs() -> Result<Btf, BtfError> {
         Btf::from_file(Path::new(VMLINUX_BTF))
     }
 
-    pub fn from_file(path: &Path) -> Result<Btf, BtfError> {
+    pub(crate) fn from_file(path: &Path) -> Result<Btf, BtfError> {
         let data = std::fs::read(path).map_err(|source| BtfError::Read {
             path: path.display().to_string(),
             source,
@@ -82,7 +82,7 @@ impl Btf {
     }
 
     /// Parses little-endian BTF (the only byte order of the supported architectures).
-    pub fn parse(data: &[u8]) -> Result<Btf, BtfError> {
+    pub(crate) fn parse(data: &[u8]) -> Result<Btf, BtfError> {
         let magic = data
             .get(0..2)
             .map(|m| u16::from_le_bytes([m[0], m[1]]))
@@ -169,7 +169,7 @@ impl Btf {
 
     /// Byte offset of `member` in `struct strukt`, looking through anonymous struct/union
     /// members (as in task_struct's randomized-layout wrapper).
-    pub fn member_offset(&self, strukt: &str, member: &str) -> Result<u32, BtfError> {
+    pub(crate) fn member_offset(&self, strukt: &str, member: &str) -> Result<u32, BtfError> {
         let id = *self
             .structs
             .get(strukt)

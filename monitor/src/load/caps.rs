@@ -4,48 +4,48 @@ use thiserror::Error;
 
 /// A Linux capability the agent cares about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cap {
-    pub name: &'static str,
-    pub bit: u32,
+pub(crate) struct Cap {
+    pub(crate) name: &'static str,
+    pub(crate) bit: u32,
     /// What the agent does with it.
-    pub why: &'static str,
+    pub(crate) why: &'static str,
 }
 
-pub const CAP_SYS_PTRACE: Cap = Cap {
+pub(crate) const CAP_SYS_PTRACE: Cap = Cap {
     name: "CAP_SYS_PTRACE",
     bit: 19,
     why: "read /proc/<pid>/exe and cwd of processes with more privileges than the agent",
 };
-pub const CAP_SYS_ADMIN: Cap = Cap {
+pub(crate) const CAP_SYS_ADMIN: Cap = Cap {
     name: "CAP_SYS_ADMIN",
     bit: 21,
     why: "stands in for CAP_BPF and CAP_PERFMON on kernels older than 5.8",
 };
-pub const CAP_SYS_RESOURCE: Cap = Cap {
+pub(crate) const CAP_SYS_RESOURCE: Cap = Cap {
     name: "CAP_SYS_RESOURCE",
     bit: 24,
     why: "raise RLIMIT_MEMLOCK for maps on kernels older than 5.11 (no memcg accounting)",
 };
-pub const CAP_PERFMON: Cap = Cap {
+pub(crate) const CAP_PERFMON: Cap = Cap {
     name: "CAP_PERFMON",
     bit: 38,
     why: "attach tracepoint programs and read kernel memory from them",
 };
-pub const CAP_BPF: Cap = Cap {
+pub(crate) const CAP_BPF: Cap = Cap {
     name: "CAP_BPF",
     bit: 39,
     why: "create BPF maps and load programs",
 };
 
 /// Without these the agent cannot capture at all.
-pub const REQUIRED: &[Cap] = &[CAP_BPF, CAP_PERFMON];
+pub(crate) const REQUIRED: &[Cap] = &[CAP_BPF, CAP_PERFMON];
 /// Without these it runs, with the degradation each `why` describes.
 /// (CAP_DAC_READ_SEARCH is not among them: the /proc files the agent reads are world-readable or
 /// guarded by the ptrace check, which CAP_SYS_PTRACE passes.)
-pub const RECOMMENDED: &[Cap] = &[CAP_SYS_PTRACE, CAP_SYS_RESOURCE];
+pub(crate) const RECOMMENDED: &[Cap] = &[CAP_SYS_PTRACE, CAP_SYS_RESOURCE];
 
 #[derive(Debug, Error)]
-pub enum CapError {
+pub(crate) enum CapError {
     #[error(
         "missing capabilit{} {}: {}. Grant {} (e.g. securityContext.capabilities.add), or run as full root",
         if .0.len() == 1 { "y" } else { "ies" },
@@ -57,7 +57,7 @@ pub enum CapError {
 }
 
 /// The effective capability mask from a `/proc/<pid>/status` text.
-pub fn effective(status: &str) -> Option<u64> {
+pub(crate) fn effective(status: &str) -> Option<u64> {
     status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
@@ -70,7 +70,7 @@ fn has(mask: u64, c: Cap) -> bool {
 
 /// Checks `mask`: `Err` names every missing required capability; `Ok` lists the recommended
 /// ones that are missing (to be logged as warnings).
-pub fn check(mask: u64) -> Result<Vec<Cap>, CapError> {
+pub(crate) fn check(mask: u64) -> Result<Vec<Cap>, CapError> {
     let admin = has(mask, CAP_SYS_ADMIN);
     let missing: Vec<Cap> = REQUIRED
         .iter()
@@ -88,13 +88,13 @@ pub fn check(mask: u64) -> Result<Vec<Cap>, CapError> {
 }
 
 /// The agent's own effective capabilities (`None` if /proc cannot tell: the kernel decides).
-pub fn current() -> Option<u64> {
-    effective(&std::fs::read_to_string("/proc/self/status").ok()?)
+pub(crate) fn current() -> Option<u64> {
+    effective(&crate::process::procfs::self_status()?)
 }
 
 /// Raises RLIMIT_MEMLOCK so map creation works on kernels before 5.11 (a no-op need on newer
 /// ones, which account BPF memory to the cgroup); failure is only logged by the caller.
-pub fn raise_memlock() -> std::io::Result<()> {
+pub(crate) fn raise_memlock() -> std::io::Result<()> {
     let r = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
         rlim_max: libc::RLIM_INFINITY,

@@ -2,10 +2,10 @@
 //!
 //! What could not be attached (a tracepoint this kernel lacks, a layout we do not understand)
 //! is skipped and reported, never silently ignored: see [`ProbeStatus`].
-pub mod btf;
-pub mod caps;
-pub mod syscalls;
-pub mod tracefs;
+pub(crate) mod btf;
+pub(crate) mod caps;
+pub(crate) mod syscalls;
+pub(crate) mod tracefs;
 
 use std::path::Path;
 
@@ -27,7 +27,7 @@ use self::{btf::Btf, tracefs::Tracefs};
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
 
 #[derive(Debug, Error)]
-pub enum LoadError {
+pub(crate) enum LoadError {
     #[error(
         "this agent was built without its kernel programs (AYA_BUILD_SKIP was set); rebuild without it"
     )]
@@ -58,22 +58,19 @@ pub enum LoadError {
 
 /// Settings of the kernel side.
 #[derive(Debug, Clone)]
-pub struct LoadOptions {
+pub(crate) struct LoadOptions {
     /// Ring buffer size in bytes (power of two, at least one page).
-    pub ring_bytes: u32,
+    pub(crate) ring_bytes: u32,
     /// When non-empty: capture only these cgroup2 ids.
-    pub cgroups: Vec<u64>,
+    pub(crate) cgroups: Vec<u64>,
     /// TCP states whose entry is reported (bit N = state N).
-    pub tcp_state_mask: u32,
+    pub(crate) tcp_state_mask: u32,
     /// Pending bytes that wake the reader (0: every record); capped at a quarter of the ring.
-    pub wakeup_bytes: u32,
+    pub(crate) wakeup_bytes: u32,
 }
 
-/// Default wake-up threshold: a few hundred records.
-pub const DEFAULT_WAKEUP_BYTES: u32 = 64 * 1024;
-
 /// Default TCP transitions reported: into SYN_SENT, ESTABLISHED, CLOSE and LISTEN.
-pub const DEFAULT_TCP_STATES: u32 = (1 << 1) | (1 << 2) | (1 << 7) | (1 << 10);
+pub(crate) const DEFAULT_TCP_STATES: u32 = (1 << 1) | (1 << 2) | (1 << 7) | (1 << 10);
 
 impl Default for LoadOptions {
     fn default() -> Self {
@@ -81,29 +78,28 @@ impl Default for LoadOptions {
             ring_bytes: 16 << 20,
             cgroups: Vec::new(),
             tcp_state_mask: DEFAULT_TCP_STATES,
-            wakeup_bytes: DEFAULT_WAKEUP_BYTES,
+            wakeup_bytes: crate::config::DEFAULT_WAKEUP_BYTES,
         }
     }
 }
 
 /// Outcome of one probe (one tracepoint attachment).
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct ProbeStatus {
-    pub probe: String,
-    pub attached: bool,
+pub(crate) struct ProbeStatus {
+    pub(crate) probe: String,
+    pub(crate) attached: bool,
     /// Why it was skipped, when it was.
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
 }
 
 /// The loaded programs and what was attached.
-pub struct Loaded {
-    pub ebpf: Ebpf,
-    pub probes: Vec<ProbeStatus>,
-    pub config: Config,
+pub(crate) struct Loaded {
+    pub(crate) ebpf: Ebpf,
+    pub(crate) probes: Vec<ProbeStatus>,
 }
 
 /// Makes sure tracefs is mounted (agents in a container may need to mount it themselves).
-pub fn ensure_tracefs() -> Result<Tracefs, tracefs::TracefsError> {
+pub(crate) fn ensure_tracefs() -> Result<Tracefs, tracefs::TracefsError> {
     if let Ok(t) = Tracefs::find() {
         return Ok(t);
     }
@@ -241,21 +237,11 @@ fn ok(probe: &str) -> ProbeStatus {
 }
 
 /// Loads the programs, fills their maps and attaches every probe this kernel supports.
-pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
+pub(crate) fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     if EBPF_OBJECT.is_empty() {
         return Err(LoadError::NoObject);
     }
-    if let Some(mask) = caps::current() {
-        for c in caps::check(mask)? {
-            warn!(
-                capability = c.name,
-                "capability missing: the agent cannot {}", c.why
-            );
-        }
-    }
-    if let Err(e) = caps::raise_memlock() {
-        debug!(error = %e, "RLIMIT_MEMLOCK not raised (not needed on kernels >= 5.11)");
-    }
+    check_privileges()?;
     let tfs = ensure_tracefs()?;
     let btf = Btf::from_sys_fs()?;
     let mut probes = Vec::new();
@@ -272,73 +258,92 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         .override_global(CONFIG_GLOBAL, &config, true)
         .map_max_entries(EVENTS_MAP, opts.ring_bytes)
         .load(EBPF_OBJECT)?;
-
     if !opts.cgroups.is_empty() {
-        let map = ebpf
-            .map_mut(CGROUP_FILTER_MAP)
-            .ok_or_else(|| LoadError::Missing(CGROUP_FILTER_MAP.into()))?;
-        let mut filter: BpfHashMap<_, u64, u8> =
-            BpfHashMap::try_from(map).map_err(|source| LoadError::Map {
-                name: CGROUP_FILTER_MAP.into(),
-                source,
-            })?;
-        for id in &opts.cgroups {
-            filter.insert(id, 1, 0).map_err(|source| LoadError::Map {
-                name: CGROUP_FILTER_MAP.into(),
-                source,
-            })?;
-        }
+        fill_cgroup_filter(&mut ebpf, &opts.cgroups)?;
     }
-
-    // cgroup creation before anything a task in the new cgroup can do: attribution of containers
-    // that are gone before the agent can look at them depends on it.
-    for name in ["cgroup_mkdir", "cgroup_rmdir"] {
-        attach_tp(&mut ebpf, name, "cgroup", name, &tfs, &mut probes)?;
-    }
-    // Process lifecycle next, so that the process table never misses a fork of a process that
-    // later makes a syscall.
-    attach_tp(
-        &mut ebpf,
-        "sched_process_exec",
-        "sched",
-        "sched_process_exec",
-        &tfs,
-        &mut probes,
-    )?;
-    attach_tp(
-        &mut ebpf,
-        "sched_process_exit",
-        "sched",
-        "sched_process_exit",
-        &tfs,
-        &mut probes,
-    )?;
-    {
-        let name = "sched_process_fork";
-        let prog: &mut RawTracePoint = program(&mut ebpf, name)?;
-        prog.load().map_err(|source| LoadError::Program {
-            name: name.into(),
-            source,
-        })?;
-        match prog.attach(name) {
-            Ok(_) => probes.push(ok("raw_tracepoint/sched_process_fork")),
-            Err(e) => probes.push(skip("raw_tracepoint/sched_process_fork", e.to_string())),
-        }
-    }
-    attach_tp(
-        &mut ebpf,
-        "inet_sock_set_state",
-        "sock",
-        "inet_sock_set_state",
-        &tfs,
-        &mut probes,
-    )?;
-
-    // Syscalls: decide which hooks are usable, publish their recipes, then attach.
+    attach_lifecycle(&mut ebpf, &tfs, &mut probes)?;
     let reference = SysLayout {
         nr: tp.sys_enter_nr,
         args: tp.sys_enter_args,
     };
+    let usable = usable_syscalls(&tfs, reference, &mut probes);
+    fill_syscall_table(&mut ebpf, &usable)?;
+    if attach_syscalls(&mut ebpf, &usable, &mut probes)? == 0 {
+        return Err(LoadError::NothingAttached);
+    }
+    Ok(Loaded { ebpf, probes })
+}
+
+/// Warns about every capability the agent lacks (the kernel has the last word) and raises
+/// RLIMIT_MEMLOCK for kernels that still charge BPF maps to it.
+fn check_privileges() -> Result<(), LoadError> {
+    if let Some(mask) = caps::current() {
+        for c in caps::check(mask)? {
+            warn!(
+                capability = c.name,
+                "capability missing: the agent cannot {}", c.why
+            );
+        }
+    }
+    if let Err(e) = caps::raise_memlock() {
+        debug!(error = %e, "RLIMIT_MEMLOCK not raised (not needed on kernels >= 5.11)");
+    }
+    Ok(())
+}
+
+/// The cgroup2 ids the kernel programs capture exclusively.
+fn fill_cgroup_filter(ebpf: &mut Ebpf, cgroups: &[u64]) -> Result<(), LoadError> {
+    let map_err = |source| LoadError::Map {
+        name: CGROUP_FILTER_MAP.into(),
+        source,
+    };
+    let map = ebpf
+        .map_mut(CGROUP_FILTER_MAP)
+        .ok_or_else(|| LoadError::Missing(CGROUP_FILTER_MAP.into()))?;
+    let mut filter: BpfHashMap<_, u64, u8> = BpfHashMap::try_from(map).map_err(map_err)?;
+    for id in cgroups {
+        filter.insert(id, 1, 0).map_err(map_err)?;
+    }
+    Ok(())
+}
+
+/// cgroup, process lifecycle and TCP state programs, in the order that keeps attribution and
+/// the process table complete.
+fn attach_lifecycle(
+    ebpf: &mut Ebpf,
+    tfs: &Tracefs,
+    probes: &mut Vec<ProbeStatus>,
+) -> Result<(), LoadError> {
+    // cgroup creation before anything a task in the new cgroup can do: attribution of containers
+    // that are gone before the agent can look at them depends on it.
+    for name in ["cgroup_mkdir", "cgroup_rmdir"] {
+        attach_tp(ebpf, name, "cgroup", name, tfs, probes)?;
+    }
+    // Process lifecycle next, so that the process table never misses a fork of a process that
+    // later makes a syscall.
+    for name in ["sched_process_exec", "sched_process_exit"] {
+        attach_tp(ebpf, name, "sched", name, tfs, probes)?;
+    }
+    let name = "sched_process_fork";
+    let prog: &mut RawTracePoint = program(ebpf, name)?;
+    prog.load().map_err(|source| LoadError::Program {
+        name: name.into(),
+        source,
+    })?;
+    match prog.attach(name) {
+        Ok(_) => probes.push(ok("raw_tracepoint/sched_process_fork")),
+        Err(e) => probes.push(skip("raw_tracepoint/sched_process_fork", e.to_string())),
+    }
+    let name = "inet_sock_set_state";
+    attach_tp(ebpf, name, "sock", name, tfs, probes)
+}
+
+/// The hooks whose tracepoints exist here with the layout the programs expect.
+fn usable_syscalls(
+    tfs: &Tracefs,
+    reference: SysLayout,
+    probes: &mut Vec<ProbeStatus>,
+) -> Vec<syscalls::Hook> {
     let mut usable = Vec::new();
     for h in syscalls::hooks() {
         let enter = format!("sys_enter_{}", h.tracepoint);
@@ -362,32 +367,40 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         }
         usable.push(h);
     }
-    {
-        let map = ebpf
-            .map_mut(SYSCALLS_MAP)
-            .ok_or_else(|| LoadError::Missing(SYSCALLS_MAP.into()))?;
-        let mut table: Array<_, SyscallDesc> =
-            Array::try_from(map).map_err(|source| LoadError::Map {
-                name: SYSCALLS_MAP.into(),
-                source,
-            })?;
-        for h in &usable {
-            table
-                .set(h.nr, h.desc, 0)
-                .map_err(|source| LoadError::Map {
-                    name: SYSCALLS_MAP.into(),
-                    source,
-                })?;
-        }
+    usable
+}
+
+/// Publishes each usable hook's recipe under its syscall number.
+fn fill_syscall_table(ebpf: &mut Ebpf, usable: &[syscalls::Hook]) -> Result<(), LoadError> {
+    let map_err = |source| LoadError::Map {
+        name: SYSCALLS_MAP.into(),
+        source,
+    };
+    let map = ebpf
+        .map_mut(SYSCALLS_MAP)
+        .ok_or_else(|| LoadError::Missing(SYSCALLS_MAP.into()))?;
+    let mut table: Array<_, SyscallDesc> = Array::try_from(map).map_err(map_err)?;
+    for h in usable {
+        table.set(h.nr, h.desc, 0).map_err(map_err)?;
     }
+    Ok(())
+}
+
+/// Attaches the shared `sys_enter`/`sys_exit` programs to each usable syscall's tracepoints;
+/// returns how many calls are hooked.
+fn attach_syscalls(
+    ebpf: &mut Ebpf,
+    usable: &[syscalls::Hook],
+    probes: &mut Vec<ProbeStatus>,
+) -> Result<usize, LoadError> {
     let mut attached = 0;
     for (prog_name, prefix) in [("sys_enter", "sys_enter_"), ("sys_exit", "sys_exit_")] {
-        let prog: &mut TracePoint = program(&mut ebpf, prog_name)?;
+        let prog: &mut TracePoint = program(ebpf, prog_name)?;
         prog.load().map_err(|source| LoadError::Program {
             name: prog_name.into(),
             source,
         })?;
-        for h in &usable {
+        for h in usable {
             let tp_name = format!("{prefix}{}", h.tracepoint);
             if let Err(e) = prog.attach("syscalls", &tp_name) {
                 probes.push(skip(
@@ -399,17 +412,10 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
             }
         }
     }
-    for h in &usable {
+    for h in usable {
         probes.push(ok(&format!("tracepoint/syscalls/{}", h.tracepoint)));
     }
-    if attached == 0 {
-        return Err(LoadError::NothingAttached);
-    }
-    Ok(Loaded {
-        ebpf,
-        probes,
-        config,
-    })
+    Ok(attached)
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, LoadError>
@@ -454,7 +460,7 @@ fn attach_tp(
 }
 
 /// Logs the probe report: one line per skipped probe, one summary line.
-pub fn log_probes(probes: &[ProbeStatus]) {
+pub(crate) fn log_probes(probes: &[ProbeStatus]) {
     let attached = probes.iter().filter(|p| p.attached).count();
     for p in probes.iter().filter(|p| !p.attached) {
         warn!(probe = %p.probe, reason = p.reason.as_deref().unwrap_or(""), "probe skipped");
@@ -473,7 +479,7 @@ pub fn log_probes(probes: &[ProbeStatus]) {
 }
 
 /// Publishes the probe report as `monitor_probe_attached{probe,reason}`.
-pub fn export_probes(probes: &[ProbeStatus], m: &crate::metrics::Metrics) {
+pub(crate) fn export_probes(probes: &[ProbeStatus], m: &crate::telemetry::metrics::Metrics) {
     for p in probes {
         m.probe_attached
             .with_label_values(&[&p.probe, p.reason.as_deref().unwrap_or("")])

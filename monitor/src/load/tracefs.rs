@@ -8,10 +8,11 @@ use std::{
 use thiserror::Error;
 
 /// Where tracefs is normally mounted, then the legacy location under debugfs.
-pub const TRACEFS_CANDIDATES: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+pub(crate) const TRACEFS_CANDIDATES: [&str; 2] =
+    ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
 #[derive(Debug, Error)]
-pub enum TracefsError {
+pub(crate) enum TracefsError {
     #[error(
         "tracefs is not mounted (looked for events/ under {0:?}); mount it with `mount -t tracefs tracefs /sys/kernel/tracing`"
     )]
@@ -39,24 +40,24 @@ pub enum TracefsError {
 
 /// One field of a tracepoint record.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Field {
+pub(crate) struct Field {
     /// The C declaration before the name, e.g. `__data_loc char[]` or `pid_t`.
-    pub decl: String,
-    pub offset: u32,
-    pub size: u32,
+    pub(crate) decl: String,
+    pub(crate) offset: u32,
+    pub(crate) size: u32,
 }
 
 /// Parsed format of one tracepoint.
 #[derive(Debug, Clone, Default)]
-pub struct Format {
+pub(crate) struct Format {
     /// `group/name`, for error messages.
-    pub name: String,
-    pub fields: HashMap<String, Field>,
+    pub(crate) name: String,
+    pub(crate) fields: HashMap<String, Field>,
 }
 
 impl Format {
     /// Parses the text of a `format` file; `origin` names it in errors.
-    pub fn parse(name: &str, text: &str, origin: &Path) -> Result<Format, TracefsError> {
+    pub(crate) fn parse(name: &str, text: &str, origin: &Path) -> Result<Format, TracefsError> {
         let mut fields = HashMap::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -91,7 +92,7 @@ impl Format {
     }
 
     /// The field named `name`.
-    pub fn field(&self, name: &str) -> Result<&Field, TracefsError> {
+    pub(crate) fn field(&self, name: &str) -> Result<&Field, TracefsError> {
         self.fields
             .get(name)
             .ok_or_else(|| TracefsError::MissingField {
@@ -101,7 +102,7 @@ impl Format {
     }
 
     /// Offset of `name`, if the kernel has that field.
-    pub fn offset(&self, name: &str) -> Option<u32> {
+    pub(crate) fn offset(&self, name: &str) -> Option<u32> {
         self.fields.get(name).map(|f| f.offset)
     }
 }
@@ -124,13 +125,13 @@ fn split_decl(s: &str) -> Option<(String, String)> {
 
 /// A mounted tracefs.
 #[derive(Debug, Clone)]
-pub struct Tracefs {
+pub(crate) struct Tracefs {
     root: PathBuf,
 }
 
 impl Tracefs {
     /// Finds a mounted tracefs among the usual places.
-    pub fn find() -> Result<Tracefs, TracefsError> {
+    pub(crate) fn find() -> Result<Tracefs, TracefsError> {
         for c in TRACEFS_CANDIDATES {
             if Path::new(c).join("events").is_dir() {
                 return Ok(Tracefs {
@@ -143,22 +144,13 @@ impl Tracefs {
         ))
     }
 
-    /// Uses the tracefs mounted at `root`.
-    pub fn at(root: impl Into<PathBuf>) -> Tracefs {
-        Tracefs { root: root.into() }
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// True when the tracepoint exists on this kernel.
-    pub fn exists(&self, group: &str, name: &str) -> bool {
+    pub(crate) fn exists(&self, group: &str, name: &str) -> bool {
         self.root.join("events").join(group).join(name).is_dir()
     }
 
     /// Reads and parses `events/<group>/<name>/format`.
-    pub fn format(&self, group: &str, name: &str) -> Result<Format, TracefsError> {
+    pub(crate) fn format(&self, group: &str, name: &str) -> Result<Format, TracefsError> {
         let dir = self.root.join("events").join(group).join(name);
         if !dir.is_dir() {
             return Err(TracefsError::NoTracepoint {

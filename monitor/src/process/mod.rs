@@ -4,7 +4,7 @@
 //! Identity: a process is (pid, start time). Start times are compared in clock ticks, the unit of
 //! /proc/<pid>/stat, so that processes seeded from /proc and processes learned from kernel events
 //! (start_boottime in ns) get the same identity.
-pub mod procfs;
+pub(crate) mod procfs;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -14,35 +14,35 @@ use std::{
 use serde::Serialize;
 
 /// How long an exited process stays resolvable (for its children's ancestry and late events).
-pub const EXIT_GRACE: Duration = Duration::from_secs(30);
+pub(crate) const EXIT_GRACE: Duration = Duration::from_secs(30);
 /// Upper bound of entries; beyond it exited entries are evicted early.
-pub const MAX_ENTRIES: usize = 262_144;
+pub(crate) const MAX_ENTRIES: usize = 262_144;
 /// Ancestors listed on each event.
-pub const ANCESTRY_DEPTH: usize = 8;
+pub(crate) const ANCESTRY_DEPTH: usize = 8;
 
 /// Everything known about one process.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ProcInfo {
-    pub pid: u32,
-    pub ppid: u32,
+pub(crate) struct ProcInfo {
+    pub(crate) pid: u32,
+    pub(crate) ppid: u32,
     /// Parent's start time in ticks (0 if unknown), to stop ancestry walks at pid reuse.
-    pub parent_start: u64,
-    pub start_ticks: u64,
-    pub exe: String,
-    pub args: Vec<String>,
+    pub(crate) parent_start: u64,
+    pub(crate) start_ticks: u64,
+    pub(crate) exe: String,
+    pub(crate) args: Vec<String>,
     /// `args` joined by spaces, computed once per exec rather than per event.
-    pub command_line: String,
+    pub(crate) command_line: String,
     /// [`process_id`] of this process, computed once when the entry is made.
-    pub id: String,
-    pub cwd: Option<String>,
-    pub exited: Option<Instant>,
+    pub(crate) id: String,
+    pub(crate) cwd: Option<String>,
+    pub(crate) exited: Option<Instant>,
     /// Where the details came from.
-    pub source: Source,
+    pub(crate) source: Source,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Source {
+pub(crate) enum Source {
     /// Seen exec'ing (or forked from such a process) since the agent started.
     Exec,
     /// Read from /proc.
@@ -53,22 +53,22 @@ pub enum Source {
 
 /// One entry of an event's ancestry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Ancestor {
-    pub pid: u32,
-    pub id: String,
-    pub exe: String,
+pub(crate) struct Ancestor {
+    pub(crate) pid: u32,
+    pub(crate) id: String,
+    pub(crate) exe: String,
     /// Start time in /proc clock ticks (0 if unknown); not output.
     #[serde(skip)]
-    pub start_ticks: u64,
+    pub(crate) start_ticks: u64,
 }
 
 /// Converts CLOCK_BOOTTIME ns (task start_boottime) to /proc clock ticks.
-pub fn ns_to_ticks(ns: u64, clk_tck: u64) -> u64 {
+pub(crate) fn ns_to_ticks(ns: u64, clk_tck: u64) -> u64 {
     ns / (1_000_000_000 / clk_tck.max(1))
 }
 
 /// Stable identity of a process across pid reuse (and across nodes, through the boot id).
-pub fn process_id(boot_id: &str, pid: u32, start_ticks: u64) -> String {
+pub(crate) fn process_id(boot_id: &str, pid: u32, start_ticks: u64) -> String {
     // FNV-1a 64: fast, stable across releases, and good enough to tell processes apart.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in boot_id
@@ -83,24 +83,29 @@ pub fn process_id(boot_id: &str, pid: u32, start_ticks: u64) -> String {
 }
 
 /// Reads process details; the real implementation is /proc, tests may supply their own.
-pub trait ProcSource {
+pub(crate) trait ProcSource {
+    /// Everything about one process, or `None` when it is gone.
     fn read(&self, pid: u32) -> Option<ProcInfo>;
+    /// The process's working directory.
     fn cwd(&self, pid: u32) -> Option<String>;
+    /// What an open descriptor of the process refers to (a directory fd of the *at calls).
+    fn fd_path(&self, pid: u32, fd: i64) -> Option<String>;
+    /// Every process id there is.
     fn all_pids(&self) -> Vec<u32>;
 }
 
-pub struct ProcessTable<S: ProcSource> {
+pub(crate) struct ProcessTable<S: ProcSource> {
     procs: HashMap<u32, ProcInfo>,
     exited: VecDeque<(u32, u64, Instant)>,
     source: S,
     boot_id: String,
     clk_tck: u64,
     /// Entries evicted before their grace period ended (table full).
-    pub evicted_early: u64,
+    pub(crate) evicted_early: u64,
 }
 
 impl<S: ProcSource> ProcessTable<S> {
-    pub fn new(source: S, boot_id: String, clk_tck: u64) -> Self {
+    pub(crate) fn new(source: S, boot_id: String, clk_tck: u64) -> Self {
         ProcessTable {
             procs: HashMap::new(),
             exited: VecDeque::new(),
@@ -120,7 +125,12 @@ impl<S: ProcSource> ProcessTable<S> {
 
     /// Loads every process currently in /proc. Call after the probes are attached, so that a
     /// process born in between is seen either here or through its fork event.
-    pub fn seed(&mut self) -> usize {
+    /// Where details of processes come from.
+    pub(crate) fn source(&self) -> &S {
+        &self.source
+    }
+
+    pub(crate) fn seed(&mut self) -> usize {
         let mut n = 0;
         for pid in self.source.all_pids() {
             if self.procs.contains_key(&pid) {
@@ -134,25 +144,17 @@ impl<S: ProcSource> ProcessTable<S> {
         n
     }
 
-    pub fn len(&self) -> usize {
-        self.procs.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.procs.is_empty()
-    }
-
-    pub fn ticks(&self, ns: u64) -> u64 {
+    pub(crate) fn ticks(&self, ns: u64) -> u64 {
         ns_to_ticks(ns, self.clk_tck)
     }
 
-    pub fn id_of(&self, pid: u32, start_ticks: u64) -> String {
+    pub(crate) fn id_of(&self, pid: u32, start_ticks: u64) -> String {
         process_id(&self.boot_id, pid, start_ticks)
     }
 
     /// The entry for (pid, start), creating it from /proc (or as unknown) when the table has no
     /// matching entry: a stale entry of a previous process with the same pid is replaced.
-    pub fn get_or_load(&mut self, pid: u32, start_ns: u64) -> &ProcInfo {
+    pub(crate) fn get_or_load(&mut self, pid: u32, start_ns: u64) -> &ProcInfo {
         let start = if start_ns == 0 {
             None
         } else {
@@ -187,7 +189,7 @@ impl<S: ProcSource> ProcessTable<S> {
     }
 
     /// A process forked: the child starts as a copy of its parent.
-    pub fn on_fork(
+    pub(crate) fn on_fork(
         &mut self,
         parent_pid: u32,
         parent_start_ns: u64,
@@ -207,7 +209,7 @@ impl<S: ProcSource> ProcessTable<S> {
     }
 
     /// A process replaced its image.
-    pub fn on_exec(
+    pub(crate) fn on_exec(
         &mut self,
         pid: u32,
         start_ns: u64,
@@ -240,7 +242,7 @@ impl<S: ProcSource> ProcessTable<S> {
     }
 
     /// The last thread of a process exited.
-    pub fn on_exit(&mut self, pid: u32, start_ns: u64, now: Instant) {
+    pub(crate) fn on_exit(&mut self, pid: u32, start_ns: u64, now: Instant) {
         let start = self.ticks(start_ns);
         if let Some(p) = self.procs.get_mut(&pid)
             && (start_ns == 0 || p.start_ticks == start)
@@ -252,7 +254,7 @@ impl<S: ProcSource> ProcessTable<S> {
     }
 
     /// Forgets exited processes whose grace period is over (or early, when the table is full).
-    pub fn sweep(&mut self, now: Instant) {
+    pub(crate) fn sweep(&mut self, now: Instant) {
         while let Some(&(pid, start, at)) = self.exited.front() {
             let full = self.procs.len() > MAX_ENTRIES;
             if now.duration_since(at) < EXIT_GRACE && !full {
@@ -271,13 +273,14 @@ impl<S: ProcSource> ProcessTable<S> {
         }
     }
 
-    pub fn get(&self, pid: u32) -> Option<&ProcInfo> {
+    #[cfg(test)]
+    pub(crate) fn get(&self, pid: u32) -> Option<&ProcInfo> {
         self.procs.get(&pid)
     }
 
     /// Up to `depth` ancestors, nearest first; stops where a parent is unknown or its pid was
     /// reused.
-    pub fn ancestry(&self, pid: u32, depth: usize) -> Vec<Ancestor> {
+    pub(crate) fn ancestry(&self, pid: u32, depth: usize) -> Vec<Ancestor> {
         let mut out = Vec::new();
         let Some(mut cur) = self.procs.get(&pid) else {
             return out;
@@ -319,6 +322,10 @@ mod tests {
         fn read(&self, pid: u32) -> Option<ProcInfo> {
             self.procs.borrow().get(&pid).cloned()
         }
+        fn fd_path(&self, _: u32, _: i64) -> Option<String> {
+            None
+        }
+
         fn cwd(&self, pid: u32) -> Option<String> {
             self.procs.borrow().get(&pid).and_then(|p| p.cwd.clone())
         }

@@ -5,8 +5,8 @@ use super::{ProcInfo, ProcSource, Source};
 
 /// /proc of the host (or another mount of it, e.g. /host/proc in a container).
 #[derive(Debug, Clone)]
-pub struct Procfs {
-    pub root: PathBuf,
+pub(crate) struct Procfs {
+    pub(crate) root: PathBuf,
 }
 
 impl Default for Procfs {
@@ -17,9 +17,36 @@ impl Default for Procfs {
     }
 }
 
+/// The kernel's boot id: processes are told apart across reboots by it.
+pub(crate) fn boot_id() -> String {
+    host_file("sys/kernel/random/boot_id")
+}
+
+/// The kernel's host name (the node name when no other is given).
+pub(crate) fn hostname() -> String {
+    host_file("sys/kernel/hostname")
+}
+
+/// The running kernel's release.
+pub(crate) fn kernel_release() -> String {
+    host_file("sys/kernel/osrelease")
+}
+
+/// The agent's own `/proc/self/status` (its capability sets), if readable.
+pub(crate) fn self_status() -> Option<String> {
+    fs::read_to_string("/proc/self/status").ok()
+}
+
+/// A one-line file under /proc, trimmed; empty when unreadable.
+fn host_file(rel: &str) -> String {
+    fs::read_to_string(PathBuf::from("/proc").join(rel))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
 /// Parses the fields of /proc/<pid>/stat we need: (ppid, starttime ticks). `comm` may hold
 /// spaces and parentheses, so fields are counted from the last ')'.
-pub fn parse_stat(s: &str) -> Option<(u32, u64)> {
+pub(crate) fn parse_stat(s: &str) -> Option<(u32, u64)> {
     let rest = &s[s.rfind(')')? + 1..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     // After comm: state(0) ppid(1) ... starttime is field 22 overall, index 19 here.
@@ -27,7 +54,7 @@ pub fn parse_stat(s: &str) -> Option<(u32, u64)> {
 }
 
 /// Splits a NUL-separated argv block.
-pub fn split_cmdline(b: &[u8]) -> Vec<String> {
+pub(crate) fn split_cmdline(b: &[u8]) -> Vec<String> {
     let b = b.strip_suffix(&[0]).unwrap_or(b);
     if b.is_empty() {
         return Vec::new();
@@ -67,6 +94,17 @@ impl ProcSource for Procfs {
         fs::read_link(self.root.join(pid.to_string()).join("cwd"))
             .ok()
             .map(|p| p.to_string_lossy().into_owned())
+    }
+
+    fn fd_path(&self, pid: u32, fd: i64) -> Option<String> {
+        fs::read_link(
+            self.root
+                .join(pid.to_string())
+                .join("fd")
+                .join(fd.to_string()),
+        )
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
     }
 
     fn all_pids(&self) -> Vec<u32> {

@@ -1,0 +1,149 @@
+//! Load-time configuration of the kernel programs: tracepoint field and kernel structure
+//! offsets found by the agent, and what to filter.
+use crate::NO_OFFSET;
+
+/// Tracepoint field offsets, read from tracefs by the agent at load time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TpOffsets {
+    /// `syscalls/sys_enter_*`: offset of `__syscall_nr` and of the first argument.
+    pub sys_enter_nr: u32,
+    /// Offset of the first argument in `sys_enter_*`.
+    pub sys_enter_args: u32,
+    /// `syscalls/sys_exit_*`: offset of `__syscall_nr` and `ret`.
+    pub sys_exit_nr: u32,
+    /// Offset of `ret` in `sys_exit_*`.
+    pub sys_exit_ret: u32,
+    /// `sched/sched_process_exec`: `__data_loc char[] filename` and `old_pid`.
+    pub exec_filename: u32,
+    /// `old_pid` of `sched_process_exec`.
+    pub exec_old_pid: u32,
+    /// `sched/sched_process_exit`: `group_dead` ([`NO_OFFSET`] on kernels without it).
+    pub exit_group_dead: u32,
+    /// `sock/inet_sock_set_state` fields.
+    pub sk_skaddr: u32,
+    /// `oldstate`.
+    pub sk_oldstate: u32,
+    /// `newstate`.
+    pub sk_newstate: u32,
+    /// `sport`.
+    pub sk_sport: u32,
+    /// `dport`.
+    pub sk_dport: u32,
+    /// `family`.
+    pub sk_family: u32,
+    /// `protocol`.
+    pub sk_protocol: u32,
+    /// `saddr` (IPv4).
+    pub sk_saddr: u32,
+    /// `daddr` (IPv4).
+    pub sk_daddr: u32,
+    /// `saddr_v6`.
+    pub sk_saddr_v6: u32,
+    /// `daddr_v6`.
+    pub sk_daddr_v6: u32,
+    /// `cgroup/cgroup_mkdir` and `cgroup_rmdir` (one event class): `root` (hierarchy id; 0 is
+    /// cgroup2), `id`, `__data_loc path`.
+    pub cg_root: u32,
+    /// `id` of the cgroup event.
+    pub cg_id: u32,
+    /// `__data_loc path` of the cgroup event.
+    pub cg_path: u32,
+}
+
+/// Kernel structure member offsets, read from BTF by the agent at load time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelOffsets {
+    /// `task_struct.tgid`.
+    pub task_tgid: u32,
+    /// `task_struct.pid`.
+    pub task_pid: u32,
+    /// `task_struct.real_parent`.
+    pub task_real_parent: u32,
+    /// `task_struct.group_leader`.
+    pub task_group_leader: u32,
+    /// `task_struct.start_boottime`.
+    pub task_start_boottime: u32,
+    /// `task_struct.exit_code`.
+    pub task_exit_code: u32,
+    /// `task_struct.mm`.
+    pub task_mm: u32,
+    /// `task_struct.cred`.
+    pub task_cred: u32,
+    /// `mm_struct.arg_start`.
+    pub mm_arg_start: u32,
+    /// `mm_struct.arg_end`.
+    pub mm_arg_end: u32,
+    /// `cred.euid`.
+    pub cred_euid: u32,
+    /// `cred.egid`.
+    pub cred_egid: u32,
+}
+
+/// Load-time configuration of the kernel programs (the [`CONFIG_GLOBAL`] global).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// tgid of the agent: its own activity is dropped in the kernel.
+    pub agent_tgid: u32,
+    /// 1: capture only tasks whose cgroup2 id is in [`CGROUP_FILTER_MAP`].
+    pub cgroup_filter: u32,
+    /// Bit N set: report TCP transitions into state N (TCP_ESTABLISHED = 1 ... TCP_CLOSING = 11).
+    pub tcp_state_mask: u32,
+    /// Wake the reader only once this many bytes are pending (0: on every record). Waking on
+    /// every record costs an IPI and a context switch per event; the reader also drains on a
+    /// short timer, which bounds the latency of records that do not cross the threshold.
+    pub wakeup_bytes: u32,
+    /// Tracepoint field offsets.
+    pub tp: TpOffsets,
+    /// Kernel structure member offsets.
+    pub k: KernelOffsets,
+}
+
+impl Config {
+    /// A configuration with every offset unknown and nothing filtered.
+    pub const UNSET: Config = Config {
+        agent_tgid: 0,
+        cgroup_filter: 0,
+        tcp_state_mask: 0,
+        wakeup_bytes: 0,
+        tp: TpOffsets {
+            sys_enter_nr: NO_OFFSET,
+            sys_enter_args: NO_OFFSET,
+            sys_exit_nr: NO_OFFSET,
+            sys_exit_ret: NO_OFFSET,
+            exec_filename: NO_OFFSET,
+            exec_old_pid: NO_OFFSET,
+            exit_group_dead: NO_OFFSET,
+            sk_skaddr: NO_OFFSET,
+            sk_oldstate: NO_OFFSET,
+            sk_newstate: NO_OFFSET,
+            sk_sport: NO_OFFSET,
+            sk_dport: NO_OFFSET,
+            sk_family: NO_OFFSET,
+            sk_protocol: NO_OFFSET,
+            sk_saddr: NO_OFFSET,
+            sk_daddr: NO_OFFSET,
+            sk_saddr_v6: NO_OFFSET,
+            sk_daddr_v6: NO_OFFSET,
+            cg_root: NO_OFFSET,
+            cg_id: NO_OFFSET,
+            cg_path: NO_OFFSET,
+        },
+        k: KernelOffsets {
+            task_tgid: NO_OFFSET,
+            task_pid: NO_OFFSET,
+            task_real_parent: NO_OFFSET,
+            task_group_leader: NO_OFFSET,
+            task_start_boottime: NO_OFFSET,
+            task_exit_code: NO_OFFSET,
+            task_mm: NO_OFFSET,
+            task_cred: NO_OFFSET,
+            mm_arg_start: NO_OFFSET,
+            mm_arg_end: NO_OFFSET,
+            cred_euid: NO_OFFSET,
+            cred_egid: NO_OFFSET,
+        },
+    };
+}

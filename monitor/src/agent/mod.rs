@@ -1,0 +1,353 @@
+//! The agent's runtime, for `monitor run` and `monitor trace` alike: it wires the stages,
+//! data flowing one way — kernel programs (`load`) -> ring reader (`capture`) -> bounded queue
+//! -> process table, event and attribution (`pipeline`) -> rules and baselines (`detect`) or
+//! JSON lines -> sinks (`output`) — and stops them in that order.
+pub(crate) mod bench;
+mod kernel;
+pub(crate) mod options;
+
+use std::{io::Write, os::unix::fs::MetadataExt, path::PathBuf, sync::Arc, time::Duration};
+
+pub(crate) use options::{Mode, Options, RulesOptions};
+use thiserror::Error;
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
+use tracing::info;
+
+use crate::{
+    capture::{self, CaptureError, CaptureMaps, decode::RawEvent, drops::DropTracker},
+    detect::{
+        Detector,
+        baseline::{BaselineStage, store::StoreError},
+        rules::{RuleError, reload},
+    },
+    enrich::{self, Attributor, AttributorConfig, hold::HoldQueue},
+    event::NodeContext,
+    load::{self, LoadError},
+    output::{
+        events::JsonLines,
+        sink::{Dispatcher, SinkError},
+    },
+    pipeline::{EventSink, Filter, FilterError, Pipeline},
+    process::{ProcessTable, procfs},
+    telemetry::{Health, Metrics, http, metrics::Summary},
+};
+
+/// Why the agent could not start or stopped with an error.
+#[derive(Debug, Error)]
+pub(crate) enum AgentError {
+    /// The kernel programs could not be loaded or attached.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The ring buffer or counters could not be read.
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    /// A `monitor trace` filter is invalid.
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    /// A `--cgroup` directory is not a cgroup2 directory.
+    #[error(
+        "cgroup {path}: {source} (give a cgroup2 directory, e.g. /sys/fs/cgroup/unified/<name>)"
+    )]
+    Cgroup {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A file the agent writes (ready file, stats) or the metrics endpoint failed.
+    #[error("writing {what} {path}: {source}")]
+    Write {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Writing events (trace output) failed.
+    #[error("writing events: {0}")]
+    Output(std::io::Error),
+    /// A stage's task panicked or was cancelled.
+    #[error("a pipeline task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    /// The rules do not load.
+    #[error("invalid rules:\n{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Rules(Vec<RuleError>),
+    /// The baseline directory cannot be used.
+    #[error(transparent)]
+    Baseline(#[from] StoreError),
+    /// A sink cannot be started.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+/// cgroup2 id of a cgroup directory: its inode number.
+fn cgroup_id(path: &std::path::Path) -> Result<u64, AgentError> {
+    std::fs::metadata(path)
+        .map(|m| m.ino())
+        .map_err(|source| AgentError::Cgroup {
+            path: path.into(),
+            source,
+        })
+}
+
+fn clk_tck() -> u64 {
+    // SAFETY: sysconf has no memory effects.
+    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(v).ok().filter(|v| *v > 0).unwrap_or(100)
+}
+
+/// The end of the pipeline: JSON lines or the detector.
+enum Sink<W: Write> {
+    Events(JsonLines<W>),
+    Alerts(Box<Detector<Dispatcher>>, Duration),
+}
+
+impl<W: Write> EventSink for Sink<W> {
+    fn event(&mut self, e: &crate::event::Event) -> std::io::Result<()> {
+        match self {
+            Sink::Events(s) => s.event(e),
+            Sink::Alerts(d, _) => d.event(e),
+        }
+    }
+    fn tick(&mut self, all: bool) {
+        match self {
+            Sink::Events(s) => s.tick(all),
+            Sink::Alerts(d, _) => d.tick(all),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Events(s) => s.flush(),
+            Sink::Alerts(d, _) => d.flush(),
+        }
+    }
+}
+
+/// Builds the sink of the pipeline: for `monitor run` the rules (validated before anything
+/// touches the kernel: bad ones stop the agent), their reload task, baselines and alert sinks.
+fn start_sink<W: Write>(
+    mode: &Mode,
+    out: W,
+    metrics: &Metrics,
+    drops: &Arc<DropTracker>,
+) -> Result<(Sink<W>, Option<JoinHandle<()>>), AgentError> {
+    let r = match mode {
+        Mode::Trace { .. } => return Ok((Sink::Events(JsonLines::new(out)), None)),
+        Mode::Run(r) => r,
+    };
+    let set = r.load().map_err(AgentError::Rules)?;
+    info!(rules = set.len(), "rules loaded");
+    metrics.rules_loaded.set(set.len() as i64);
+    metrics.rules_last_reload_success.set(1);
+    metrics.rules_last_reload_time.set(Metrics::now_seconds());
+    let (tx, rx) = watch::channel(set);
+    let baselines = match &r.baselines {
+        Some((dir, cfg)) => Some(Box::new(BaselineStage::open(dir, cfg.clone())?)),
+        None => None,
+    };
+    let sinks = Dispatcher::start(&r.sinks, metrics)?.with_redactor(r.redact.clone());
+    let detector = Detector::new(rx, baselines, metrics.clone(), sinks, drops.clone());
+    let reload_opts = r.clone();
+    let watch = tokio::spawn(reload::watch_rules(
+        r.paths.clone(),
+        move || reload_opts.load(),
+        tx,
+        metrics.clone(),
+    ));
+    Ok((
+        Sink::Alerts(Box::new(detector), r.shutdown_deadline),
+        Some(watch),
+    ))
+}
+
+async fn start_metrics_server(
+    opts: &Options,
+    metrics: &Metrics,
+    health: &Arc<Health>,
+) -> Result<Option<JoinHandle<()>>, AgentError> {
+    let Some(addr) = opts.config.metrics.addr else {
+        return Ok(None);
+    };
+    let (listener, _) = http::bind(addr).await.map_err(|source| AgentError::Write {
+        what: "metrics endpoint",
+        path: PathBuf::from(addr.to_string()),
+        source,
+    })?;
+    Ok(Some(tokio::spawn(http::serve(
+        listener,
+        metrics.clone(),
+        health.clone(),
+    ))))
+}
+
+/// The tasks of a running agent, stopped in data-flow order.
+struct Running<W: Write + Send + 'static> {
+    loaded: load::Loaded,
+    counters: capture::CounterMaps,
+    stop_reader: watch::Sender<bool>,
+    reader: JoinHandle<Result<(), CaptureError>>,
+    pipeline: JoinHandle<std::io::Result<Sink<W>>>,
+    resolver: JoinHandle<()>,
+}
+
+/// Loads the programs and starts the reader, the resolver and the pipeline.
+fn start<W: Write + Send + 'static>(
+    opts: &Options,
+    sink: Sink<W>,
+    metrics: &Metrics,
+    drops: &Arc<DropTracker>,
+    health: &Arc<Health>,
+) -> Result<Running<W>, AgentError> {
+    let filter = match &opts.mode {
+        Mode::Trace { kinds, pids, comms } => Filter::new(kinds, pids, comms)?,
+        Mode::Run(_) => Filter::default(),
+    };
+    let mut load_opts = opts.load();
+    for p in &opts.config.capture.cgroups {
+        load_opts.cgroups.push(cgroup_id(p)?);
+    }
+    let mut loaded = load::load(&load_opts)?;
+    load::log_probes(&loaded.probes);
+    load::export_probes(&loaded.probes, metrics);
+    let CaptureMaps { ring, counters } = CaptureMaps::take(&mut loaded.ebpf)?;
+
+    let c = &opts.config;
+    let node = NodeContext::detect((!c.node.is_empty()).then(|| c.node.clone()));
+    let mut table = ProcessTable::new(procfs::Procfs::default(), procfs::boot_id(), clk_tck());
+    let seeded = table.seed();
+    info!(processes = seeded, node = %node.node, "process table seeded from /proc");
+
+    let (tx, rx) = mpsc::channel::<RawEvent>(c.capture.queue.max(1024));
+    let (stop_reader, stop_rx) = watch::channel(false);
+    let reader = tokio::spawn(capture::read_ring(
+        ring,
+        tx,
+        metrics.clone(),
+        drops.clone(),
+        stop_rx,
+    ));
+    let (req_tx, req_rx) = mpsc::channel::<String>(4096);
+    let (res_tx, res_rx) = mpsc::channel(4096);
+    let resolver = tokio::spawn(enrich::resolver(
+        c.runtime.cri_socket.clone(),
+        req_rx,
+        res_tx,
+    ));
+    let mut attributor = Attributor::new(AttributorConfig::default(), req_tx, metrics.clone());
+    // After the probes are attached: a container created from now on is seen by cgroup_mkdir,
+    // one that existed before by this scan.
+    let containers = attributor.scan_cgroups();
+    info!(containers, "container cgroups found at start-up");
+    let pipeline = Pipeline {
+        table,
+        attributor,
+        node,
+        filter,
+        held: HoldQueue::new(c.runtime.metadata_hold.0),
+        sink,
+        health: health.clone(),
+    };
+    let pipeline = tokio::spawn(pipeline.run(rx, res_rx));
+    Ok(Running {
+        loaded,
+        counters,
+        stop_reader,
+        reader,
+        pipeline,
+        resolver,
+    })
+}
+
+/// Runs until `shutdown` resolves, writing events (trace) or alerts (run); returns the final
+/// counters.
+pub(crate) async fn run<W: Write + Send + 'static>(
+    opts: Options,
+    out: W,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<Summary, AgentError> {
+    let metrics = Metrics::with_options(opts.config.metrics.high_cardinality);
+    metrics.set_build_info(&procfs::kernel_release());
+    metrics.init_series();
+    metrics.register_process_metrics();
+    let health = Arc::new(Health::default());
+    let drop_window = match &opts.mode {
+        Mode::Run(r) => r.drop_window,
+        Mode::Trace { .. } => Duration::from_secs(60),
+    };
+    let drops = Arc::new(DropTracker::new(drop_window));
+    let (sink, rules_watch) = start_sink(&opts.mode, out, &metrics, &drops)?;
+    let metrics_server = start_metrics_server(&opts, &metrics, &health).await?;
+    let running = start(&opts, sink, &metrics, &drops, &health)?;
+    if let Some(path) = &opts.ready_file {
+        std::fs::write(path, b"ready\n").map_err(|source| AgentError::Write {
+            what: "ready file",
+            path: path.clone(),
+            source,
+        })?;
+    }
+    info!("capturing");
+    health.set_ready(true, "");
+    let mut watch = kernel::KernelWatch::new();
+    // Kernel counters feed the metrics and the drop tracker every second.
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            _ = tick.tick() => watch.tick(&running.counters, &metrics, &drops),
+        }
+    }
+    health.set_ready(false, "stopping");
+    let summary = stop(running, &mut watch, &metrics).await?;
+    for task in [metrics_server, rules_watch].into_iter().flatten() {
+        task.abort();
+    }
+    if let Some(path) = &opts.stats_json {
+        let text = serde_json::to_vec_pretty(&summary)
+            .map_err(std::io::Error::other)
+            .map_err(AgentError::Output)?;
+        std::fs::write(path, text).map_err(|source| AgentError::Write {
+            what: "stats",
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(summary)
+}
+
+/// Detaches the programs, drains the ring buffer through the pipeline, flushes the sinks and
+/// collects the final counters.
+async fn stop<W: Write + Send + 'static>(
+    running: Running<W>,
+    watch: &mut kernel::KernelWatch,
+    metrics: &Metrics,
+) -> Result<Summary, AgentError> {
+    info!("stopping: detaching probes and draining the ring buffer");
+    let Running {
+        loaded,
+        counters,
+        stop_reader,
+        reader,
+        pipeline,
+        resolver,
+    } = running;
+    // Dropping the object detaches every program: nothing new can enter the ring after this.
+    drop(loaded);
+    let _ = stop_reader.send(true);
+    reader.await??;
+    let sink = pipeline.await?.map_err(AgentError::Output)?;
+    if let Sink::Alerts(detector, deadline) = sink {
+        info!(?deadline, "flushing alert sinks");
+        detector.into_sinks().shutdown(deadline).await;
+    }
+    resolver.abort();
+    let kernel = watch.last(&counters, metrics)?;
+    let summary = Summary::collect(metrics, kernel);
+    info!(
+        received = summary.received.values().sum::<u64>(),
+        kernel_dropped = summary.kernel.total_dropped(),
+        queue_dropped = summary.queue_dropped.values().sum::<u64>(),
+        decode_errors = summary.decode_errors,
+        "stopped"
+    );
+    Ok(summary)
+}

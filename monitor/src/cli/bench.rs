@@ -1,0 +1,36 @@
+//! `monitor bench-pipeline` (hidden, used by `cargo xtask bench`): the user-space pipeline on
+//! records in memory, or the decoder's fuzzing corpus written out.
+use std::{collections::HashSet, path::Path};
+
+use super::CliError;
+use crate::agent::bench;
+
+/// Writes the first records of each distinct kind to `dir`.
+pub(super) fn dump_records(dir: &Path) -> Result<(), CliError> {
+    let io = |source| CliError::Io {
+        what: "writing records to",
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut seen = HashSet::new();
+    for r in bench::records(2000) {
+        let kind = r.get(..4).map(<[u8]>::to_vec);
+        if seen.insert(kind) {
+            let name = format!("record-{}", seen.len());
+            std::fs::write(dir.join(name), &r).map_err(io)?;
+        }
+    }
+    println!("{} records in {}", seen.len(), dir.display());
+    Ok(())
+}
+
+/// Runs the pipeline over `events` records and prints the figures as JSON.
+pub(super) fn pipeline(events: usize, every_event: bool) -> Result<(), CliError> {
+    let report = bench::run(events, every_event);
+    println!(
+        "{}",
+        serde_json::to_string(&report).map_err(CliError::Json)?
+    );
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! Unit tests of the configuration: sources, precedence, validation, sinks.
+use super::*;
+
+fn write(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("monitor-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write");
+    p
+}
+
+#[test]
+fn defaults_are_valid_and_print_stdout_sink() {
+    let c = Config::load(&Sources::default()).expect("defaults");
+    assert_eq!(c.sinks, vec![SinkConfig::stdout()]);
+    assert!(c.to_yaml().contains("type: stdout"));
+}
+
+#[test]
+fn yaml_and_toml_give_the_same_config() {
+    let y = write(
+        "a.yaml",
+        "metrics:\n  addr: 127.0.0.1:9750\nsinks:\n  - type: file\n    path: /tmp/x.json\n    max_bytes: 8192\n    format: ocsf\n  - type: syslog\n    address: udp://127.0.0.1:514\n",
+    );
+    let t = write(
+        "a.toml",
+        "[metrics]\naddr = \"127.0.0.1:9750\"\n[[sinks]]\ntype = \"file\"\npath = \"/tmp/x.json\"\nmax_bytes = 8192\nformat = \"ocsf\"\n[[sinks]]\ntype = \"syslog\"\naddress = \"udp://127.0.0.1:514\"\n",
+    );
+    let a = Config::load(&Sources {
+        file: Some(y),
+        ..Default::default()
+    })
+    .expect("yaml");
+    let b = Config::load(&Sources {
+        file: Some(t),
+        ..Default::default()
+    })
+    .expect("toml");
+    assert_eq!(a, b);
+    assert_eq!(a.sinks[0].format, Format::Ocsf);
+    assert_eq!(a.sinks[1].display_name(), "syslog");
+}
+
+#[test]
+fn env_overrides_file_and_flags_override_env() {
+    let y = write(
+        "b.yaml",
+        "capture:\n  queue: 100\nbaselines:\n  learn: 2h\n",
+    );
+    let c = Config::load(&Sources {
+        file: Some(y),
+        env: vec![
+            ("MONITOR_CAPTURE_QUEUE".into(), "200".into()),
+            ("MONITOR_BASELINES_LEARN".into(), "30m".into()),
+            ("MONITOR_LOG".into(), "debug".into()),
+            ("PATH".into(), "/bin".into()),
+        ],
+        set: vec!["capture.queue=300".into()],
+    })
+    .expect("load");
+    assert_eq!(c.capture.queue, 300);
+    assert_eq!(c.baselines.learn, Dur(Duration::from_secs(1800)));
+}
+
+#[test]
+fn sinks_can_come_from_the_environment() {
+    let c = Config::load(&Sources {
+        env: vec![(
+            "MONITOR_SINKS".into(),
+            "[{type: webhook, url: 'http://127.0.0.1:1/x', format: ecs}]".into(),
+        )],
+        ..Default::default()
+    })
+    .expect("load");
+    assert_eq!(c.sinks.len(), 1);
+    assert_eq!(c.sinks[0].format, Format::Ecs);
+    assert_eq!(c.sinks[0].display_name(), "webhook");
+}
+
+#[test]
+fn errors_name_the_file_and_the_key() {
+    let y = write("c.yaml", "capture:\n  queu: 1\n");
+    let e = Config::load(&Sources {
+        file: Some(y.clone()),
+        ..Default::default()
+    })
+    .expect_err("typo");
+    let s = e.to_string();
+    assert!(
+        s.contains(&y.display().to_string()) && s.contains("queu"),
+        "{s}"
+    );
+
+    // Unknown variables are only warned about (Kubernetes service links add some).
+    let c = Config::load(&Sources {
+        env: vec![("MONITOR_SERVICE_HOST".into(), "10.0.0.1".into())],
+        ..Default::default()
+    })
+    .expect("unknown env var ignored");
+    assert_eq!(c, Config::default());
+    let e = Config::load(&Sources {
+        env: vec![("MONITOR_CAPTURE_QUEUE".into(), "many".into())],
+        ..Default::default()
+    })
+    .expect_err("bad env value");
+    assert!(e.to_string().contains("queue"), "{e}");
+
+    let e = Config::load(&Sources {
+        set: vec!["metrics.adr=1".into()],
+        ..Default::default()
+    })
+    .expect_err("set typo");
+    assert!(e.to_string().contains("metrics.adr"), "{e}");
+}
+
+#[test]
+fn validation_reports_every_problem() {
+    let y = write(
+        "d.yaml",
+        "capture:\n  ring_buffer_bytes: 5000\nsinks:\n  - type: syslog\n    address: 127.0.0.1:514\n    facility: nope\n  - type: webhook\n    url: ftp://x\n  - type: stdout\n  - type: stdout\n",
+    );
+    let e = Config::load(&Sources {
+        file: Some(y),
+        ..Default::default()
+    })
+    .expect_err("invalid");
+    let s = e.to_string();
+    for needle in [
+        "ring_buffer_bytes",
+        "udp://HOST:PORT",
+        "facility `nope`",
+        "ftp://x",
+        "duplicate sink name",
+    ] {
+        assert!(s.contains(needle), "missing {needle} in {s}");
+    }
+}
+
+#[test]
+fn durations_parse_in_all_forms() {
+    assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+    assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
+    assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+    assert_eq!(parse_duration("x"), None);
+    let d: Dur = serde_json::from_str("5").expect("secs");
+    assert_eq!(d, Dur(Duration::from_secs(5)));
+    for text in ["250ms", "10s", "5m", "2h", "0s"] {
+        let d: Dur = serde_json::from_str(&format!("\"{text}\"")).expect("parse");
+        assert_eq!(
+            serde_json::to_string(&d).expect("print"),
+            format!("\"{text}\"")
+        );
+    }
+}

@@ -1,0 +1,121 @@
+//! Detection: behaviour rules and learned baselines judge each event; what they raise is an
+//! [`Alert`], handed to an [`AlertSink`] (the outputs implement it).
+//!
+//! The [`Detector`] is the pipeline's sink in `monitor run`.
+mod alert;
+pub(crate) mod baseline;
+pub(crate) mod rules;
+
+use std::{sync::Arc, time::Instant};
+
+pub(crate) use alert::{Alert, AnomalyInfo, DedupInfo, SeqFirst};
+use tokio::sync::watch;
+use tracing::info;
+
+use self::{
+    baseline::BaselineStage,
+    rules::{Engine, RuleSet},
+};
+use crate::{capture::drops::DropTracker, event::Event, pipeline::EventSink, telemetry::Metrics};
+
+/// Where alerts go.
+pub(crate) trait AlertSink {
+    /// Takes one alert; never blocks (a full queue drops and counts).
+    fn deliver(&mut self, a: Alert);
+}
+
+/// One event in this many has its rule evaluation timed (the histogram is a sample).
+const TIME_ONE_IN: u64 = 16;
+
+/// Rules and baselines over the event stream, delivering to `A`.
+pub(crate) struct Detector<A: AlertSink> {
+    /// The current rules; a reload publishes a new set here and the detector swaps to it
+    /// between two events, so none is lost or evaluated twice.
+    rules: watch::Receiver<Arc<RuleSet>>,
+    engine: Engine,
+    /// Learned per-workload baselines (anomaly alerts), when enabled.
+    baselines: Option<Box<BaselineStage>>,
+    metrics: Metrics,
+    sinks: A,
+    /// Recent event loss, noted on alerts.
+    drops: Arc<DropTracker>,
+    /// Events seen, for sampling.
+    seen: u64,
+}
+
+impl<A: AlertSink> Detector<A> {
+    /// A detector judging with the rules published on `rules`.
+    pub(crate) fn new(
+        rules: watch::Receiver<Arc<RuleSet>>,
+        baselines: Option<Box<BaselineStage>>,
+        metrics: Metrics,
+        sinks: A,
+        drops: Arc<DropTracker>,
+    ) -> Detector<A> {
+        Detector {
+            rules,
+            engine: Engine::default(),
+            baselines,
+            metrics,
+            sinks,
+            drops,
+            seen: 0,
+        }
+    }
+
+    /// The alert sink, to be shut down once the pipeline is over.
+    pub(crate) fn into_sinks(self) -> A {
+        self.sinks
+    }
+}
+
+impl<A: AlertSink> EventSink for Detector<A> {
+    fn event(&mut self, e: &Event) -> std::io::Result<()> {
+        if self.rules.has_changed().unwrap_or(false) {
+            let new = self.rules.borrow_and_update().clone();
+            self.engine.retain_rules(&new);
+            info!(rules = new.len(), "new rules in force");
+        }
+        let current = self.rules.borrow().clone();
+        let now = Instant::now();
+        self.seen += 1;
+        let mut alerts = if self.seen.is_multiple_of(TIME_ONE_IN) {
+            let t = Instant::now();
+            let a = self.engine.evaluate(&current, e, now);
+            self.metrics
+                .rule_eval
+                .with_label_values(&[e.kind])
+                .observe(t.elapsed().as_secs_f64());
+            a
+        } else {
+            self.engine.evaluate(&current, e, now)
+        };
+        if let Some(b) = &mut self.baselines {
+            alerts.extend(b.baselines.observe(e, now));
+        }
+        for mut a in alerts {
+            a.drops = self.drops.notice(now, e.cgroup_id);
+            self.sinks.deliver(a);
+        }
+        Ok(())
+    }
+
+    /// Delivers folded alerts whose dedup window is over (all of them at the end), applies
+    /// queued baseline imports and saves changed profiles.
+    fn tick(&mut self, all: bool) {
+        let now = Instant::now();
+        for mut a in self.engine.flush(now, all) {
+            a.drops = self.drops.notice(now, a.event.cgroup_id);
+            self.sinks.deliver(a);
+        }
+        if let Some(b) = &mut self.baselines {
+            b.apply_incoming();
+            b.save(all);
+            b.export_metrics(&self.metrics);
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

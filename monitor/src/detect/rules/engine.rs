@@ -1,0 +1,290 @@
+//! Rule evaluation: for each event, the rules of its kind; sequence rules remember their first
+//! events per key; alerts are folded per dedup window. State survives rule reloads by rule id.
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    time::Instant,
+};
+
+use super::{Rule, RuleSet, SeqBy, Sequence, fields};
+use crate::{
+    detect::{Alert, DedupInfo, SeqFirst},
+    event::{Detail, Event},
+};
+
+struct DedupState {
+    first_seen: String,
+    last_seen: String,
+    window_end: Instant,
+    suppressed: u64,
+    last: Option<Alert>,
+}
+
+struct SeqEntry {
+    at: Instant,
+    /// When the first event happened, in /proc clock ticks since boot.
+    ticks: u64,
+    same: Vec<Option<String>>,
+    first: SeqFirst,
+}
+
+/// Remembered first events per (rule, key) at most.
+const SEQ_PER_KEY: usize = 1024;
+/// Dedup keys and sequence keys held at most; beyond, the oldest are dropped (and counted).
+const MAX_KEYS: usize = 65_536;
+
+/// Rule evaluation state: dedup windows and sequence firsts, kept across rule reloads by rule id.
+#[derive(Default)]
+pub(crate) struct Engine {
+    dedup: HashMap<(String, String), DedupState>,
+    seq: HashMap<(String, String), VecDeque<SeqEntry>>,
+    /// State entries dropped because a bound was reached.
+    pub(crate) evicted: u64,
+}
+
+/// Sequence state keys a `then` event may continue, in order: its own key; for `by: process`
+/// also each ancestor's, with the start time (ticks) of the ancestor's child on the event's line
+/// of descent. Descriptors and state survive fork and exec, so a connection made by a parent
+/// and put on stdio by a child it forked afterwards (`nc -e`, `bash -i >& /dev/tcp/...` run
+/// from a wrapper) is still one reverse shell.
+fn seq_candidates(by: SeqBy, own: &str, e: &Event) -> Vec<(String, Option<u64>)> {
+    let mut out = vec![(own.to_string(), None)];
+    if by == SeqBy::Process {
+        let mut child_start = e.process.start_ticks;
+        for a in &e.process.ancestors {
+            out.push((format!("p{}", a.id), Some(child_start)));
+            child_start = a.start_ticks;
+        }
+    }
+    out
+}
+
+impl Engine {
+    /// Evaluates every rule that applies to `e`; returns the alerts to deliver now.
+    pub(crate) fn evaluate(&mut self, rules: &RuleSet, e: &Event, now: Instant) -> Vec<Alert> {
+        let mut out = Vec::new();
+        for rule in rules.for_kind(e.kind) {
+            let (fired, seq_first) = match (&rule.condition, &rule.sequence) {
+                (Some(c), _) => (c.matches(e), None),
+                (None, Some(s)) => self.sequence_step(&rule.id, s, e, now),
+                _ => (false, None),
+            };
+            if !fired || rule.exceptions.iter().any(|(_, m)| m.matches(e)) {
+                continue;
+            }
+            let alert = alert_of(rule, e, seq_first);
+            self.fold(rule, e, alert, now, &mut out);
+        }
+        out
+    }
+
+    /// A sequence rule's step: a `then` event that continues a remembered first event fires
+    /// (with that first event's context); otherwise a `first` event is remembered.
+    fn sequence_step(
+        &mut self,
+        rule_id: &str,
+        s: &Sequence,
+        e: &Event,
+        now: Instant,
+    ) -> (bool, Option<SeqFirst>) {
+        let key = match s.by {
+            SeqBy::Process => format!("p{}", e.process.id),
+            SeqBy::Container => match &e.attribution.container {
+                Some(c) => format!("c{}", c.id),
+                None => "host".into(),
+            },
+        };
+        if !self.seq.is_empty()
+            && s.then.matches(e)
+            && let Some(first) = self.continue_sequence(rule_id, s, &key, e, now)
+        {
+            return (true, Some(first));
+        }
+        if s.first.matches(e) {
+            self.remember_first(rule_id.to_string(), key, s, e, now);
+        }
+        (false, None)
+    }
+
+    /// The remembered first event a `then` event continues, taken out of the state.
+    fn continue_sequence(
+        &mut self,
+        rule_id: &str,
+        s: &Sequence,
+        own: &str,
+        e: &Event,
+        now: Instant,
+    ) -> Option<SeqFirst> {
+        // Rendered only once some state is found to compare it with.
+        let mut want: Option<Vec<Option<String>>> = None;
+        for (key, forked) in seq_candidates(s.by, own, e) {
+            let Some(q) = self.seq.get_mut(&(rule_id.to_string(), key)) else {
+                continue;
+            };
+            q.retain(|x| now.duration_since(x.at) <= s.within);
+            let want = want.get_or_insert_with(|| {
+                s.same
+                    .iter()
+                    .map(|(t, _)| fields::render(&fields::get(t, e)))
+                    .collect()
+            });
+            // An ancestor's first event counts only if the line of descent was forked after it
+            // (and so inherited what it opened).
+            let pos = q
+                .iter()
+                .position(|x| x.same == *want && forked.is_none_or(|t| t != 0 && t >= x.ticks));
+            if let Some(pos) = pos {
+                return q.remove(pos).map(|x| x.first);
+            }
+        }
+        None
+    }
+
+    fn remember_first(
+        &mut self,
+        rule_id: String,
+        key: String,
+        s: &Sequence,
+        e: &Event,
+        now: Instant,
+    ) {
+        let k = (rule_id, key);
+        if self.seq.len() >= MAX_KEYS && !self.seq.contains_key(&k) {
+            self.evicted += 1;
+            if let Some(victim) = self.seq.keys().next().cloned() {
+                self.seq.remove(&victim);
+            }
+        }
+        let q = self.seq.entry(k).or_default();
+        if q.len() >= SEQ_PER_KEY {
+            q.pop_front();
+            self.evicted += 1;
+        }
+        q.push_back(SeqEntry {
+            at: now,
+            ticks: e.ticks,
+            same: s
+                .same
+                .iter()
+                .map(|(_, f)| fields::render(&fields::get(f, e)))
+                .collect(),
+            first: SeqFirst {
+                time: e.time.clone(),
+                kind: e.kind,
+                pid: e.process.pid,
+                summary: rule_summary(e),
+            },
+        });
+    }
+
+    /// Delivers `alert` now, or folds it into the open dedup window of its key.
+    fn fold(&mut self, rule: &Rule, e: &Event, alert: Alert, now: Instant, out: &mut Vec<Alert>) {
+        let Some(d) = &rule.dedup else {
+            out.push(alert);
+            return;
+        };
+        let mut key = e
+            .attribution
+            .workload_key()
+            .unwrap_or_else(|| "host".into());
+        for f in &d.by {
+            key.push('|');
+            key.push_str(&fields::render(&fields::get(f, e)).unwrap_or_default());
+        }
+        let k = (rule.id.clone(), key);
+        match self.dedup.get_mut(&k) {
+            Some(st) if now < st.window_end => {
+                st.suppressed += 1;
+                st.last_seen = e.time.clone();
+                st.last = Some(alert);
+            }
+            _ => {
+                if self.dedup.len() >= MAX_KEYS {
+                    out.extend(self.flush(now, true));
+                }
+                self.dedup.insert(
+                    k,
+                    DedupState {
+                        first_seen: e.time.clone(),
+                        last_seen: e.time.clone(),
+                        window_end: now + d.window,
+                        suppressed: 0,
+                        last: None,
+                    },
+                );
+                out.push(alert);
+            }
+        }
+    }
+
+    /// Ends dedup windows that are over (all of them with `all`): a window that folded identical
+    /// alerts yields one alert with their count and first/last time.
+    pub(crate) fn flush(&mut self, now: Instant, all: bool) -> Vec<Alert> {
+        let mut out = Vec::new();
+        self.dedup.retain(|_, st| {
+            if !all && now < st.window_end {
+                return true;
+            }
+            if let Some(mut a) = st.last.take() {
+                a.dedup = DedupInfo {
+                    count: st.suppressed + 1,
+                    first_seen: st.first_seen.clone(),
+                    last_seen: st.last_seen.clone(),
+                };
+                out.push(a);
+            }
+            false
+        });
+        out
+    }
+
+    /// Drops state of rules that no longer exist (after a reload).
+    pub(crate) fn retain_rules(&mut self, rules: &RuleSet) {
+        let ids: HashSet<&str> = rules.rules.iter().map(|r| r.id.as_str()).collect();
+        self.seq.retain(|(r, _), _| ids.contains(r.as_str()));
+    }
+}
+
+/// The alert a rule raises for `e`.
+fn alert_of(rule: &Rule, e: &Event, sequence: Option<SeqFirst>) -> Alert {
+    Alert {
+        id: String::new(),
+        drops: None,
+        source: "rule",
+        rule: rule.id.clone(),
+        severity: rule.severity.name(),
+        tags: rule.tags.clone(),
+        output: rule.output.render(e),
+        description: rule.desc.clone(),
+        dedup: DedupInfo {
+            count: 1,
+            first_seen: e.time.clone(),
+            last_seen: e.time.clone(),
+        },
+        sequence,
+        anomaly: None,
+        event: e.clone(),
+    }
+}
+
+/// A short description of an event for sequence context.
+fn rule_summary(e: &Event) -> String {
+    match &e.detail {
+        Detail::Exec(d) => format!("exec {}", d.filename),
+        Detail::File(d) => format!("{} {}", d.call.syscall, d.path.as_deref().unwrap_or("")),
+        Detail::Network(d) => format!(
+            "{} {}{}",
+            d.call.syscall,
+            d.address
+                .as_deref()
+                .or(d.unix_path.as_deref())
+                .unwrap_or(""),
+            d.port.map(|p| format!(":{p}")).unwrap_or_default()
+        ),
+        Detail::Privilege(d) => d
+            .call
+            .as_ref()
+            .map(|c| c.syscall.to_string())
+            .unwrap_or_default(),
+        _ => e.kind.to_string(),
+    }
+}

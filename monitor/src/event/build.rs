@@ -1,0 +1,138 @@
+//! Building an [`Event`] from a decoded record: the process table is updated by lifecycle
+//! records first, then asked for the process details and ancestry.
+use monitor_common::{EXEC_ARGS_TRUNCATED, EXEC_FILENAME_TRUNCATED, Header};
+
+use super::{
+    Attribution, Detail, Event, ExecDetail, ExitDetail, ForkDetail, NodeContext, ProcessView,
+    detail::{PathBase, SyscallRecord, syscall_detail, tcp_detail},
+    node::rfc3339,
+};
+use crate::{
+    capture::decode::{Payload, RawEvent},
+    process::{ANCESTRY_DEPTH, ProcSource, ProcessTable},
+};
+
+fn comm(h: &Header) -> String {
+    let end = h.comm.iter().position(|&c| c == 0).unwrap_or(h.comm.len());
+    String::from_utf8_lossy(h.comm.get(..end).unwrap_or_default()).into_owned()
+}
+
+/// Updates the process table with `ev` and returns the event, attributed to the host until
+/// `enrich` says otherwise; `None` for the agent's internal records.
+pub(crate) fn build<S: ProcSource>(
+    ev: &RawEvent,
+    table: &mut ProcessTable<S>,
+    node: &NodeContext,
+) -> Option<Event> {
+    let h = &ev.header;
+    if ev.kind.is_internal() {
+        return None;
+    }
+    // Lifecycle events update the table first, so that an exec shows the new image.
+    match &ev.payload {
+        Payload::Exec {
+            body,
+            filename,
+            argv,
+        } => table.on_exec(h.pid, h.start_ns, body.ppid, filename, argv.clone()),
+        Payload::Fork(f) => table.on_fork(h.pid, h.start_ns, f.child_pid, f.child_start_ns),
+        _ => {}
+    }
+    let process = process_view(h, table);
+    let detail = detail_of(ev, &process, table)?;
+    if let Payload::Exit(_) = ev.payload {
+        table.on_exit(h.pid, h.start_ns, std::time::Instant::now());
+    }
+    Some(Event {
+        time: rfc3339(i128::from(h.ktime_ns) + node.boot_to_wall_ns),
+        kind: ev.kind.name(),
+        node: node.node.clone(),
+        process,
+        cgroup_id: h.cgroup_id,
+        ticks: table.ticks(h.ktime_ns),
+        attribution: Attribution::host(),
+        detail,
+    })
+}
+
+/// What the table knows of the record's process, with the header's credentials.
+fn process_view<S: ProcSource>(h: &Header, table: &mut ProcessTable<S>) -> ProcessView {
+    let p = table.get_or_load(h.pid, h.start_ns);
+    let mut process = ProcessView {
+        pid: h.pid,
+        tid: h.tid,
+        id: p.id.clone(),
+        ppid: p.ppid,
+        comm: comm(h),
+        exe: p.exe.clone(),
+        command_line: p.command_line.clone(),
+        args: p.args.clone(),
+        cwd: p.cwd.clone(),
+        uid: h.uid,
+        gid: h.gid,
+        euid: h.euid,
+        egid: h.egid,
+        source: p.source,
+        ancestors: Vec::new(),
+        start_ticks: p.start_ticks,
+    };
+    process.ancestors = table.ancestry(h.pid, ANCESTRY_DEPTH);
+    process
+}
+
+fn detail_of<S: ProcSource>(
+    ev: &RawEvent,
+    process: &ProcessView,
+    table: &ProcessTable<S>,
+) -> Option<Detail> {
+    Some(match &ev.payload {
+        Payload::Exec {
+            body,
+            filename,
+            argv,
+        } => Detail::Exec(ExecDetail {
+            filename: filename.clone(),
+            args: argv.clone(),
+            args_truncated: body.flags & EXEC_ARGS_TRUNCATED != 0,
+            filename_truncated: body.flags & EXEC_FILENAME_TRUNCATED != 0,
+        }),
+        Payload::Fork(f) => Detail::Fork(ForkDetail {
+            child_pid: f.child_pid,
+            child_id: table.id_of(f.child_pid, table.ticks(f.child_start_ns)),
+        }),
+        Payload::Exit(x) => {
+            let known = x.code_known != 0;
+            let sig = x.exit_code & 0x7f;
+            Detail::Exit(ExitDetail {
+                code: (known && sig == 0).then_some((x.exit_code >> 8) & 0xff),
+                signal: (known && sig != 0).then_some(sig),
+                status: known.then_some(x.exit_code),
+            })
+        }
+        Payload::TcpState(t) => Detail::Tcp(tcp_detail(t)),
+        Payload::Cgroup { .. } => return None,
+        Payload::Syscall {
+            body,
+            call,
+            str1,
+            str2,
+            data,
+        } => {
+            let record = SyscallRecord {
+                kind: ev.kind,
+                body,
+                call: *call,
+                s1: str1.as_deref(),
+                s2: str2.as_deref(),
+                data,
+            };
+            let pid = process.pid;
+            let dir_fd = |fd: i64| table.source().fd_path(pid, fd);
+            let base = PathBase {
+                cwd: process.cwd.as_deref(),
+                dir_fd: &dir_fd,
+            };
+            syscall_detail(&record, &base)
+        }
+    })
+}

@@ -1,0 +1,338 @@
+//! The detail section of file, network, TCP and privilege events: arguments turned into
+//! paths, addresses, flag and request names.
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use monitor_common::{EventKind, Syscall, SyscallBody, TcpStateBody};
+
+use super::{
+    CallResult, Detail, FileDetail, NetDetail, PrivDetail, TcpDetail,
+    names::{
+        bpf_cmd, errno_name, join_path, mount_flag_names, ns_flag_names, open_flag_names,
+        ptrace_request, sockaddr, tcp_state_name,
+    },
+};
+
+/// The detail of a TCP state change.
+pub(super) fn tcp_detail(t: &TcpStateBody) -> TcpDetail {
+    let v6 = t.family as i32 == libc::AF_INET6;
+    let addr = |a: &[u8; 16]| {
+        if v6 {
+            Ipv6Addr::from(*a).to_string()
+        } else {
+            Ipv4Addr::new(a[0], a[1], a[2], a[3]).to_string()
+        }
+    };
+    TcpDetail {
+        old_state: tcp_state_name(t.oldstate),
+        new_state: tcp_state_name(t.newstate),
+        family: if v6 {
+            "inet6".into()
+        } else if t.family as i32 == libc::AF_INET {
+            "inet".into()
+        } else {
+            t.family.to_string()
+        },
+        protocol: t.protocol,
+        saddr: addr(&t.saddr),
+        sport: t.sport,
+        daddr: addr(&t.daddr),
+        dport: t.dport,
+        socket: format!("{:#x}", t.skaddr),
+    }
+}
+
+/// A decoded syscall record: the parts the detail is made of.
+pub(super) struct SyscallRecord<'a> {
+    pub(super) kind: EventKind,
+    pub(super) body: &'a SyscallBody,
+    pub(super) call: Syscall,
+    pub(super) s1: Option<&'a str>,
+    pub(super) s2: Option<&'a str>,
+    pub(super) data: &'a [u8],
+}
+
+/// Where the relative paths of a process resolve: its working directory, and its open
+/// directory descriptors (asked of the process table's source while the process lives).
+pub(super) struct PathBase<'a> {
+    pub(super) cwd: Option<&'a str>,
+    pub(super) dir_fd: &'a dyn Fn(i64) -> Option<String>,
+}
+
+fn result(call: Syscall, ret: i64) -> CallResult {
+    CallResult {
+        syscall: call.name(),
+        result: ret,
+        // saturating: a malformed record may carry i64::MIN (found by the decode fuzzer).
+        error: (ret < 0).then(|| errno_name(ret.saturating_neg())),
+    }
+}
+
+const AT_FDCWD: i64 = -100;
+
+impl PathBase<'_> {
+    /// Makes `path` absolute: relative to the cwd for AT_FDCWD, to the directory fd otherwise;
+    /// `None` when it already is absolute or its base is unknown.
+    fn resolve(&self, path: &str, dirfd: Option<i64>) -> Option<String> {
+        if path.starts_with('/') || path.is_empty() {
+            return None;
+        }
+        let base = match dirfd {
+            None | Some(AT_FDCWD) => self.cwd.map(str::to_string),
+            Some(fd) => (self.dir_fd)(fd),
+        }?;
+        Some(join_path(&base, path))
+    }
+}
+
+/// The detail of a file, network or privilege syscall.
+pub(super) fn syscall_detail(r: &SyscallRecord<'_>, base: &PathBase<'_>) -> Detail {
+    use Syscall as S;
+    match r.call {
+        S::Connect | S::Accept | S::Accept4 | S::Bind | S::Listen => net_detail(r),
+        _ if matches!(
+            r.kind,
+            EventKind::Open
+                | EventKind::Unlink
+                | EventKind::Rename
+                | EventKind::Chmod
+                | EventKind::Chown
+                | EventKind::Symlink
+                | EventKind::Link
+                | EventKind::Mkdir
+        ) =>
+        {
+            Detail::File(file_detail(r, base))
+        }
+        _ => Detail::Privilege(priv_detail(r)),
+    }
+}
+
+/// Flags, mode and owner arguments of a file call, by call.
+struct FileArgs {
+    flags: Option<u64>,
+    mode: Option<u64>,
+    owner: Option<(i64, i64)>,
+}
+
+fn file_args(r: &SyscallRecord<'_>) -> FileArgs {
+    use Syscall as S;
+    let b = r.body;
+    let a = |i: usize| b.args[i] as i64;
+    let creates = |flags: u64| flags & (libc::O_CREAT as u64 | libc::O_TMPFILE as u64) != 0;
+    let fa = |flags: Option<u64>, mode: Option<u64>| FileArgs {
+        flags,
+        mode,
+        owner: None,
+    };
+    match r.call {
+        S::Open => fa(Some(b.args[1]), creates(b.args[1]).then_some(b.args[2])),
+        S::Openat => fa(Some(b.args[2]), creates(b.args[2]).then_some(b.args[3])),
+        S::Openat2 => {
+            let how = |i: usize| {
+                r.data
+                    .get(i * 8..i * 8 + 8)
+                    .and_then(|s| s.try_into().ok())
+                    .map(u64::from_le_bytes)
+            };
+            let flags = how(0);
+            fa(flags, flags.filter(|f| creates(*f)).and(how(1)))
+        }
+        S::Creat => fa(
+            Some((libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC) as u64),
+            Some(b.args[1]),
+        ),
+        S::Unlinkat => fa(Some(b.args[2]), None),
+        S::Renameat2 | S::Linkat => fa(Some(b.args[4]), None),
+        S::Chmod | S::Mkdir => fa(None, Some(b.args[1])),
+        S::Fchmodat | S::Mkdirat => fa(None, Some(b.args[2])),
+        S::Fchmodat2 => fa(Some(b.args[3]), Some(b.args[2])),
+        S::Chown | S::Lchown => FileArgs {
+            owner: Some((a(1), a(2))),
+            ..fa(None, None)
+        },
+        S::Fchownat => FileArgs {
+            owner: Some((a(2), a(3))),
+            ..fa(Some(b.args[4]), None)
+        },
+        _ => fa(None, None),
+    }
+}
+
+fn file_detail(r: &SyscallRecord<'_>, base: &PathBase<'_>) -> FileDetail {
+    use Syscall as S;
+    let b = r.body;
+    let a = |i: usize| b.args[i] as i64;
+    // dirfd argument of the first and second path, for the *at calls.
+    let (dirfd1, dirfd2) = match r.call {
+        S::Openat
+        | S::Openat2
+        | S::Unlinkat
+        | S::Fchmodat
+        | S::Fchmodat2
+        | S::Fchownat
+        | S::Mkdirat => (Some(a(0)), None),
+        S::Renameat | S::Renameat2 | S::Linkat => (Some(a(0)), Some(a(2))),
+        S::Symlinkat => (None, Some(a(1))),
+        _ => (None, None),
+    };
+    // A symlink's first string is its content, not a path: kept as written.
+    let symlink = matches!(r.call, S::Symlink | S::Symlinkat);
+    let (path, raw_path) = match r.s1 {
+        Some(p) if !symlink => match base.resolve(p, dirfd1) {
+            Some(abs) => (Some(abs), Some(p.to_string())),
+            None => (Some(p.to_string()), None),
+        },
+        other => (other.map(str::to_string), None),
+    };
+    let target =
+        r.s2.map(|t| base.resolve(t, dirfd2).unwrap_or_else(|| t.to_string()));
+    let args = file_args(r);
+    FileDetail {
+        call: result(r.call, b.ret),
+        path,
+        raw_path,
+        target,
+        flags: args.flags,
+        flag_names: args.flags.map(open_flag_names).unwrap_or_default(),
+        mode: args.mode.map(|m| format!("{:04o}", m & 0o7777)),
+        owner_uid: args.owner.map(|o| i64::from(o.0 as i32)),
+        owner_gid: args.owner.map(|o| i64::from(o.1 as i32)),
+        truncated: b.flags
+            & (monitor_common::SYS_STR1_TRUNCATED | monitor_common::SYS_STR2_TRUNCATED)
+            != 0,
+    }
+}
+
+fn net_detail(r: &SyscallRecord<'_>) -> Detail {
+    use Syscall as S;
+    let b = r.body;
+    let addr = sockaddr(r.data);
+    Detail::Network(NetDetail {
+        call: result(r.call, b.ret),
+        // accept returns the new connection's fd.
+        fd: if matches!(r.call, S::Accept | S::Accept4) {
+            b.ret
+        } else {
+            b.args[0] as i64
+        },
+        family: addr.as_ref().map(|x| x.family.clone()),
+        address: addr.as_ref().and_then(|x| x.address.clone()),
+        port: addr.as_ref().and_then(|x| x.port),
+        unix_path: addr.as_ref().and_then(|x| x.unix_path.clone()),
+        backlog: (r.call == S::Listen).then(|| b.args[1] as i64),
+    })
+}
+
+fn priv_detail(r: &SyscallRecord<'_>) -> PrivDetail {
+    use Syscall as S;
+    let (kind, b, call, s1, s2, data) = (r.kind, r.body, r.call, r.s1, r.s2, r.data);
+    let a = |i: usize| b.args[i] as i64;
+    let id = |i: usize| b.args[i] as u32 as i32 as i64;
+    let mut d = PrivDetail {
+        call: Some(result(call, b.ret)),
+        ..PrivDetail::default()
+    };
+    if matches!(kind, EventKind::SetId | EventKind::Capset) {
+        d.old_uid = Some(b.old_uid);
+        d.old_euid = Some(b.old_euid);
+    }
+    match call {
+        S::Setuid | S::Setgid | S::Setfsuid | S::Setfsgid => d.ids = vec![id(0)],
+        S::Setreuid | S::Setregid => d.ids = vec![id(0), id(1)],
+        S::Setresuid | S::Setresgid => d.ids = vec![id(0), id(1), id(2)],
+        S::Capset => {
+            let w = |i: usize| {
+                data.get(i * 4..i * 4 + 4)
+                    .and_then(|s| s.try_into().ok())
+                    .map(u32::from_le_bytes)
+            };
+            // Two __user_cap_data_struct {effective, permitted, inheritable}: low then high words.
+            let set = |i: usize| match (w(i), w(i + 3)) {
+                (Some(lo), hi) => Some(format!(
+                    "{:#x}",
+                    u64::from(lo) | u64::from(hi.unwrap_or(0)) << 32
+                )),
+                _ => None,
+            };
+            d.cap_effective = set(0);
+            d.cap_permitted = set(1);
+            d.cap_inheritable = set(2);
+        }
+        S::Ptrace => {
+            d.request = Some(ptrace_request(a(0)));
+            d.target_pid = Some(a(1));
+        }
+        S::InitModule => d.source = s1.map(str::to_string),
+        S::FinitModule => {
+            d.fd = Some(a(0));
+            d.source = s1.map(str::to_string);
+        }
+        S::Mount => {
+            d.source = s1.map(str::to_string);
+            d.target = s2.map(str::to_string);
+            d.fstype = (!data.is_empty()).then(|| String::from_utf8_lossy(data).into_owned());
+            d.flags = Some(b.args[3]);
+            d.flag_names = mount_flag_names(b.args[3]);
+        }
+        S::Umount2 => {
+            d.target = s1.map(str::to_string);
+            d.flags = Some(b.args[1]);
+        }
+        S::Setns => {
+            d.fd = Some(a(0));
+            d.flags = Some(b.args[1]);
+            d.flag_names = ns_flag_names(b.args[1]);
+        }
+        S::Unshare => {
+            d.flags = Some(b.args[0]);
+            d.flag_names = ns_flag_names(b.args[0]);
+        }
+        S::MemfdCreate => {
+            d.name = s1.map(str::to_string);
+            d.flags = Some(b.args[1]);
+            d.fd = (b.ret >= 0).then_some(b.ret);
+        }
+        S::Bpf => d.command = Some(bpf_cmd(a(0))),
+        S::Dup2 | S::Dup3 => {
+            d.fd = Some(a(0));
+            d.new_fd = Some(a(1));
+        }
+        _ => {}
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+
+    /// Fuzzer regression: a syscall result of i64::MIN once overflowed the errno negation.
+    #[test]
+    fn most_negative_result_is_not_an_overflow() {
+        let r = result(Syscall::Openat, i64::MIN);
+        assert_eq!(r.result, i64::MIN);
+        assert!(r.error.is_some());
+    }
+
+    use super::*;
+
+    #[test]
+    fn relative_paths_resolve_against_cwd_or_the_directory_fd() {
+        let dir_fd = |fd: i64| (fd == 7).then(|| "/srv/d".to_string());
+        let base = PathBase {
+            cwd: Some("/tmp"),
+            dir_fd: &dir_fd,
+        };
+        assert_eq!(
+            base.resolve("a/b", Some(AT_FDCWD)).as_deref(),
+            Some("/tmp/a/b")
+        );
+        assert_eq!(base.resolve("a", Some(7)).as_deref(), Some("/srv/d/a"));
+        assert_eq!(base.resolve("a", Some(8)), None);
+        assert_eq!(base.resolve("/x", Some(AT_FDCWD)), None);
+        let none = PathBase {
+            cwd: None,
+            dir_fd: &dir_fd,
+        };
+        assert_eq!(none.resolve("x", None), None);
+    }
+}

@@ -1,0 +1,15 @@
+//! The event model and its builder: a decoded kernel record plus what the process table knows
+//! (and, once `enrich` has run, where it ran) as one [`Event`].
+mod attribution;
+mod build;
+mod detail;
+mod model;
+mod names;
+mod node;
+
+pub(crate) use attribution::*;
+pub(crate) use build::build;
+pub(crate) use model::*;
+pub(crate) use node::NodeContext;
+#[cfg(test)]
+pub(crate) use node::rfc3339;

@@ -1,0 +1,266 @@
+//! Turning raw numbers into readable values: socket addresses, errno, flag and request names.
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// A decoded `struct sockaddr`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SockAddr {
+    pub(crate) family: String,
+    pub(crate) address: Option<String>,
+    pub(crate) port: Option<u16>,
+    pub(crate) unix_path: Option<String>,
+}
+
+/// Decodes a sockaddr as copied from user memory; `None` when empty.
+pub(crate) fn sockaddr(b: &[u8]) -> Option<SockAddr> {
+    let family = u16::from_le_bytes(b.get(0..2)?.try_into().ok()?);
+    let port = || b.get(2..4).map(|p| u16::from_be_bytes([p[0], p[1]]));
+    Some(match family as i32 {
+        libc::AF_INET => SockAddr {
+            family: "inet".into(),
+            address: b
+                .get(4..8)
+                .map(|a| Ipv4Addr::new(a[0], a[1], a[2], a[3]).to_string()),
+            port: port(),
+            unix_path: None,
+        },
+        libc::AF_INET6 => SockAddr {
+            family: "inet6".into(),
+            address: b
+                .get(8..24)
+                .and_then(|a| <[u8; 16]>::try_from(a).ok())
+                .map(|a| Ipv6Addr::from(a).to_string()),
+            port: port(),
+            unix_path: None,
+        },
+        libc::AF_UNIX => {
+            let p = b.get(2..).unwrap_or_default();
+            let path = match p.first() {
+                // Abstract namespace: leading NUL, name may contain NULs; shown as @name.
+                Some(0) if p.len() > 1 => Some(format!(
+                    "@{}",
+                    String::from_utf8_lossy(&p[1..]).trim_end_matches('\0')
+                )),
+                Some(_) => {
+                    let end = p.iter().position(|&c| c == 0).unwrap_or(p.len());
+                    Some(String::from_utf8_lossy(&p[..end]).into_owned())
+                }
+                None => None,
+            };
+            SockAddr {
+                family: "unix".into(),
+                address: None,
+                port: None,
+                unix_path: path,
+            }
+        }
+        other => SockAddr {
+            family: other.to_string(),
+            address: None,
+            port: None,
+            unix_path: None,
+        },
+    })
+}
+
+pub(crate) fn tcp_state_name(s: u32) -> &'static str {
+    match s {
+        1 => "ESTABLISHED",
+        2 => "SYN_SENT",
+        3 => "SYN_RECV",
+        4 => "FIN_WAIT1",
+        5 => "FIN_WAIT2",
+        6 => "TIME_WAIT",
+        7 => "CLOSE",
+        8 => "CLOSE_WAIT",
+        9 => "LAST_ACK",
+        10 => "LISTEN",
+        11 => "CLOSING",
+        12 => "NEW_SYN_RECV",
+        _ => "UNKNOWN",
+    }
+}
+
+/// errno name of a positive error number.
+pub(crate) fn errno_name(e: i64) -> &'static str {
+    match e as i32 {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::ESRCH => "ESRCH",
+        libc::EINTR => "EINTR",
+        libc::EIO => "EIO",
+        libc::EBADF => "EBADF",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EBUSY => "EBUSY",
+        libc::EEXIST => "EEXIST",
+        libc::EXDEV => "EXDEV",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EISDIR => "EISDIR",
+        libc::EINVAL => "EINVAL",
+        libc::EMFILE => "EMFILE",
+        libc::ENOSPC => "ENOSPC",
+        libc::EROFS => "EROFS",
+        libc::ENAMETOOLONG => "ENAMETOOLONG",
+        libc::ENOSYS => "ENOSYS",
+        libc::ENOTEMPTY => "ENOTEMPTY",
+        libc::ELOOP => "ELOOP",
+        libc::ENOEXEC => "ENOEXEC",
+        libc::ENOTSOCK => "ENOTSOCK",
+        libc::EADDRINUSE => "EADDRINUSE",
+        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
+        libc::ENETUNREACH => "ENETUNREACH",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::EINPROGRESS => "EINPROGRESS",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        _ => "E?",
+    }
+}
+
+fn names(v: u64, table: &[(u64, &'static str)]) -> Vec<&'static str> {
+    table
+        .iter()
+        .filter(|(bit, _)| v & bit == *bit && *bit != 0)
+        .map(|(_, n)| *n)
+        .collect()
+}
+
+/// Names of open(2) flags, access mode first.
+pub(crate) fn open_flag_names(f: u64) -> Vec<&'static str> {
+    let mut out = vec![match f & 3 {
+        0 => "O_RDONLY",
+        1 => "O_WRONLY",
+        2 => "O_RDWR",
+        _ => "O_ACCMODE",
+    }];
+    let t: [(u64, &str); 11] = [
+        (libc::O_CREAT as u64, "O_CREAT"),
+        (libc::O_EXCL as u64, "O_EXCL"),
+        (libc::O_NOCTTY as u64, "O_NOCTTY"),
+        (libc::O_TRUNC as u64, "O_TRUNC"),
+        (libc::O_APPEND as u64, "O_APPEND"),
+        (libc::O_NONBLOCK as u64, "O_NONBLOCK"),
+        (libc::O_DIRECTORY as u64, "O_DIRECTORY"),
+        (libc::O_NOFOLLOW as u64, "O_NOFOLLOW"),
+        (libc::O_CLOEXEC as u64, "O_CLOEXEC"),
+        (libc::O_PATH as u64, "O_PATH"),
+        (
+            libc::O_TMPFILE as u64 & !(libc::O_DIRECTORY as u64),
+            "O_TMPFILE",
+        ),
+    ];
+    out.extend(names(f, &t));
+    out
+}
+
+pub(crate) fn ns_flag_names(f: u64) -> Vec<&'static str> {
+    let t: [(u64, &str); 8] = [
+        (libc::CLONE_NEWNS as u64, "CLONE_NEWNS"),
+        (libc::CLONE_NEWCGROUP as u64, "CLONE_NEWCGROUP"),
+        (libc::CLONE_NEWUTS as u64, "CLONE_NEWUTS"),
+        (libc::CLONE_NEWIPC as u64, "CLONE_NEWIPC"),
+        (libc::CLONE_NEWUSER as u64, "CLONE_NEWUSER"),
+        (libc::CLONE_NEWPID as u64, "CLONE_NEWPID"),
+        (libc::CLONE_NEWNET as u64, "CLONE_NEWNET"),
+        (0x80, "CLONE_NEWTIME"),
+    ];
+    names(f, &t)
+}
+
+pub(crate) fn mount_flag_names(f: u64) -> Vec<&'static str> {
+    let t: [(u64, &str); 9] = [
+        (libc::MS_RDONLY, "MS_RDONLY"),
+        (libc::MS_NOSUID, "MS_NOSUID"),
+        (libc::MS_NODEV, "MS_NODEV"),
+        (libc::MS_NOEXEC, "MS_NOEXEC"),
+        (libc::MS_REMOUNT, "MS_REMOUNT"),
+        (libc::MS_BIND, "MS_BIND"),
+        (libc::MS_MOVE, "MS_MOVE"),
+        (libc::MS_REC, "MS_REC"),
+        (libc::MS_PRIVATE, "MS_PRIVATE"),
+    ];
+    names(f, &t)
+}
+
+pub(crate) fn ptrace_request(r: i64) -> String {
+    match r {
+        0 => "PTRACE_TRACEME".into(),
+        1..=3 => "PTRACE_PEEK".into(),
+        4..=6 => "PTRACE_POKE".into(),
+        7 => "PTRACE_CONT".into(),
+        8 => "PTRACE_KILL".into(),
+        16 => "PTRACE_ATTACH".into(),
+        17 => "PTRACE_DETACH".into(),
+        0x4206 => "PTRACE_SEIZE".into(),
+        other => format!("PTRACE_{other}"),
+    }
+}
+
+pub(crate) fn bpf_cmd(c: i64) -> String {
+    match c {
+        0 => "BPF_MAP_CREATE".into(),
+        1 => "BPF_MAP_LOOKUP_ELEM".into(),
+        2 => "BPF_MAP_UPDATE_ELEM".into(),
+        5 => "BPF_PROG_LOAD".into(),
+        6 => "BPF_OBJ_PIN".into(),
+        8 => "BPF_PROG_ATTACH".into(),
+        28 => "BPF_LINK_CREATE".into(),
+        other => format!("BPF_CMD_{other}"),
+    }
+}
+
+/// Joins a relative path to a base directory, folding `.` and `..`.
+pub(crate) fn join_path(base: &str, rel: &str) -> String {
+    let mut parts: Vec<&str> = base.split('/').filter(|s| !s.is_empty()).collect();
+    for seg in rel.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sockaddrs() {
+        let v4 = [2, 0, 0x1f, 0x90, 127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+        let a = sockaddr(&v4).expect("v4");
+        assert_eq!(
+            (a.family.as_str(), a.address.as_deref(), a.port),
+            ("inet", Some("127.0.0.1"), Some(8080))
+        );
+        let mut v6 = vec![10, 0, 0, 80, 0, 0, 0, 0];
+        v6.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
+        let a = sockaddr(&v6).expect("v6");
+        assert_eq!((a.address.as_deref(), a.port), (Some("::1"), Some(80)));
+        let a = sockaddr(b"\x01\x00/run/x.sock\0\0").expect("unix");
+        assert_eq!(a.unix_path.as_deref(), Some("/run/x.sock"));
+        let a = sockaddr(b"\x01\x00\0abstract").expect("abstract");
+        assert_eq!(a.unix_path.as_deref(), Some("@abstract"));
+        assert_eq!(sockaddr(&[2]), None);
+        // Truncated inet: family known, no address.
+        assert_eq!(sockaddr(&[2, 0]).expect("short").address, None);
+    }
+
+    #[test]
+    fn flag_names() {
+        let f = (libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC) as u64;
+        assert_eq!(open_flag_names(f), vec!["O_WRONLY", "O_CREAT", "O_CLOEXEC"]);
+        assert_eq!(
+            ns_flag_names((libc::CLONE_NEWNET | libc::CLONE_NEWNS) as u64),
+            vec!["CLONE_NEWNS", "CLONE_NEWNET"]
+        );
+        assert_eq!(errno_name(2), "ENOENT");
+        assert_eq!(join_path("/a/b", "../c/./d"), "/a/c/d");
+        assert_eq!(tcp_state_name(10), "LISTEN");
+    }
+}

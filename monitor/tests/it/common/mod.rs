@@ -1,0 +1,443 @@
+//! Shared harness of the root integration tests: starts the real agent, creates and removes
+//! cgroups, runs commands inside them.
+
+pub(crate) mod containerd;
+pub(crate) mod receivers;
+
+use std::{
+    ffi::CString,
+    os::unix::{fs::MetadataExt, process::CommandExt},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// True when the test can run. Without root it fails in CI (or when MONITOR_REQUIRE_ROOT is
+/// set) and is reported as skipped elsewhere.
+pub(crate) fn require_root(test: &str) -> bool {
+    // SAFETY: geteuid has no side effects.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() || std::env::var_os("MONITOR_REQUIRE_ROOT").is_some() {
+        panic!("{test}: integration tests need root (CI runs them as root)");
+    }
+    eprintln!("SKIPPED {test}: needs root (run `cargo xtask test` as root)");
+    false
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+fn unique(tag: &str) -> String {
+    format!(
+        "monitor-test-{tag}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A temporary directory removed on drop.
+pub(crate) struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub(crate) fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(unique(tag));
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A cgroup2 directory of our own, removed on drop (after its processes are gone).
+pub(crate) struct TestCgroup {
+    pub path: PathBuf,
+    pub id: u64,
+}
+
+impl TestCgroup {
+    pub(crate) fn new(tag: &str) -> TestCgroup {
+        // Hybrid hosts mount cgroup2 at /sys/fs/cgroup/unified; pure v2 hosts at /sys/fs/cgroup.
+        let root = if Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
+            PathBuf::from("/sys/fs/cgroup/unified")
+        } else {
+            PathBuf::from("/sys/fs/cgroup")
+        };
+        let path = root.join(unique(tag));
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        let id = std::fs::metadata(&path).expect("stat cgroup").ino();
+        TestCgroup { path, id }
+    }
+
+    /// A command that moves itself into this cgroup before exec.
+    pub(crate) fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        command_in_cgroup(&self.path, program)
+    }
+}
+
+/// A command that writes itself into the cgroup directory `dir` between fork and exec, so that
+/// its very first event is already attributed to that cgroup.
+pub(crate) fn command_in_cgroup(dir: &Path, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let procs = CString::new(dir.join("cgroup.procs").to_string_lossy().as_bytes()).expect("path");
+    let mut cmd = Command::new(program);
+    // SAFETY: only async-signal-safe calls (open, write, close) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+            libc::close(fd);
+            if ok {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    cmd
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::remove_dir(&self.path).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The real agent (`monitor trace`) running as a child process.
+pub(crate) struct Agent {
+    child: Option<Child>,
+    dir: TempDir,
+}
+
+pub(crate) struct Output {
+    pub events: Vec<Value>,
+    pub stats: Value,
+    pub stderr: String,
+}
+
+impl Agent {
+    pub(crate) fn start(args: &[&str]) -> Agent {
+        Agent::start_with("trace", args)
+    }
+
+    /// Starts `monitor <subcommand>` (`trace` or `run`) with extra arguments.
+    pub(crate) fn start_with(subcommand: &str, args: &[&str]) -> Agent {
+        let dir = TempDir::new("agent");
+        let ready = dir.path().join("ready");
+        let child = Command::new(env!("CARGO_BIN_EXE_monitor"))
+            .arg(subcommand)
+            .arg("--ready-file")
+            .arg(&ready)
+            .arg("--stats-json")
+            .arg(dir.path().join("stats.json"))
+            .args(args)
+            .stdout(std::fs::File::create(dir.path().join("events.jsonl")).expect("events file"))
+            .stderr(std::fs::File::create(dir.path().join("stderr")).expect("stderr file"))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start monitor");
+        let mut agent = Agent {
+            child: Some(child),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ready.exists() {
+            if let Some(c) = agent.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                panic!("monitor exited early ({status}): {}", agent.stderr());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "monitor not ready in 60 s: {}",
+                agent.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        agent
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default()
+    }
+
+    /// SIGTERM, wait, and read everything the agent wrote.
+    pub(crate) fn stop(mut self) -> Output {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().expect("wait monitor");
+        let stderr = self.stderr();
+        assert!(status.success(), "monitor failed ({status}): {stderr}");
+        let text = std::fs::read_to_string(self.dir.path().join("events.jsonl")).expect("events");
+        let events = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l}: {e}")))
+            .collect();
+        let stats =
+            std::fs::read_to_string(self.dir.path().join("stats.json")).expect("stats.json");
+        Output {
+            events,
+            stats: serde_json::from_str(&stats).expect("stats JSON"),
+            stderr,
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs a command to completion, returning its stdout.
+pub(crate) fn run(mut cmd: Command) -> String {
+    let out = cmd.output().expect("run command");
+    assert!(
+        out.status.success() || out.status.code().is_some(),
+        "command killed: {cmd:?}"
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Wraps a command in new pid, mount and network namespaces (util-linux `unshare`), with a
+/// private /proc.
+pub(crate) fn in_namespaces(cg: &TestCgroup, program: &str, args: &[&str]) -> Command {
+    let mut cmd = cg.command("unshare");
+    cmd.args([
+        "--pid",
+        "--fork",
+        "--mount",
+        "--net",
+        "--mount-proc",
+        "--propagation",
+        "private",
+        program,
+    ]);
+    cmd.args(args);
+    cmd
+}
+
+/// The trigger helper (crate `monitor-trigger`), built next to the agent by `cargo xtask test`.
+pub(crate) fn trigger() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let p = Path::new(env!("CARGO_BIN_EXE_monitor")).with_file_name("monitor-trigger");
+        assert!(
+            p.exists(),
+            "{} is missing: build it with `cargo build -p monitor-trigger` (cargo xtask test does)",
+            p.display()
+        );
+        p.display().to_string()
+    })
+}
+
+/// Events of `kind` from cgroup `cg`.
+pub(crate) fn of_kind<'a>(events: &'a [Value], kind: &str, cg: u64) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| e["kind"] == kind && e["cgroup_id"] == cg)
+        .collect()
+}
+
+/// The single file/network/privilege event of `syscall` from `cg`, by its detail section.
+pub(crate) fn by_syscall<'a>(
+    events: &'a [Value],
+    section: &str,
+    syscall: &str,
+    cg: u64,
+) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| e["cgroup_id"] == cg && e[section]["syscall"] == syscall)
+        .collect()
+}
+
+/// Where tests keep files: inside the build directory, not /tmp (which a rule watches).
+pub(crate) fn scratch(tag: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "rules-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&p).expect("scratch dir");
+    p
+}
+
+/// A cgroup laid out as kubelet + containerd (systemd driver) would: the agent sees a container.
+pub(crate) struct FakeContainer {
+    top: PathBuf,
+    pub path: PathBuf,
+    pub id: String,
+}
+
+impl FakeContainer {
+    pub(crate) fn new(tag: &str) -> FakeContainer {
+        let cg = TestCgroup::new(tag);
+        let top = cg.path.clone();
+        std::mem::forget(cg); // removed by our Drop, children first
+        let n = top.metadata().expect("stat").ino();
+        let id = format!(
+            "{:064x}",
+            u128::from(n) << 64 | u128::from(std::process::id())
+        );
+        let pod = top.join("kubepods-besteffort-pod0f6c2b1e_3a4d_4e5f_8a9b_1c2d3e4f5a6b.slice");
+        std::fs::create_dir(&pod).expect("pod cgroup");
+        let path = pod.join(format!("cri-containerd-{id}.scope"));
+        std::fs::create_dir(&path).expect("container cgroup");
+        FakeContainer { top, path, id }
+    }
+
+    pub(crate) fn command(&self, program: &str) -> Command {
+        let mut cmd = command_in_cgroup(&self.path, program);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd
+    }
+
+    /// Runs to completion (status ignored: some behaviours are refused by the kernel, which is
+    /// still an attempt worth an alert).
+    pub(crate) fn run(&self, program: &str, args: &[&str]) {
+        let _ = self
+            .command(program)
+            .args(args)
+            .status()
+            .expect("run in container cgroup");
+    }
+}
+
+impl Drop for FakeContainer {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for dir in [
+            self.path.clone(),
+            self.path
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+            self.top.clone(),
+        ] {
+            while std::fs::remove_dir(&dir).is_err() && dir.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// One HTTP/1.1 GET on loopback; the whole response (status line, headers, body).
+pub(crate) fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect metrics");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("response");
+    out
+}
+
+/// The value of the first sample line starting with `line_start` (name and labels).
+pub(crate) fn metric(text: &str, line_start: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+/// A loopback port nothing listens on right now.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Polls `ok` every 100 ms until it holds; fails naming `what` after `timeout`.
+pub(crate) fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The JSON lines of a file (a sink's output); a torn or invalid line fails the test.
+pub(crate) fn json_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("torn or bad line {l}: {e}")))
+        .collect()
+}
+
+/// Sequence number of a native alert id (`<run>-<seq>`).
+pub(crate) fn alert_seq(alert: &Value) -> u64 {
+    alert["id"]
+        .as_str()
+        .and_then(|s| s.rsplit('-').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("alert without id: {alert}"))
+}
+
+/// `n` unlinks of the absent file `<prefix>-<test pid>-absent` from inside `cg`.
+pub(crate) fn unlink_markers(cg: &TestCgroup, prefix: &str, n: u64) {
+    let path = format!("{prefix}-{}-absent", std::process::id());
+    let st = cg
+        .command(trigger())
+        .args(["unlink-flood", &n.to_string(), &path])
+        .status()
+        .expect("trigger");
+    assert!(st.success());
+}
+
+/// `monitor run` with a configuration file and one rules path, no built-in rules unless the
+/// caller's extra flags ask, no baselines, no runtime, optionally watching only `cg`.
+pub(crate) fn start_run(
+    config: &Path,
+    rules: &Path,
+    builtin: bool,
+    cg: Option<&TestCgroup>,
+    extra: &[&str],
+) -> Agent {
+    let mut args = vec![
+        "--config".to_string(),
+        config.to_string_lossy().into_owned(),
+        "--rules".into(),
+        rules.to_string_lossy().into_owned(),
+        "--no-baselines".into(),
+        "--cri-socket".into(),
+        "/nonexistent/monitor-test-cri.sock".into(),
+    ];
+    if !builtin {
+        args.push("--no-default-rules".into());
+    }
+    if let Some(cg) = cg {
+        args.push("--cgroup".into());
+        args.push(cg.path.to_string_lossy().into_owned());
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    Agent::start_with("run", &refs)
+}
