@@ -16,6 +16,7 @@ use std::{
 use anyhow::{Context as _, bail};
 
 mod bench;
+mod deps;
 mod fuzz;
 mod image;
 mod soak;
@@ -89,6 +90,11 @@ enum Cmd {
     },
     /// Build the container image offline (buildah from scratch; root) and check it runs.
     Image,
+    /// Check that the agent's modules depend one way (no cycle at any level of the tree).
+    Deps {
+        /// Source roots to check instead of the workspace's crates.
+        src: Vec<PathBuf>,
+    },
     /// Set up, then run the whole test suite: lints, unit tests and the root integration tests,
     /// and (as root) the container image build.
     Test {
@@ -252,6 +258,17 @@ fn cargo(root: &Path) -> Command {
     c
 }
 
+/// Crates whose module graphs must be acyclic.
+const DEPS_CHECKED: &[&str] = &["monitor/src", "monitor-common/src", "xtask/src"];
+
+fn deps_check(root: &Path) -> anyhow::Result<()> {
+    for src in DEPS_CHECKED {
+        let edges = deps::check(&root.join(src))?;
+        eprintln!("deps: {src}: {edges} edges between sibling modules, no cycle");
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let root = workspace_root();
@@ -285,6 +302,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Test { no_lint, args } => {
             setup()?;
             if !no_lint {
+                deps_check(&root)?;
                 run(cargo(&root).args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
                 // The kernel crate only builds for the BPF target, with nightly: lint it alone.
                 run(cargo(&root.join("monitor-ebpf")).args([
@@ -328,6 +346,17 @@ fn main() -> anyhow::Result<()> {
             }
             soak::run(&root, minutes)
         }
+        Cmd::Deps { src } if !src.is_empty() => {
+            for s in src {
+                let edges = deps::check(&s)?;
+                eprintln!(
+                    "deps: {}: {edges} edges between sibling modules, no cycle",
+                    s.display()
+                );
+            }
+            Ok(())
+        }
+        Cmd::Deps { .. } => deps_check(&root),
         Cmd::Image => {
             setup()?;
             run(cargo(&root).args(["build", "--release", "-p", "monitor"]))?;
