@@ -15,14 +15,14 @@ const HDR: usize = core::mem::size_of::<Header>();
 /// Only the cgroup2 hierarchy (id 0) is reported, whoever created the directory: the agent's
 /// cgroup filter selects the events of tasks, not the directories their runtime creates.
 #[tracepoint]
-pub fn cgroup_mkdir(ctx: TracePointContext) -> u32 {
+pub(crate) fn cgroup_mkdir(ctx: TracePointContext) -> u32 {
     let _ = try_cgroup(&ctx, EventKind::CgroupMkdir as u32);
     0
 }
 
 /// `cgroup/cgroup_rmdir`: same event class and fields as `cgroup_mkdir`.
 #[tracepoint]
-pub fn cgroup_rmdir(ctx: TracePointContext) -> u32 {
+pub(crate) fn cgroup_rmdir(ctx: TracePointContext) -> u32 {
     let _ = try_cgroup(&ctx, EventKind::CgroupRmdir as u32);
     0
 }

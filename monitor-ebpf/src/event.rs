@@ -14,21 +14,21 @@ use crate::maps::{CGROUP_FILTER, DROPS_BY_CGROUP, EVENTS, MISC, SCRATCH, STATS, 
 
 /// Identity of the current task, taken once per program run.
 #[derive(Clone, Copy)]
-pub struct Current {
+pub(crate) struct Current {
     pub pid_tgid: u64,
     pub cgroup_id: u64,
 }
 
 impl Current {
     #[inline(always)]
-    pub fn tgid(&self) -> u32 {
+    pub(crate) fn tgid(&self) -> u32 {
         (self.pid_tgid >> 32) as u32
     }
 
     /// The current task, whatever the filters say (for records about the system, such as a
     /// cgroup created by a runtime, rather than about the task).
     #[inline(always)]
-    pub fn unfiltered() -> Current {
+    pub(crate) fn unfiltered() -> Current {
         // SAFETY: helpers without arguments.
         unsafe {
             Current {
@@ -42,7 +42,7 @@ impl Current {
 /// Returns the current task unless the kernel-side filters drop it (the agent itself, or a
 /// cgroup outside the configured set).
 #[inline(always)]
-pub fn current() -> Option<Current> {
+pub(crate) fn current() -> Option<Current> {
     // SAFETY: helpers without arguments.
     let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
     if (pid_tgid >> 32) as u32 == conf!(agent_tgid) {
@@ -64,7 +64,11 @@ pub fn current() -> Option<Current> {
 /// room). Returns the string's length without its NUL (below MAX_PATH) and whether it was cut;
 /// (0, false) if the offset is unknown or the read fails.
 #[inline(always)]
-pub fn read_data_loc_str(ctx: &TracePointContext, loc_off: u32, dst: *mut u8) -> (usize, bool) {
+pub(crate) fn read_data_loc_str(
+    ctx: &TracePointContext,
+    loc_off: u32,
+    dst: *mut u8,
+) -> (usize, bool) {
     if loc_off == NO_OFFSET {
         return (0, false);
     }
@@ -84,7 +88,7 @@ pub fn read_data_loc_str(ctx: &TracePointContext, loc_off: u32, dst: *mut u8) ->
 /// Reads a `T` at `base + off` in kernel memory; `None` if the offset is unknown or the read
 /// fails.
 #[inline(always)]
-pub fn read_kernel<T: Copy>(base: u64, off: u32) -> Option<T> {
+pub(crate) fn read_kernel<T: Copy>(base: u64, off: u32) -> Option<T> {
     if off == NO_OFFSET || base == 0 {
         return None;
     }
@@ -107,14 +111,14 @@ pub fn read_kernel<T: Copy>(base: u64, off: u32) -> Option<T> {
 
 /// The current task_struct pointer.
 #[inline(always)]
-pub fn task() -> u64 {
+pub(crate) fn task() -> u64 {
     // SAFETY: helper without arguments.
     unsafe { bpf_get_current_task() }
 }
 
 /// The effective uid and gid of the current task (from task->cred).
 #[inline(always)]
-pub fn current_euid_egid(task: u64) -> Option<(u32, u32)> {
+pub(crate) fn current_euid_egid(task: u64) -> Option<(u32, u32)> {
     let cred: u64 = read_kernel(task, conf!(k.task_cred))?;
     let euid: u32 = read_kernel(cred, conf!(k.cred_euid))?;
     let egid: u32 = read_kernel(cred, conf!(k.cred_egid))?;
@@ -123,7 +127,7 @@ pub fn current_euid_egid(task: u64) -> Option<(u32, u32)> {
 
 /// The per-CPU buffer records are built in.
 #[inline(always)]
-pub fn scratch() -> Option<*mut u8> {
+pub(crate) fn scratch() -> Option<*mut u8> {
     match SCRATCH.get_ptr_mut(0) {
         Some(p) => Some(p.cast()),
         None => {
@@ -135,7 +139,7 @@ pub fn scratch() -> Option<*mut u8> {
 
 /// Fills the common header at the start of `buf` for the current task.
 #[inline(always)]
-pub fn fill_header(buf: *mut u8, kind: u32, cur: &Current) {
+pub(crate) fn fill_header(buf: *mut u8, kind: u32, cur: &Current) {
     let h = buf.cast::<Header>();
     let task = task();
     // SAFETY: helpers without pointer arguments.
@@ -167,7 +171,7 @@ pub fn fill_header(buf: *mut u8, kind: u32, cur: &Current) {
 
 /// Writes the first `len` bytes of `buf` to the ring buffer and counts the outcome.
 #[inline(always)]
-pub fn emit(buf: *mut u8, len: usize, kind: u32) {
+pub(crate) fn emit(buf: *mut u8, len: usize, kind: u32) {
     // Records are always shorter than the scratch buffer; the mask tells the verifier so.
     let len = len & (SCRATCH_SIZE - 1);
     // SAFETY: the scratch value is SCRATCH_SIZE bytes long.
@@ -220,7 +224,7 @@ fn count_cgroup_drop(cgroup: u64) {
 
 /// Counts a kernel-side condition in the MISC map.
 #[inline(always)]
-pub fn count_misc(which: Misc) {
+pub(crate) fn count_misc(which: Misc) {
     if let Some(p) = MISC.get_ptr_mut(which as u32) {
         atomic_inc(p);
     }

@@ -10,36 +10,36 @@ use monitor_common::{
 
 /// Event records. The agent may resize it at load time.
 #[map(name = "EVENTS")]
-pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
 
 #[map(name = "STATS")]
-pub static STATS: PerCpuArray<KindStats> = PerCpuArray::with_max_entries(KIND_SLOTS, 0);
+pub(crate) static STATS: PerCpuArray<KindStats> = PerCpuArray::with_max_entries(KIND_SLOTS, 0);
 
 #[map(name = "MISC")]
-pub static MISC: PerCpuArray<u64> = PerCpuArray::with_max_entries(MISC_SLOTS, 0);
+pub(crate) static MISC: PerCpuArray<u64> = PerCpuArray::with_max_entries(MISC_SLOTS, 0);
 
 #[map(name = "SYSCALLS")]
-pub static SYSCALLS: Array<SyscallDesc> = Array::with_max_entries(MAX_SYSCALL_NR, 0);
+pub(crate) static SYSCALLS: Array<SyscallDesc> = Array::with_max_entries(MAX_SYSCALL_NR, 0);
 
 /// One entry per thread inside a hooked syscall; entries of exiting threads are removed.
 #[map(name = "STASH")]
-pub static STASH: HashMap<u64, Stash> = HashMap::with_max_entries(32768, 0);
+pub(crate) static STASH: HashMap<u64, Stash> = HashMap::with_max_entries(32768, 0);
 
 #[map(name = "CGROUP_FILTER")]
-pub static CGROUP_FILTER: HashMap<u64, u8> = HashMap::with_max_entries(4096, 0);
+pub(crate) static CGROUP_FILTER: HashMap<u64, u8> = HashMap::with_max_entries(4096, 0);
 
 /// Ring-buffer drops per cgroup, so alerts can say which container lost events.
 #[map(name = "DROPS_BY_CGROUP")]
-pub static DROPS_BY_CGROUP: LruHashMap<u64, u64> =
+pub(crate) static DROPS_BY_CGROUP: LruHashMap<u64, u64> =
     LruHashMap::with_max_entries(DROPS_BY_CGROUP_ENTRIES, 0);
 
 /// Records are built here: too large for the 512-byte stack.
 #[map(name = "SCRATCH")]
-pub static SCRATCH: PerCpuArray<[u8; SCRATCH_SIZE]> = PerCpuArray::with_max_entries(1, 0);
+pub(crate) static SCRATCH: PerCpuArray<[u8; SCRATCH_SIZE]> = PerCpuArray::with_max_entries(1, 0);
 
 /// Overridden by the agent at load time; read only through `conf!`.
 #[unsafe(no_mangle)]
-pub static CONFIG: Config = Config::UNSET;
+pub(crate) static CONFIG: Config = Config::UNSET;
 
 /// Reads a field of the load-time configuration without letting the compiler fold the default.
 macro_rules! conf {

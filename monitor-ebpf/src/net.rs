@@ -17,7 +17,7 @@ const AF_INET6: u16 = 10;
 /// packets run in softirq context, where the current task is not the socket's owner; those
 /// records carry whatever task was interrupted and are marked so by user space.
 #[tracepoint]
-pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
+pub(crate) fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     let _ = try_state(&ctx);
     0
 }

@@ -20,7 +20,7 @@ const HDR: usize = core::mem::size_of::<Header>();
 /// (`__data_loc char[]`) and `old_pid`; argv is read from the new mm's `arg_start..arg_end`
 /// (offsets from BTF), which is in place and resident at this point.
 #[tracepoint]
-pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+pub(crate) fn sched_process_exec(ctx: TracePointContext) -> u32 {
     let _ = try_exec(&ctx);
     0
 }
@@ -90,7 +90,7 @@ fn try_exec(ctx: &TracePointContext) -> Option<()> {
 /// and start time come from BTF offsets. It fires before the child can run, so the fork record
 /// precedes every record of the child in the ring buffer.
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
-pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
+pub(crate) fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     let _ = try_fork(&ctx);
     0
 }
@@ -122,7 +122,7 @@ fn try_fork(ctx: &RawTracePointContext) -> Option<()> {
 /// `group_dead` (when the kernel has it) to report only the end of the whole process; the exit
 /// status is task->exit_code (BTF offset), set by do_exit before this tracepoint.
 #[tracepoint]
-pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+pub(crate) fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let _ = try_exit(&ctx);
     0
 }

@@ -66,7 +66,7 @@ fn passes_enter_filter(desc: &SyscallDesc, args: &[u64; 6]) -> bool {
 /// `syscalls/sys_enter_*`: uses `__syscall_nr` and the six argument slots (offsets from the
 /// tracefs format, identical for every syscall tracepoint).
 #[tracepoint]
-pub fn sys_enter(ctx: TracePointContext) -> u32 {
+pub(crate) fn sys_enter(ctx: TracePointContext) -> u32 {
     let _ = try_enter(&ctx);
     0
 }
@@ -109,7 +109,7 @@ fn try_enter(ctx: &TracePointContext) -> Option<()> {
 
 /// `syscalls/sys_exit_*`: uses `__syscall_nr` and `ret` (offsets from the tracefs format).
 #[tracepoint]
-pub fn sys_exit(ctx: TracePointContext) -> u32 {
+pub(crate) fn sys_exit(ctx: TracePointContext) -> u32 {
     let _ = try_exit(&ctx);
     0
 }

@@ -269,6 +269,76 @@ fn deps_check(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs one step of `cargo xtask test`, remembering how long it took.
+fn step(
+    times: &mut Vec<(&'static str, std::time::Duration)>,
+    name: &'static str,
+    f: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let t = std::time::Instant::now();
+    let r = f();
+    times.push((name, t.elapsed()));
+    eprintln!("xtask test: {name} took {:.0} s", t.elapsed().as_secs_f64());
+    r
+}
+
+/// The whole suite, as CI runs it. One release build serves the tests and the image: the
+/// integration tests run the release binaries, and the image packs the same `monitor`.
+fn test(root: &Path, no_lint: bool, args: &[String]) -> anyhow::Result<()> {
+    let mut times = Vec::new();
+    step(&mut times, "setup", setup)?;
+    if !no_lint {
+        step(&mut times, "lint", || {
+            deps_check(root)?;
+            // Linting needs no kernel object: skip building it here (the test build makes it).
+            run(cargo(root)
+                .args(["clippy", "--all-targets", "--", "-D", "warnings"])
+                .env("AYA_BUILD_SKIP", "1"))?;
+            // The kernel crate only builds for the BPF target, with nightly: lint it alone.
+            run(cargo(&root.join("monitor-ebpf")).args([
+                "+nightly",
+                "clippy",
+                "--release",
+                "-Z",
+                "build-std=core",
+                "--target",
+                "bpfel-unknown-none",
+                "--",
+                "-D",
+                "warnings",
+            ]))
+        })?;
+    }
+    step(&mut times, "build and test", || {
+        // The integration tests run the trigger helper from beside the agent's binary.
+        run(cargo(root).args(["build", "--release", "-p", "monitor-trigger"]))?;
+        if !is_root() {
+            eprintln!(
+                "note: not root: the integration tests will report themselves skipped (they fail under CI=1)"
+            );
+        }
+        run(cargo(root).args(["test", "--release"]).args(args))
+    })?;
+    // A smoke run of every fuzz target from the kept corpus.
+    step(&mut times, "fuzz smoke", || {
+        fuzz::run(root, FUZZ_SMOKE_SECONDS, None, fuzz::Build::Smoke)
+    })?;
+    if is_root() {
+        step(&mut times, "image", || {
+            // Already built by the tests; this only makes sure.
+            run(cargo(root).args(["build", "--release", "-p", "monitor"]))?;
+            image::build(root).map(|_| ())
+        })?;
+    }
+    let total: f64 = times.iter().map(|(_, d)| d.as_secs_f64()).sum();
+    let parts: Vec<String> = times
+        .iter()
+        .map(|(n, d)| format!("{n} {:.0} s", d.as_secs_f64()))
+        .collect();
+    eprintln!("xtask test: {} (total {total:.0} s)", parts.join(", "));
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let root = workspace_root();
@@ -276,11 +346,25 @@ fn main() -> anyhow::Result<()> {
         Cmd::Setup => setup(),
         Cmd::Build => {
             setup()?;
-            run(cargo(&root).args(["build", "--release", "-p", "monitor"]))
+            run(cargo(&root).args([
+                "build",
+                "--release",
+                "-p",
+                "monitor",
+                "-p",
+                "monitor-trigger",
+            ]))
         }
         Cmd::Run { args } => {
             setup()?;
-            run(cargo(&root).args(["build", "--release", "-p", "monitor"]))?;
+            run(cargo(&root).args([
+                "build",
+                "--release",
+                "-p",
+                "monitor",
+                "-p",
+                "monitor-trigger",
+            ]))?;
             if !is_root() {
                 bail!("the agent loads eBPF programs: run `cargo xtask run` as root");
             }
@@ -293,54 +377,34 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Bench { quick } => {
             setup()?;
-            run(cargo(&root).args(["build", "--release", "-p", "monitor"]))?;
+            run(cargo(&root).args([
+                "build",
+                "--release",
+                "-p",
+                "monitor",
+                "-p",
+                "monitor-trigger",
+            ]))?;
             if !is_root() {
                 bail!("the bench runs the agent: run `cargo xtask bench` as root");
             }
             bench::run(bench::Opts { quick, root })
         }
-        Cmd::Test { no_lint, args } => {
-            setup()?;
-            if !no_lint {
-                deps_check(&root)?;
-                run(cargo(&root).args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
-                // The kernel crate only builds for the BPF target, with nightly: lint it alone.
-                run(cargo(&root.join("monitor-ebpf")).args([
-                    "+nightly",
-                    "clippy",
-                    "--release",
-                    "-Z",
-                    "build-std=core",
-                    "--target",
-                    "bpfel-unknown-none",
-                    "--",
-                    "-D",
-                    "warnings",
-                ]))?;
-            }
-            let mut test = cargo(&root);
-            test.args(["test"]).args(&args);
-            if !is_root() {
-                eprintln!(
-                    "note: not root: the integration tests will report themselves skipped (they fail under CI=1)"
-                );
-            }
-            run(&mut test)?;
-            // A smoke run of every fuzz target from the kept corpus.
-            fuzz::run(&root, FUZZ_SMOKE_SECONDS, None)?;
-            if is_root() {
-                run(cargo(&root).args(["build", "--release", "-p", "monitor"]))?;
-                image::build(&root)?;
-            }
-            Ok(())
-        }
+        Cmd::Test { no_lint, args } => test(&root, no_lint, &args),
         Cmd::Fuzz { seconds, target } => {
             setup()?;
-            fuzz::run(&root, seconds, target.as_deref())
+            fuzz::run(&root, seconds, target.as_deref(), fuzz::Build::Thorough)
         }
         Cmd::Soak { minutes } => {
             setup()?;
-            run(cargo(&root).args(["build", "--release", "-p", "monitor"]))?;
+            run(cargo(&root).args([
+                "build",
+                "--release",
+                "-p",
+                "monitor",
+                "-p",
+                "monitor-trigger",
+            ]))?;
             if !is_root() {
                 bail!("the soak runs the agent: run `cargo xtask soak` as root");
             }
@@ -359,7 +423,14 @@ fn main() -> anyhow::Result<()> {
         Cmd::Deps { .. } => deps_check(&root),
         Cmd::Image => {
             setup()?;
-            run(cargo(&root).args(["build", "--release", "-p", "monitor"]))?;
+            run(cargo(&root).args([
+                "build",
+                "--release",
+                "-p",
+                "monitor",
+                "-p",
+                "monitor-trigger",
+            ]))?;
             image::build(&root).map(|_| ())
         }
     }

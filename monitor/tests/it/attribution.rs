@@ -60,8 +60,16 @@ fn cri_pod_metadata_on_container_events() {
     );
     let out = ctd.exec(&cid, &["/bin/id", "-u"]);
     assert_eq!(out.trim(), "0");
-    // Give the first program time to run before stopping the agent.
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // The first program has run and been judged once both agents have written about it.
+    let timeout = std::time::Duration::from_secs(10);
+    agent.wait_output("the entrypoint's exec", timeout, |ev| {
+        !exec_in(ev, &cid, "/bin/sh").is_empty()
+    });
+    rules_agent.wait_output("the entrypoint's shell alert", timeout, |alerts| {
+        alerts
+            .iter()
+            .any(|a| a["rule"] == "shell_in_container" && a["container"]["id"] == cid)
+    });
     let result = agent.stop();
     let ev = &result.events;
     let alerts = rules_agent.stop().events;
@@ -208,7 +216,11 @@ fn runtime_socket_outage_is_survived_counted_and_recovered() {
         &["/bin/sh", "-c", "exec sleep 3600"],
     );
     ctd.exec(&a, &["/bin/true", "after-recovery"]);
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    agent.wait_output(
+        "the exec after recovery",
+        std::time::Duration::from_secs(10),
+        |ev| ev.iter().any(|e| e["exec"]["args"][1] == "after-recovery"),
+    );
     let out = agent.stop();
     let ev = &out.events;
     let _ = std::fs::remove_dir(&fake_ctr);

@@ -65,7 +65,8 @@ fn learns_a_workload_then_flags_exactly_what_is_new_and_survives_restart() {
     let agent = Agent::start_with("run", &args);
     routine(&fc, &work, "47311");
     routine(&fc, &work, "47311");
-    // Past the learning period (counted from the workload's first event).
+    // Past the learning period (counted from the workload's first event): the duration
+    // itself is what is tested, so this waits on the clock.
     std::thread::sleep(Duration::from_secs(5));
     routine(&fc, &work, "47311");
     fc.run("/usr/bin/env", &[]);
@@ -78,7 +79,9 @@ fn learns_a_workload_then_flags_exactly_what_is_new_and_survives_restart() {
         &["--net", trigger(), "connect", "127.0.0.1", "47312"],
     );
     routine(&fc, &work, "47311");
-    std::thread::sleep(Duration::from_millis(1500));
+    agent.wait_output("three anomalies", Duration::from_secs(10), |ev| {
+        anomalies(ev, &fc.id).len() >= 3
+    });
     let out = agent.stop();
     let got = anomalies(&out.events, &fc.id);
     assert_eq!(got.len(), 3, "exactly three anomalies, got {got:#?}");
@@ -134,7 +137,9 @@ fn learns_a_workload_then_flags_exactly_what_is_new_and_survives_restart() {
     let agent = Agent::start_with("run", &args);
     routine(&fc, &work, "47311");
     fc.run("/bin/false", &[]);
-    std::thread::sleep(Duration::from_millis(1500));
+    agent.wait_output("the anomaly", Duration::from_secs(10), |ev| {
+        !anomalies(ev, &fc.id).is_empty()
+    });
     let out = agent.stop();
     let got = anomalies(&out.events, &fc.id);
     assert_eq!(got.len(), 1, "{got:#?}");

@@ -46,6 +46,8 @@ const RULES: &str = r#"
 struct Setup {
     config: PathBuf,
     rules: PathBuf,
+    /// Holds the files above (removed on drop).
+    _dir: Scratch,
 }
 
 fn setup(tag: &str, config: &str) -> Setup {
@@ -61,6 +63,7 @@ fn setup_with_rules(tag: &str, config: &str, rules_text: &str) -> Setup {
     Setup {
         config: config_path,
         rules,
+        _dir: dir,
     }
 }
 
@@ -238,6 +241,8 @@ fn sigterm_during_a_burst_delivers_every_alert_to_the_file_sink() {
     if !require_root("sigterm_during_a_burst_delivers_every_alert_to_the_file_sink") {
         return;
     }
+    // Floods the node: other tests' agents would see (and lose) its events.
+    alone();
     const N: u64 = 3000;
     let dead = free_port();
     let dir = scratch("burst-out");
@@ -567,7 +572,10 @@ fn alerts_say_when_events_were_being_lost() {
     if !require_root("alerts_say_when_events_were_being_lost") {
         return;
     }
-    let out_file = scratch("drops-out").join("alerts.json");
+    // Floods the node: other tests' agents would see (and lose) its events.
+    alone();
+    let out_dir = scratch("drops-out");
+    let out_file = out_dir.join("alerts.json");
     // Only the exec rule: the flood itself raises nothing.
     let rules = RULES
         .split("\n- rule: ")
@@ -584,7 +592,13 @@ fn alerts_say_when_events_were_being_lost() {
     );
     let cg = TestCgroup::new("drops");
     // A one-page ring buffer: the flood must overflow it.
-    let agent = start(&s, &cg, &["--ring-buffer-bytes", "4096"]);
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let agent = start(
+        &s,
+        &cg,
+        &["--ring-buffer-bytes", "4096", "--metrics-addr", &addr],
+    );
     assert!(cg.command("/bin/true").status().expect("true").success());
     wait_for("first alert", Duration::from_secs(10), || {
         json_lines(&out_file).len() == 1
@@ -595,8 +609,15 @@ fn alerts_say_when_events_were_being_lost() {
         .status()
         .expect("flood");
     assert!(st.success());
-    // Kernel drop counters are read once a second.
-    std::thread::sleep(Duration::from_millis(2500));
+    // Kernel drop counters are read once a second, into the metrics and the drop tracker at
+    // the same time: once the metric shows them, the next alert must note them.
+    wait_for("kernel drops read", Duration::from_secs(10), || {
+        metric(
+            &http_get(port, "/metrics"),
+            "monitor_events_dropped_total{kind=\"unlink\",stage=\"kernel_ring\"}",
+        )
+        .is_some_and(|n| n > 0)
+    });
     assert!(cg.command("/bin/true").status().expect("true").success());
     wait_for("second alert", Duration::from_secs(10), || {
         json_lines(&out_file).len() == 2
@@ -642,11 +663,12 @@ fn metrics_names_types_values_and_promtool() {
     }
     const N: u64 = 12;
     let port = free_port();
+    let out_dir = scratch("metrics-out");
     let s = setup(
         "metrics",
         &format!(
             "metrics: {{addr: '127.0.0.1:{port}'}}\nsinks:\n  - {{type: file, path: '{}'}}\n",
-            scratch("metrics-out").join("alerts.json").display()
+            out_dir.join("alerts.json").display()
         ),
     );
     let cg = TestCgroup::new("metrics2");

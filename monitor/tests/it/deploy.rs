@@ -411,7 +411,12 @@ fn trace_with_caps(caps: &BTreeSet<String>, cg: &TestCgroup) -> (bool, Vec<Value
         Some(st) => st,
         None => {
             assert!(cg.command("/bin/true").status().expect("true").success());
-            std::thread::sleep(Duration::from_millis(300));
+            let out = dir.path().join("out");
+            wait_for("the exec of /bin/true", Duration::from_secs(10), || {
+                json_lines(&out)
+                    .iter()
+                    .any(|e| e["exec"]["filename"] == "/bin/true")
+            });
             // SAFETY: signalling our own child by pid.
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
             child.wait().expect("wait")

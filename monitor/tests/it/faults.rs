@@ -38,7 +38,7 @@ const RULES: &str = r#"
 "#;
 
 struct Files {
-    dir: PathBuf,
+    dir: Scratch,
     config: PathBuf,
     rules: PathBuf,
 }
@@ -71,11 +71,10 @@ fn seq(alert: &Value) -> u64 {
     alert_seq(alert)
 }
 
-/// The tests of this file run one at a time: the process storm would starve the others and
-/// turn their timing into noise.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+/// The tests of this file run alone: the process storm would starve the others and turn their
+/// timing into noise, and the others change host-wide state (ns_last_pid, a full disk).
+fn serial() {
+    alone();
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -89,12 +88,16 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// A small tmpfs of our own, unmounted on drop.
-struct Tmpfs(PathBuf);
+/// A small tmpfs of our own, unmounted on drop (then its mount point is removed).
+struct Tmpfs(
+    PathBuf,
+    #[allow(dead_code, reason = "kept for its Drop: the mount point's directory")] Scratch,
+);
 
 impl Tmpfs {
     fn new(tag: &str, size: &str) -> Tmpfs {
-        let dir = scratch(tag).join("mnt");
+        let scratch = scratch(tag);
+        let dir = scratch.join("mnt");
         std::fs::create_dir_all(&dir).expect("mount point");
         let st = Command::new("mount")
             .args([
@@ -108,7 +111,7 @@ impl Tmpfs {
             .status()
             .expect("mount");
         assert!(st.success(), "mount tmpfs");
-        Tmpfs(dir)
+        Tmpfs(dir, scratch)
     }
 }
 
@@ -123,7 +126,7 @@ fn file_sink_on_a_full_disk_retries_and_delivers_once_space_returns() {
     if !require_root("file_sink_on_a_full_disk_retries_and_delivers_once_space_returns") {
         return;
     }
-    let _serial = serial();
+    serial();
     const N: u64 = 30;
     let fs = Tmpfs::new("diskfull", "512k");
     let out = fs.0.join("alerts.json");
@@ -188,7 +191,7 @@ fn a_hanging_receiver_times_out_without_holding_up_the_others() {
     if !require_root("a_hanging_receiver_times_out_without_holding_up_the_others") {
         return;
     }
-    let _serial = serial();
+    serial();
     const N: u64 = 25;
     // Accepts connections and reads, never answers.
     let hang = TcpListener::bind("127.0.0.1:0").expect("listener");
@@ -202,7 +205,8 @@ fn a_hanging_receiver_times_out_without_holding_up_the_others() {
             });
         }
     });
-    let out = scratch("hang-out").join("alerts.json");
+    let out_dir = scratch("hang-out");
+    let out = out_dir.join("alerts.json");
     let metrics = free_port();
     let f = files(
         "hang",
@@ -259,7 +263,7 @@ fn thousands_of_short_lived_processes_a_second_for_30_s() {
     if !require_root("thousands_of_short_lived_processes_a_second_for_30_s") {
         return;
     }
-    let _serial = serial();
+    serial();
     const SECS: u64 = 30;
     const PER_STORM: u64 = 5000;
     let metrics = free_port();
@@ -337,7 +341,7 @@ fn pid_reuse_gets_a_new_identity_and_the_right_command() {
     if !require_root("pid_reuse_gets_a_new_identity_and_the_right_command") {
         return;
     }
-    let _serial = serial();
+    serial();
     let cg = TestCgroup::new("pidreuse");
     let agent = Agent::start(&["--cgroup", &cg.path.to_string_lossy(), "--kind", "exec"]);
     let out = cg
@@ -353,7 +357,19 @@ fn pid_reuse_gets_a_new_identity_and_the_right_command() {
     let pid = serde_json::from_slice::<Value>(&out.stdout).expect("JSON")["pid"]
         .as_u64()
         .expect("pid");
-    std::thread::sleep(Duration::from_millis(500));
+    agent.wait_output(
+        "both execs of the reused pid",
+        Duration::from_secs(10),
+        |ev| {
+            ev.iter()
+                .filter(|e| e["process"]["pid"] == pid)
+                .filter(|e| {
+                    e["exec"]["filename"] == "/bin/true" || e["exec"]["filename"] == "/bin/echo"
+                })
+                .count()
+                >= 2
+        },
+    );
     let o = agent.stop();
     let same: Vec<&Value> = o
         .events
@@ -383,7 +399,7 @@ fn containers_and_processes_that_vanish_before_their_metadata_is_read() {
     if !require_root("containers_and_processes_that_vanish_before_their_metadata_is_read") {
         return;
     }
-    let _serial = serial();
+    serial();
     let metrics = free_port();
     // Twenty containers that live for one /bin/true each: the process has exited and the cgroup
     // is gone by the time the event is enriched. Ten exist before the agent starts (its start-up
@@ -409,7 +425,18 @@ fn containers_and_processes_that_vanish_before_their_metadata_is_read() {
         assert!(c.command("/bin/true").status().expect("true").success());
         drop(c);
     }
-    std::thread::sleep(Duration::from_millis(1500));
+    // Events of gone containers may wait out the metadata hold before they are written.
+    agent.wait_output("an exec per container", Duration::from_secs(20), |ev| {
+        ev.iter()
+            .filter(|e| {
+                e["exec"]["filename"] == "/bin/true"
+                    && e["cgroup_id"]
+                        .as_u64()
+                        .is_some_and(|id| expected.contains_key(&id))
+            })
+            .count()
+            >= expected.len()
+    });
     assert!(http_get(metrics, "/healthz").starts_with("HTTP/1.1 200"));
     let o = agent.stop();
     let trues: Vec<&Value> = o
@@ -444,8 +471,9 @@ fn the_agent_is_no_blind_spot_and_redacts_secrets() {
     if !require_root("the_agent_is_no_blind_spot_and_redacts_secrets") {
         return;
     }
-    let _serial = serial();
-    let out = scratch("self-out").join("alerts.json");
+    serial();
+    let out_dir = scratch("self-out");
+    let out = out_dir.join("alerts.json");
     let f = files(
         "self",
         &format!("sinks:\n  - {{type: file, path: '{}'}}\n", out.display()),

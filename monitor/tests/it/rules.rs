@@ -19,6 +19,8 @@ use crate::common::*;
 /// stopped whichever subset of tests runs.
 struct Shared {
     out: PathBuf,
+    /// Holds the agent's files for the whole test run.
+    _dir: Scratch,
 }
 
 fn agent() -> &'static Shared {
@@ -68,7 +70,7 @@ fn agent() -> &'static Shared {
             let _ = child.wait();
         });
         match rx.recv() {
-            Ok(Ok(())) => Shared { out },
+            Ok(Ok(())) => Shared { out, _dir: dir },
             Ok(Err(e)) => panic!("monitor run did not start: {e}"),
             Err(e) => panic!("agent thread: {e}"),
         }
@@ -164,7 +166,6 @@ fn rule_network_tool_in_container() {
     fc.run(&nc.to_string_lossy(), &["-h"]);
     let a = expect("network_tool_in_container", &fc);
     assert_eq!(a["exec"]["filename"], nc.to_string_lossy().as_ref());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -607,23 +608,28 @@ fn reload_swaps_rules_without_losing_events() {
         .args(["unlink-slow", &N.to_string(), a, "1000"])
         .spawn()
         .expect("load");
-    std::thread::sleep(Duration::from_millis(600));
+    let timeout = Duration::from_secs(10);
+    agent.wait_output("the load under way", timeout, |ev| {
+        ev.iter().any(|e| e["rule"] == "marker_a")
+    });
     // Valid change: adds marker_b (SIGHUP).
     std::fs::write(&rules, marker("marker_a", a) + &marker("marker_b", b)).expect("v2");
     // SAFETY: signalling our own child by pid.
     unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) };
-    std::thread::sleep(Duration::from_millis(600));
+    agent.wait_log("rules reloaded", 1, timeout);
     // Invalid change: rejected, marker_a and marker_b stay (noticed by the file watch).
     std::fs::write(&rules, "- rule: marker_a\n  condition: kind = unlink and nope.field = 1\n  severity: notice\n  output: x\n").expect("v3");
+    agent.wait_log("rule reload rejected", 1, timeout);
     assert!(load.wait().expect("wait").success());
-    std::thread::sleep(Duration::from_millis(1500));
     let ok = cg
         .command(trigger())
         .args(["unlink-slow", "1", b, "0"])
         .status()
         .expect("b");
     assert!(ok.success());
-    std::thread::sleep(Duration::from_millis(500));
+    agent.wait_output("the marker_b alert", timeout, |ev| {
+        ev.iter().any(|e| e["rule"] == "marker_b")
+    });
     let out = agent.stop();
     let count = |rule: &str| out.events.iter().filter(|e| e["rule"] == rule).count() as u64;
     let dropped = out.stats["kernel"]["kinds"]["unlink"]["dropped"]

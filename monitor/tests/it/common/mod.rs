@@ -5,21 +5,58 @@ pub(crate) mod containerd;
 pub(crate) mod receivers;
 
 use std::{
+    cell::RefCell,
     ffi::CString,
     os::unix::{fs::MetadataExt, process::CommandExt},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
+    sync::{
+        RwLock, RwLockReadGuard, RwLockWriteGuard,
+        atomic::{AtomicU32, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
 
+/// The node, shared by the root tests that run at once, or held by one that loads it all.
+static NODE: RwLock<()> = RwLock::new(());
+
+/// This thread's hold on [`NODE`]; dropped when the test's thread ends.
+enum NodeHold {
+    Shared(#[allow(dead_code, reason = "held for its Drop")] RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code, reason = "held for its Drop")] RwLockWriteGuard<'static, ()>),
+}
+
+thread_local! {
+    static HOLD: RefCell<Option<NodeHold>> = const { RefCell::new(None) };
+}
+
+/// This test loads the whole node (a process storm, a ring-buffer flood, host-wide state): it
+/// runs while no other root test does. Call it right after [`require_root`].
+pub(crate) fn alone() {
+    HOLD.with(|h| {
+        if matches!(*h.borrow(), Some(NodeHold::Alone(_))) {
+            return;
+        }
+        h.borrow_mut().take();
+        let g = NODE.write().unwrap_or_else(|e| e.into_inner());
+        *h.borrow_mut() = Some(NodeHold::Alone(g));
+    });
+}
+
 /// True when the test can run. Without root it fails in CI (or when MONITOR_REQUIRE_ROOT is
-/// set) and is reported as skipped elsewhere.
+/// set) and is reported as skipped elsewhere. A root test shares the node with the other
+/// root tests until it ends, unless it asks to be [`alone`].
 pub(crate) fn require_root(test: &str) -> bool {
     // SAFETY: geteuid has no side effects.
     if unsafe { libc::geteuid() } == 0 {
+        HOLD.with(|h| {
+            if h.borrow().is_none() {
+                let g = NODE.read().unwrap_or_else(|e| e.into_inner());
+                *h.borrow_mut() = Some(NodeHold::Shared(g));
+            }
+        });
         return true;
     }
     if std::env::var_os("CI").is_some() || std::env::var_os("MONITOR_REQUIRE_ROOT").is_some() {
@@ -39,23 +76,20 @@ fn unique(tag: &str) -> String {
     )
 }
 
-/// A temporary directory removed on drop.
-pub(crate) struct TempDir(pub PathBuf);
+/// A temporary directory (under the system's temp dir) removed on drop.
+pub(crate) struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     pub(crate) fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(unique(tag));
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        TempDir(p)
+        TempDir(
+            tempfile::Builder::new()
+                .prefix(&format!("monitor-test-{tag}-"))
+                .tempdir()
+                .expect("create temp dir"),
+        )
     }
     pub(crate) fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path()
     }
 }
 
@@ -180,6 +214,27 @@ impl Agent {
         std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default()
     }
 
+    /// What the agent has written to stdout so far (events or alerts), complete lines only.
+    pub(crate) fn output_so_far(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.path().join("events.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits until the agent's output so far satisfies `ok`.
+    pub(crate) fn wait_output(&self, what: &str, timeout: Duration, ok: impl Fn(&[Value]) -> bool) {
+        wait_for(what, timeout, || ok(&self.output_so_far()));
+    }
+
+    /// Waits until the agent's log (stderr) has said `needle` at least `times` times.
+    pub(crate) fn wait_log(&self, needle: &str, times: usize, timeout: Duration) {
+        wait_for(&format!("log line `{needle}` x{times}"), timeout, || {
+            self.stderr().matches(needle).count() >= times
+        });
+    }
+
     /// SIGTERM, wait, and read everything the agent wrote.
     pub(crate) fn stop(mut self) -> Output {
         let mut child = self.child.take().expect("running");
@@ -275,16 +330,30 @@ pub(crate) fn by_syscall<'a>(
         .collect()
 }
 
-/// Where tests keep files: inside the build directory, not /tmp (which a rule watches).
-pub(crate) fn scratch(tag: &str) -> PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "rules-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&p).expect("scratch dir");
-    p
+/// A directory for a test's files inside the build directory, not /tmp (which a rule
+/// watches); removed on drop, so keep it bound while the files are used.
+pub(crate) struct Scratch(tempfile::TempDir);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+pub(crate) fn scratch(tag: &str) -> Scratch {
+    Scratch(
+        tempfile::Builder::new()
+            .prefix(&format!("rules-{tag}-"))
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .expect("scratch dir"),
+    )
 }
 
 /// A cgroup laid out as kubelet + containerd (systemd driver) would: the agent sees a container.
