@@ -1,14 +1,18 @@
-#![allow(
-    clippy::print_stdout,
-    clippy::print_stderr,
-    reason = "a command-line helper: it reports each call as a JSON line on stdout and fails on stderr"
-)]
 //! `monitor-trigger`: performs named system actions with exact, known arguments, so that tests,
 //! benchmarks and operators can check what the monitor reports. It only touches paths it is
 //! given, loopback, and namespaces the caller created.
 //!
 //! Usage: monitor-trigger ACTION ARGS..., actions listed in `main`.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line helper: it reports each call as a JSON line on stdout and fails on stderr"
+)]
+mod load;
+
 use std::{ffi::CString, process::exit};
+
+use load::{bench, fork_storm, rate};
 
 fn c(s: &str) -> CString {
     match CString::new(s) {
@@ -381,135 +385,6 @@ fn unlink_slow(count: u64, path: &str, delay_us: u64) {
         unsafe { libc::unlinkat(libc::AT_FDCWD, p.as_ptr(), 0) };
         std::thread::sleep(std::time::Duration::from_micros(delay_us));
     }
-}
-
-/// Runs one micro-operation in a loop for `millis` and prints `{"op":..,"ops":N,"secs":S}`.
-/// Operations: getpid (not hooked: the floor), openclose (a tmpfs file), forkexec (/bin/true),
-/// tcp (connect + accept + close on loopback).
-fn bench(op: &str, millis: u64) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(millis);
-    let start = std::time::Instant::now();
-    let mut ops: u64 = 0;
-    let path = c(&format!("/dev/shm/monitor-bench-{}", std::process::id()));
-    let truebin = c("/bin/true");
-    // SAFETY: syscalls with arguments we own; children are reaped by pid.
-    unsafe {
-        let fd = libc::open(path.as_ptr(), libc::O_CREAT | libc::O_WRONLY, 0o600);
-        libc::close(fd);
-        let a = sockaddr_in("127.0.0.1", 0);
-        let len = size_of::<libc::sockaddr_in>() as u32;
-        let l = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
-        libc::bind(l, (&raw const a).cast(), len);
-        libc::listen(l, 128);
-        let mut bound: libc::sockaddr_in = std::mem::zeroed();
-        let mut blen = len;
-        libc::getsockname(l, (&raw mut bound).cast(), &mut blen);
-        while std::time::Instant::now() < deadline {
-            for _ in 0..64 {
-                match op {
-                    "getpid" => {
-                        libc::syscall(libc::SYS_getpid);
-                    }
-                    "openclose" => {
-                        let fd = libc::open(path.as_ptr(), libc::O_RDONLY);
-                        libc::close(fd);
-                    }
-                    "forkexec" => {
-                        let pid = libc::fork();
-                        if pid == 0 {
-                            let argv = [truebin.as_ptr(), std::ptr::null()];
-                            libc::execv(truebin.as_ptr(), argv.as_ptr());
-                            libc::_exit(127);
-                        }
-                        let mut st = 0;
-                        libc::waitpid(pid, &mut st, 0);
-                    }
-                    "tcp" => {
-                        let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
-                        libc::connect(s, (&raw const bound).cast(), len);
-                        let c2 = libc::accept(l, std::ptr::null_mut(), std::ptr::null_mut());
-                        libc::close(c2);
-                        libc::close(s);
-                    }
-                    other => die(&format!("unknown bench op {other}")),
-                }
-                ops += 1;
-                if op == "forkexec" {
-                    break;
-                }
-            }
-        }
-        libc::close(l);
-        libc::unlink(path.as_ptr());
-    }
-    println!(
-        "{{\"op\":\"{op}\",\"ops\":{ops},\"secs\":{}}}",
-        start.elapsed().as_secs_f64()
-    );
-}
-
-/// Calls `step` `rate` times a second for `millis`, in small bursts, calling `between` after
-/// each; returns how many steps ran and the seconds taken.
-fn paced(
-    rate: u64,
-    millis: u64,
-    mut step: impl FnMut() -> bool,
-    mut between: impl FnMut(),
-) -> (u64, f64) {
-    let start = std::time::Instant::now();
-    let mut done: u64 = 0;
-    loop {
-        let elapsed = start.elapsed();
-        if elapsed.as_millis() as u64 >= millis {
-            break;
-        }
-        let due = rate * elapsed.as_micros() as u64 / 1_000_000;
-        while done < due {
-            if !step() {
-                break;
-            }
-            done += 1;
-        }
-        between();
-        std::thread::sleep(std::time::Duration::from_micros(200));
-    }
-    (done, start.elapsed().as_secs_f64())
-}
-
-/// Generates `rate` unlink events per second for `millis`; prints the number generated.
-fn rate(rate: u64, millis: u64, path: &str) {
-    let p = c(path);
-    let (done, secs) = paced(
-        rate,
-        millis,
-        || {
-            // SAFETY: unlink of a path that does not exist.
-            unsafe { libc::unlinkat(libc::AT_FDCWD, p.as_ptr(), 0) };
-            true
-        },
-        || {},
-    );
-    println!("{{\"generated\":{done},\"secs\":{secs}}}");
-}
-
-/// Forks short-lived children (each exits at once) at `rate` per second for `millis`; prints
-/// how many as JSON. Reaps them as it goes so the pid space is not exhausted.
-fn fork_storm(rate: u64, millis: u64) {
-    let (done, _) = paced(
-        rate,
-        millis,
-        // SAFETY: the child only calls _exit.
-        || match unsafe { libc::fork() } {
-            0 => unsafe { libc::_exit(0) },
-            -1 => false,
-            _ => true,
-        },
-        // SAFETY: reaping our own exited children without blocking.
-        || while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {},
-    );
-    // SAFETY: as above, blocking for the last ones.
-    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), 0) } > 0 {}
-    println!("{{\"forked\":{done}}}");
 }
 
 /// Runs `/bin/true` as pid P, then steers the kernel (ns_last_pid of our pid namespace) so that

@@ -292,7 +292,14 @@ fn test(root: &Path, no_lint: bool, args: &[String]) -> anyhow::Result<()> {
             deps_check(root)?;
             // Linting needs no kernel object: skip building it here (the test build makes it).
             run(cargo(root)
-                .args(["clippy", "--all-targets", "--", "-D", "warnings"])
+                .args([
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ])
                 .env("AYA_BUILD_SKIP", "1"))?;
             // The kernel crate only builds for the BPF target, with nightly: lint it alone.
             run(cargo(&root.join("monitor-ebpf")).args([

@@ -12,4 +12,6 @@ mod capture;
 mod delivery;
 mod deploy;
 mod faults;
+mod metrics;
 mod rules;
+mod rules_lifecycle;

@@ -2,6 +2,7 @@
 //! cgroups, runs commands inside them.
 
 pub(crate) mod containerd;
+pub(crate) mod formats;
 pub(crate) mod receivers;
 
 use std::{
