@@ -104,17 +104,11 @@ fn open(pid: u32, comm: &str, path: &str, flags: &[&'static str]) -> Event {
 }
 
 fn load_str(text: &str) -> Result<RuleSet, Vec<RuleError>> {
-    let dir = std::env::temp_dir().join(format!(
-        "monitor-rules-{}-{}",
-        std::process::id(),
-        text.len()
-    ));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let f = dir.join("r.yaml");
+    // A directory of its own: tests run in parallel.
+    let dir = tempfile::tempdir().expect("dir");
+    let f = dir.path().join("r.yaml");
     std::fs::write(&f, text).expect("write");
-    let r = load(&[RuleSource::Path(f)]);
-    let _ = std::fs::remove_dir_all(&dir);
-    r
+    load(&[RuleSource::Path(f)])
 }
 
 #[test]
