@@ -1,12 +1,15 @@
 //! Unit tests of the configuration: sources, precedence, validation, sinks.
 use super::*;
 
-fn write(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("monitor-config-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let p = dir.join(name);
-    std::fs::write(&p, text).expect("write");
-    p
+/// A temporary file ending in `name` (its extension picks the syntax), removed on drop.
+fn write(name: &str, text: &str) -> tempfile::TempPath {
+    let f = tempfile::Builder::new()
+        .prefix("monitor-config-")
+        .suffix(name)
+        .tempfile()
+        .expect("temp file");
+    std::fs::write(f.path(), text).expect("write");
+    f.into_temp_path()
 }
 
 #[test]
@@ -27,12 +30,12 @@ fn yaml_and_toml_give_the_same_config() {
         "[metrics]\naddr = \"127.0.0.1:9750\"\n[[sinks]]\ntype = \"file\"\npath = \"/tmp/x.json\"\nmax_bytes = 8192\nformat = \"ocsf\"\n[[sinks]]\ntype = \"syslog\"\naddress = \"udp://127.0.0.1:514\"\n",
     );
     let a = Config::load(&Sources {
-        file: Some(y),
+        file: Some(y.to_path_buf()),
         ..Default::default()
     })
     .expect("yaml");
     let b = Config::load(&Sources {
-        file: Some(t),
+        file: Some(t.to_path_buf()),
         ..Default::default()
     })
     .expect("toml");
@@ -48,7 +51,7 @@ fn env_overrides_file_and_flags_override_env() {
         "capture:\n  queue: 100\nbaselines:\n  learn: 2h\n",
     );
     let c = Config::load(&Sources {
-        file: Some(y),
+        file: Some(y.to_path_buf()),
         env: vec![
             ("MONITOR_CAPTURE_QUEUE".into(), "200".into()),
             ("MONITOR_BASELINES_LEARN".into(), "30m".into()),
@@ -81,7 +84,7 @@ fn sinks_can_come_from_the_environment() {
 fn errors_name_the_file_and_the_key() {
     let y = write("c.yaml", "capture:\n  queu: 1\n");
     let e = Config::load(&Sources {
-        file: Some(y.clone()),
+        file: Some(y.to_path_buf()),
         ..Default::default()
     })
     .expect_err("typo");
@@ -120,7 +123,7 @@ fn validation_reports_every_problem() {
         "capture:\n  ring_buffer_bytes: 5000\nsinks:\n  - type: syslog\n    address: 127.0.0.1:514\n    facility: nope\n  - type: webhook\n    url: ftp://x\n  - type: stdout\n  - type: stdout\n",
     );
     let e = Config::load(&Sources {
-        file: Some(y),
+        file: Some(y.to_path_buf()),
         ..Default::default()
     })
     .expect_err("invalid");

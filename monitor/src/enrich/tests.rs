@@ -71,10 +71,13 @@ fn workloads_from_controller_labels() {
 }
 
 /// A /proc and cgroup2 tree of our own, so the cache logic runs without a runtime.
-fn fixture() -> (tempdir::Dir, AttributorConfig) {
-    let d = tempdir::Dir::new();
+fn fixture() -> (tempfile::TempDir, AttributorConfig) {
+    let d = tempfile::Builder::new()
+        .prefix("monitor-attr-")
+        .tempdir()
+        .expect("tempdir");
     let write = |pid: u32, text: &str| {
-        let p = d.0.join("proc").join(pid.to_string());
+        let p = d.path().join("proc").join(pid.to_string());
         std::fs::create_dir_all(&p).expect("mkdir");
         std::fs::write(p.join("cgroup"), text).expect("write");
     };
@@ -84,33 +87,15 @@ fn fixture() -> (tempdir::Dir, AttributorConfig) {
         &format!("0::/kubepods/besteffort/pod5f1b3c1e-8a2d-4c1f-9e7b-2a6d0c3e4f5a/{ID}\n"),
     );
     write(11, &format!("0::/libpod_parent/libpod-{ID}\n"));
-    let cg = d.0.join("cg");
+    let cg = d.path().join("cg");
     std::fs::create_dir_all(cg.join("kubepods/besteffort/podX").join(ID)).expect("mkdir cg");
     let cfg = AttributorConfig {
-        proc_root: d.0.join("proc"),
+        proc_root: d.path().join("proc"),
         cgroup2_root: cg,
         ttl: Duration::from_secs(60),
         retry_after: Duration::from_secs(5),
     };
     (d, cfg)
-}
-
-mod tempdir {
-    pub(crate) struct Dir(pub(crate) std::path::PathBuf);
-    impl Dir {
-        pub(crate) fn new() -> Dir {
-            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let p = std::env::temp_dir().join(format!("monitor-attr-{}-{n}", std::process::id()));
-            std::fs::create_dir_all(&p).expect("tempdir");
-            Dir(p)
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 #[test]
@@ -229,7 +214,7 @@ fn cgroups_seen_created_attribute_vanished_tasks_until_after_removal() {
     // The start-up scan finds the container directories that exist.
     let found = a.scan_cgroups();
     assert_eq!(found, 1);
-    let ino = std::fs::metadata(d.0.join("cg/kubepods/besteffort/podX").join(ID))
+    let ino = std::fs::metadata(d.path().join("cg/kubepods/besteffort/podX").join(ID))
         .expect("meta")
         .ino();
     assert_eq!(a.container_ref(ino, 98).map(|r| r.id), Some(ID.to_string()));
@@ -295,7 +280,7 @@ fn podman_is_missing_without_asking_and_gone_process_found_by_inode() {
     assert_eq!(attr.metadata.status, Status::Missing);
     assert!(rx.try_recv().is_err());
     // pid 99 has no /proc entry: the cgroup is found by its inode.
-    let ino = std::fs::metadata(d.0.join("cg/kubepods/besteffort/podX").join(ID))
+    let ino = std::fs::metadata(d.path().join("cg/kubepods/besteffort/podX").join(ID))
         .expect("stat")
         .ino();
     let r = a.container_ref(ino, 99).expect("found by inode");

@@ -237,10 +237,26 @@ fn rate_limit_and_promotion() {
     assert!(b.profiles["container/c1"].items[&ItemKind::Exec].contains("/next <- /init"));
 }
 
-fn dir(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("monitor-baseline-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+/// A store directory that does not exist yet (inside a temporary one removed on drop).
+struct StoreDir(
+    #[allow(dead_code, reason = "held for its Drop: removes the directory")] tempfile::TempDir,
+    std::path::PathBuf,
+);
+
+impl std::ops::Deref for StoreDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.1
+    }
+}
+
+fn dir(tag: &str) -> StoreDir {
+    let t = tempfile::Builder::new()
+        .prefix(&format!("monitor-baseline-{tag}-"))
+        .tempdir()
+        .expect("temp dir");
+    let p = t.path().join("store");
+    StoreDir(t, p)
 }
 
 #[test]
@@ -269,7 +285,6 @@ fn persistence_round_trip_and_yaml_export_import() {
         "{yaml}"
     );
     assert_eq!(serde_norway::from_str::<Profile>(&yaml).expect("parse"), p);
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
@@ -313,7 +328,6 @@ fn torn_and_corrupt_files_never_lose_the_good_profile() {
             .with_extension("yaml.corrupt")
             .exists()
     );
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]

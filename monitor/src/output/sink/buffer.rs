@@ -335,8 +335,8 @@ mod tests {
 
     #[test]
     fn spool_keeps_order_and_survives_restart() {
-        let dir = std::env::temp_dir().join(format!("monitor-spool-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("spool");
         {
             let mut buf = Buffer::new(2, Some((&dir, "s", 1 << 20))).expect("buffer");
             for x in ["1", "2", "3", "4", "5"] {
@@ -363,8 +363,8 @@ mod tests {
 
     #[test]
     fn spool_limit_and_torn_tail() {
-        let dir = std::env::temp_dir().join(format!("monitor-spool2-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("spool");
         let mut buf = Buffer::new(1, Some((&dir, "t", 20))).expect("buffer");
         buf.push(b("first")).expect("memory");
         buf.push(b("0123456789")).expect("spooled: 14 bytes");

@@ -167,8 +167,8 @@ mod tests {
 
     #[tokio::test]
     async fn rotates_by_size_and_keeps_n_files() {
-        let dir = std::env::temp_dir().join(format!("monitor-filesink-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("sink");
         let path = dir.join("alerts.json");
         let mut s = FileSink::open(&path, 100, 2).expect("open");
         for i in 0..10 {
