@@ -377,10 +377,37 @@ impl Config {
                     }
                 }
                 SinkKind::Syslog {
-                    address, facility, ..
+                    address,
+                    facility,
+                    tls,
+                    ..
                 } => {
-                    if let Err(e) = parse_syslog_addr(address) {
-                        errs.push(format!("{at}: address {e}"));
+                    match parse_syslog_addr(address) {
+                        Err(e) => errs.push(format!("{at}: address {e}")),
+                        Ok(SyslogAddr::Tls(_)) => {}
+                        Ok(_) if *tls != SyslogTls::default() => {
+                            errs.push(format!("{at}: `tls` settings need a tls:// address"));
+                        }
+                        Ok(_) => {}
+                    }
+                    if tls.cert_file.is_some() != tls.key_file.is_some() {
+                        errs.push(format!(
+                            "{at}: tls.cert_file and tls.key_file go together (a client certificate and its key)"
+                        ));
+                    }
+                    for (what, f) in [
+                        ("ca_file", &tls.ca_file),
+                        ("cert_file", &tls.cert_file),
+                        ("key_file", &tls.key_file),
+                    ] {
+                        if let Some(f) = f
+                            && !f.is_file()
+                        {
+                            errs.push(format!(
+                                "{at}: tls.{what} {} is not a readable file",
+                                f.display()
+                            ));
+                        }
                     }
                     if facility_code(facility).is_none() {
                         errs.push(format!("{at}: unknown facility `{facility}`"));

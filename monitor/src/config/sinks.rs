@@ -13,10 +13,79 @@ pub(crate) enum Format {
     /// The agent's own alert JSON.
     #[default]
     Native,
-    /// OCSF 1.3 Detection Finding (class 2004).
+    /// OCSF Detection Finding (class 2004), in the sink's `ocsf_version`.
     Ocsf,
-    /// Elastic Common Schema 8.x field names.
+    /// Elastic Common Schema 9.x field names.
     Ecs,
+}
+
+/// OCSF versions the encoder emits; each is validated against the published schema export of
+/// that version in the tests. The newest is the default; a sink may pin an older one for a
+/// receiver that needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub(crate) enum OcsfVersion {
+    V1_3,
+    V1_4,
+    V1_5,
+    V1_6,
+    V1_7,
+    #[default]
+    V1_8,
+}
+
+impl OcsfVersion {
+    /// Every version the encoder emits, oldest first.
+    pub(crate) const ALL: [OcsfVersion; 6] = [
+        OcsfVersion::V1_3,
+        OcsfVersion::V1_4,
+        OcsfVersion::V1_5,
+        OcsfVersion::V1_6,
+        OcsfVersion::V1_7,
+        OcsfVersion::V1_8,
+    ];
+
+    /// The version as OCSF writes it (`metadata.version`).
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            OcsfVersion::V1_3 => "1.3.0",
+            OcsfVersion::V1_4 => "1.4.0",
+            OcsfVersion::V1_5 => "1.5.0",
+            OcsfVersion::V1_6 => "1.6.0",
+            OcsfVersion::V1_7 => "1.7.0",
+            OcsfVersion::V1_8 => "1.8.0",
+        }
+    }
+}
+
+impl Serialize for OcsfVersion {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for OcsfVersion {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<OcsfVersion, D::Error> {
+        let s = String::deserialize(d)?;
+        let want = s.trim();
+        OcsfVersion::ALL
+            .into_iter()
+            .find(|v| v.as_str() == want || v.as_str().strip_suffix(".0") == Some(want))
+            .ok_or_else(|| {
+                let known: Vec<&str> = OcsfVersion::ALL.iter().map(|v| v.as_str()).collect();
+                serde::de::Error::custom(format!(
+                    "ocsf_version `{s}` is not one the encoder emits ({})",
+                    known.join(", ")
+                ))
+            })
+    }
+}
+
+/// How a sink encodes alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Encoding {
+    pub(crate) format: Format,
+    /// For [`Format::Ocsf`]: which version.
+    pub(crate) ocsf: OcsfVersion,
 }
 
 /// Unknown keys are rejected by the `type`-specific part (`SinkKind`), which receives every key
@@ -28,6 +97,9 @@ pub(crate) struct SinkConfig {
     pub(crate) name: String,
     #[serde(default)]
     pub(crate) format: Format,
+    /// OCSF version written by an `ocsf` sink (default: the newest the encoder knows).
+    #[serde(default)]
+    pub(crate) ocsf_version: OcsfVersion,
     /// Alerts held in memory while the receiver is slow or down; beyond, new ones are spooled
     /// (if `spool_dir` is set) or dropped and counted.
     #[serde(default = "default_queue")]
@@ -67,10 +139,19 @@ fn default_retry_max() -> Dur {
 }
 
 impl SinkConfig {
+    /// How this sink encodes alerts.
+    pub(crate) fn encoding(&self) -> Encoding {
+        Encoding {
+            format: self.format,
+            ocsf: self.ocsf_version,
+        }
+    }
+
     pub(crate) fn stdout() -> SinkConfig {
         SinkConfig {
             name: String::new(),
             format: Format::Native,
+            ocsf_version: OcsfVersion::default(),
             queue: default_queue(),
             batch: default_batch(),
             spool_dir: None,
@@ -109,12 +190,16 @@ pub(crate) enum SinkKind {
     /// RFC 5424 syslog: `udp://host:port`, `tcp://host:port` (octet-counting framing) or
     /// `unix:///dev/log` (datagram).
     Syslog {
+        /// `udp://HOST:PORT`, `tcp://HOST:PORT`, `tls://HOST:PORT` (RFC 5425) or `unix:///PATH`.
         address: String,
         /// Facility name (kern, user, daemon, auth, authpriv, local0..local7).
         #[serde(default = "default_facility")]
         facility: String,
         #[serde(default = "default_app_name")]
         app_name: String,
+        /// For `tls://`: whom to trust and how to present ourselves.
+        #[serde(default)]
+        tls: SyslogTls,
     },
     /// HTTP(S) POST of batches of JSON lines (`application/x-ndjson`).
     Webhook {
@@ -187,11 +272,32 @@ pub(crate) fn facility_code(name: &str) -> Option<u8> {
     })
 }
 
+/// TLS settings of a `tls://` syslog sink.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SyslogTls {
+    /// PEM file of the CA certificates the receiver's certificate must chain to (default: the
+    /// system's roots).
+    #[serde(default)]
+    pub(crate) ca_file: Option<PathBuf>,
+    /// PEM client certificate chain, for receivers that require one (with `key_file`).
+    #[serde(default)]
+    pub(crate) cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    #[serde(default)]
+    pub(crate) key_file: Option<PathBuf>,
+    /// Name the receiver's certificate must carry (default: the address's host).
+    #[serde(default)]
+    pub(crate) server_name: Option<String>,
+}
+
 /// A parsed syslog destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum SyslogAddr {
     Udp(String),
     Tcp(String),
+    /// TCP with TLS (RFC 5425), octet-counted like TCP.
+    Tls(String),
     Unix(PathBuf),
 }
 
@@ -200,11 +306,13 @@ pub(crate) fn parse_syslog_addr(s: &str) -> Result<SyslogAddr, String> {
         Ok(SyslogAddr::Udp(a.to_string()))
     } else if let Some(a) = s.strip_prefix("tcp://") {
         Ok(SyslogAddr::Tcp(a.to_string()))
+    } else if let Some(a) = s.strip_prefix("tls://") {
+        Ok(SyslogAddr::Tls(a.to_string()))
     } else if let Some(p) = s.strip_prefix("unix://") {
         Ok(SyslogAddr::Unix(PathBuf::from(p)))
     } else {
         Err(format!(
-            "`{s}`: expected udp://HOST:PORT, tcp://HOST:PORT or unix:///PATH"
+            "`{s}`: expected udp://HOST:PORT, tcp://HOST:PORT, tls://HOST:PORT or unix:///PATH"
         ))
     }
 }

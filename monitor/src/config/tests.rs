@@ -140,6 +140,34 @@ fn validation_reports_every_problem() {
 }
 
 #[test]
+fn ocsf_versions_and_syslog_tls_settings_are_checked() {
+    let ok = Config::from_text(
+        "sinks:\n  - {type: stdout, format: ocsf, ocsf_version: '1.3'}\n  - {type: stdout, name: new, format: ocsf}\n",
+        false,
+    )
+    .expect("valid");
+    assert_eq!(ok.sinks[0].ocsf_version, OcsfVersion::V1_3);
+    assert_eq!(ok.sinks[1].ocsf_version, OcsfVersion::V1_8);
+    let e = Config::from_text("sinks:\n  - {type: stdout, ocsf_version: 2.0.0}\n", false)
+        .expect_err("unknown version")
+        .to_string();
+    assert!(e.contains("2.0.0") && e.contains("1.3.0, 1.4.0"), "{e}");
+    let e = Config::from_text(
+        "sinks:\n  - {type: syslog, address: 'udp://127.0.0.1:514', tls: {ca_file: /x}}\n  - {type: syslog, name: t, address: 'tls://127.0.0.1:6514', tls: {cert_file: /nonexistent/c.pem}}\n",
+        false,
+    )
+    .expect_err("invalid")
+    .to_string();
+    for needle in [
+        "`tls` settings need a tls:// address",
+        "tls.cert_file and tls.key_file go together",
+        "tls.cert_file /nonexistent/c.pem is not a readable file",
+    ] {
+        assert!(e.contains(needle), "missing {needle} in {e}");
+    }
+}
+
+#[test]
 fn durations_parse_in_all_forms() {
     assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
     assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));

@@ -145,12 +145,12 @@ impl Dispatcher {
                 None => Buffer::new(c.queue, None).map_err(|e| setup(e.to_string()))?,
             };
             let (tx, rx) = mpsc::channel(HANDOFF);
-            let format = c.format;
+            let encoding = c.encoding();
             let encode: Encoder = match &c.kind {
                 SinkKind::Syslog {
                     facility, app_name, ..
-                } => Box::new(syslog::Syslog::encoder(facility, app_name, format)),
-                _ => Box::new(move |a: &Alert| crate::output::format::encode(a, format)),
+                } => Box::new(syslog::Syslog::encoder(facility, app_name, encoding)),
+                _ => Box::new(move |a: &Alert| crate::output::format::encode(a, encoding)),
             };
             let driver = Driver {
                 name: name.clone(),
@@ -177,9 +177,12 @@ impl Dispatcher {
                     tokio::spawn(driver.run(t))
                 }
                 SinkKind::Syslog {
-                    address, facility, ..
+                    address,
+                    facility,
+                    tls,
+                    ..
                 } => {
-                    let t = syslog::Syslog::new(address, facility).map_err(setup)?;
+                    let t = syslog::Syslog::new(address, facility, tls).map_err(setup)?;
                     tokio::spawn(driver.run(t))
                 }
                 SinkKind::Webhook { .. } => {
