@@ -296,8 +296,8 @@ fn spec_labels(ds: &Value) -> &Value {
 }
 
 #[test]
-fn prometheus_rules_pass_promtool() {
-    let t = "prometheus_rules_pass_promtool";
+fn prometheus_rules_pass_promtool_check_and_unit_tests() {
+    let t = "prometheus_rules_pass_promtool_check_and_unit_tests";
     if !have("kubectl", t) || !have("promtool", t) {
         return;
     }
@@ -334,6 +334,37 @@ fn prometheus_rules_pass_promtool() {
     assert!(
         out.status.success(),
         "promtool check rules:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Unit tests of the alerts themselves (deploy/tests/alerts.test.yaml): each fires on the
+    // series it is about, with its labels and annotations, and only then.
+    let tests_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/tests/alerts.test.yaml");
+    let tests_text = std::fs::read_to_string(&tests_file).expect("alert tests");
+    let tests: Value = serde_norway::from_str(&tests_text).expect("alert tests YAML");
+    let tested: Vec<&str> = tests["tests"]
+        .as_array()
+        .expect("tests")
+        .iter()
+        .flat_map(|t| t["alert_rule_test"].as_array().into_iter().flatten())
+        .filter(|t| t["exp_alerts"].as_array().is_some_and(|a| !a.is_empty()))
+        .filter_map(|t| t["alertname"].as_str())
+        .collect();
+    for n in &names {
+        assert!(
+            tested.contains(n),
+            "alert {n} has no promtool unit test that fires it"
+        );
+    }
+    std::fs::write(dir.path().join("alerts.test.yaml"), tests_text).expect("copy");
+    let out = Command::new("promtool")
+        .args(["test", "rules"])
+        .arg(dir.path().join("alerts.test.yaml"))
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool test rules:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );

@@ -15,3 +15,4 @@ mod faults;
 mod metrics;
 mod rules;
 mod rules_lifecycle;
+mod siem;

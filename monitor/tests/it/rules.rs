@@ -19,6 +19,8 @@ use crate::common::*;
 /// stopped whichever subset of tests runs.
 struct Shared {
     out: PathBuf,
+    /// Where the agent's files (and conformance sinks) are.
+    dir: PathBuf,
     /// Holds the agent's files for the whole test run.
     _dir: Scratch,
 }
@@ -31,6 +33,8 @@ fn agent() -> &'static Shared {
         let ready = dir.join("ready");
         let (tx, rx) = std::sync::mpsc::channel::<Result<(), String>>();
         let (out2, ready2, err) = (out.clone(), ready.clone(), dir.join("stderr"));
+        // Every alert also goes through the conformance sinks (checked per alert by `expect`).
+        let config = conformance::config(None, &dir);
         std::thread::spawn(move || {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_monitor"));
             cmd.args([
@@ -41,6 +45,8 @@ fn agent() -> &'static Shared {
                 "--ready-file",
             ])
             .arg(&ready2)
+            .arg("--config")
+            .arg(&config)
             .stdout(std::fs::File::create(&out2).expect("out"))
             .stderr(std::fs::File::create(&err).expect("err"));
             // SAFETY: prctl in the child before exec.
@@ -70,7 +76,11 @@ fn agent() -> &'static Shared {
             let _ = child.wait();
         });
         match rx.recv() {
-            Ok(Ok(())) => Shared { out, _dir: dir },
+            Ok(Ok(())) => Shared {
+                out,
+                dir: dir.to_path_buf(),
+                _dir: dir,
+            },
             Ok(Err(e)) => panic!("monitor run did not start: {e}"),
             Err(e) => panic!("agent thread: {e}"),
         }
@@ -111,6 +121,9 @@ fn expect(rule: &str, fc: &FakeContainer) -> Value {
         first["severity"].is_string() && first["tags"].is_array() && first["output"].is_string()
     );
     assert!(first["time"].as_str().is_some_and(|t| t.ends_with('Z')) && first["node"].is_string());
+    // The same alert in OCSF, pinned OCSF, ECS and native, against the published schemas.
+    let id = first["id"].as_str().expect("alert id");
+    conformance::check_alert(&agent().dir, id);
     first.clone()
 }
 

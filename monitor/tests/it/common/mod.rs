@@ -1,9 +1,11 @@
 //! Shared harness of the root integration tests: starts the real agent, creates and removes
 //! cgroups, runs commands inside them.
 
+pub(crate) mod conformance;
 pub(crate) mod containerd;
-pub(crate) mod formats;
+pub(crate) mod promserver;
 pub(crate) mod receivers;
+pub(crate) mod rsyslog;
 
 use std::{
     cell::RefCell,
@@ -157,6 +159,8 @@ impl Drop for TestCgroup {
 pub(crate) struct Agent {
     child: Option<Child>,
     dir: TempDir,
+    /// `monitor run`: the conformance sinks are on, and checked at stop.
+    conformance: bool,
 }
 
 pub(crate) struct Output {
@@ -171,16 +175,29 @@ impl Agent {
     }
 
     /// Starts `monitor <subcommand>` (`trace` or `run`) with extra arguments.
+    /// `monitor run` also writes every alert through the conformance sinks, validated at stop.
     pub(crate) fn start_with(subcommand: &str, args: &[&str]) -> Agent {
         let dir = TempDir::new("agent");
         let ready = dir.path().join("ready");
+        let conformance = subcommand == "run";
+        let mut args: Vec<String> = args.iter().map(|s| (*s).to_string()).collect();
+        if conformance {
+            let at = args.iter().position(|a| a == "--config");
+            let original = at.and_then(|i| args.get(i + 1)).map(PathBuf::from);
+            let merged = conformance::config(original.as_deref(), dir.path());
+            let merged = merged.display().to_string();
+            match at {
+                Some(i) if i + 1 < args.len() => args[i + 1] = merged,
+                _ => args.extend(["--config".to_string(), merged]),
+            }
+        }
         let child = Command::new(env!("CARGO_BIN_EXE_monitor"))
             .arg(subcommand)
             .arg("--ready-file")
             .arg(&ready)
             .arg("--stats-json")
             .arg(dir.path().join("stats.json"))
-            .args(args)
+            .args(&args)
             .stdout(std::fs::File::create(dir.path().join("events.jsonl")).expect("events file"))
             .stderr(std::fs::File::create(dir.path().join("stderr")).expect("stderr file"))
             .stdin(Stdio::null())
@@ -189,6 +206,7 @@ impl Agent {
         let mut agent = Agent {
             child: Some(child),
             dir,
+            conformance,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while !ready.exists() {
@@ -251,6 +269,15 @@ impl Agent {
             .collect();
         let stats =
             std::fs::read_to_string(self.dir.path().join("stats.json")).expect("stats.json");
+        if self.conformance {
+            let n = conformance::check(self.dir.path());
+            eprintln!(
+                "conformance: {n} alerts valid in OCSF {}, OCSF {}, ECS {} and native",
+                conformance::DEFAULT_OCSF,
+                conformance::PINNED_OCSF,
+                conformance::ECS
+            );
+        }
         Output {
             events,
             stats: serde_json::from_str(&stats).expect("stats JSON"),
