@@ -46,7 +46,33 @@ fn rustflags(build: Build) -> String {
     f.join(" ")
 }
 
+/// The command that builds every fuzz target at once.
+pub(crate) fn build_command(root: &Path, build: Build) -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(root.join("fuzz"))
+        .args(["+nightly", "build", "--target", TRIPLE, "--bins"])
+        .env("RUSTFLAGS", rustflags(build))
+        // The fuzz targets need the agent library, not its kernel programs.
+        .env("AYA_BUILD_SKIP", "1");
+    if let Build::Thorough = build {
+        cmd.arg("--release");
+    }
+    cmd
+}
+
+/// Builds the targets, then runs them.
 pub(crate) fn run(
+    root: &Path,
+    seconds: u64,
+    only: Option<&str>,
+    build: Build,
+) -> anyhow::Result<()> {
+    crate::run(&mut build_command(root, build)).context("building the fuzz targets")?;
+    run_built(root, seconds, only, build)
+}
+
+/// Runs targets built by [`build_command`], each for `seconds`.
+pub(crate) fn run_built(
     root: &Path,
     seconds: u64,
     only: Option<&str>,
@@ -57,20 +83,10 @@ pub(crate) fn run(
         Some(t) => bail!("unknown fuzz target `{t}` (known: {})", TARGETS.join(", ")),
         None => TARGETS.to_vec(),
     };
-    let mut cmd = Command::new("cargo");
-    cmd.current_dir(root.join("fuzz"))
-        .args(["+nightly", "build", "--target", TRIPLE, "--bins"])
-        .env("RUSTFLAGS", rustflags(build))
-        // The fuzz targets need the agent library, not its kernel programs.
-        .env("AYA_BUILD_SKIP", "1");
     let profile = match build {
-        Build::Thorough => {
-            cmd.arg("--release");
-            "release"
-        }
+        Build::Thorough => "release",
         Build::Smoke => "debug",
     };
-    crate::run(&mut cmd).context("building the fuzz targets")?;
     let bins = root.join("fuzz/target").join(TRIPLE).join(profile);
     for t in targets {
         let work = root.join("target/fuzz/corpus").join(t);

@@ -29,9 +29,10 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages needed to build bpf-linker (only installed when bpf-linker is missing).
 const APT_LINKER: &[&str] = &["llvm-22-dev", "libpolly-22-dev"];
 /// Debian packages the build and the tests always need: protoc (CRI bindings), unshare
-/// (util-linux), a real container runtime for the attribution tests, promtool (package
-/// prometheus) to lint the metrics endpoint and the alerting rules, kubectl (kustomize) to render
-/// the manifests, and buildah to build the image offline.
+/// (util-linux), a real container runtime for the attribution tests, the Prometheus server and
+/// promtool (package prometheus) to scrape the agent and test the alerting rules, kubectl
+/// (kustomize) to render the manifests, buildah to build the image offline, rsyslog with its
+/// TLS driver as the syslog receiver, and openssl for the test certificates.
 const APT_ALWAYS: &[&str] = &[
     "protobuf-compiler",
     "util-linux",
@@ -42,13 +43,30 @@ const APT_ALWAYS: &[&str] = &[
     "prometheus",
     "kubectl",
     "buildah",
+    "rsyslog",
+    "rsyslog-gnutls",
+    "openssl",
 ];
+
+/// Debian packages for Node.js and npm, installed only when no `npm` is on the machine (the
+/// machine's own Node.js may ship npm and conflict with Debian's).
+const APT_NODE: &[&str] = &["nodejs", "npm"];
 
 /// Seconds each fuzz target runs in `cargo xtask test`.
 const FUZZ_SMOKE_SECONDS: u64 = 20;
 
 /// PyPI package validating the rendered manifests against the Kubernetes schemas.
-const PIP_ALWAYS: &[(&str, &str)] = &[("kubernetes-validate", "kubernetes_validate")];
+/// PyPI packages: the Kubernetes schemas for the rendered manifests, the OCSF schema exports
+/// (1.0.0 ... 1.8.0) and a JSON Schema validator for the alert conformance tests.
+const PIP_ALWAYS: &[(&str, &str)] = &[
+    ("kubernetes-validate", "kubernetes_validate"),
+    ("ocsf-json-schema==1.2.0", "ocsf_json_schema"),
+    ("jsonschema", "jsonschema"),
+];
+
+/// The ECS version the alerts are validated against, and the npm package that ships its field
+/// table (`EcsFlat`).
+const ECS_VERSION: &str = "9.4.0";
 
 #[derive(Parser)]
 #[command(name = "xtask")]
@@ -158,9 +176,11 @@ fn bpf_linker_ok() -> bool {
 
 fn setup() -> anyhow::Result<()> {
     let need_linker = !bpf_linker_ok();
+    let need_node = !succeeds(Command::new("npm").arg("--version"));
     let wanted = APT_ALWAYS
         .iter()
-        .chain(if need_linker { APT_LINKER } else { &[] });
+        .chain(if need_linker { APT_LINKER } else { &[] })
+        .chain(if need_node { APT_NODE } else { &[] });
     let missing: Vec<&str> = wanted
         .copied()
         .filter(|p| !succeeds(Command::new("dpkg").args(["-s", p])))
@@ -237,8 +257,32 @@ fn setup() -> anyhow::Result<()> {
             .with_context(|| format!("installing {package} from PyPI"))?;
         }
     }
+    ecs_schema()?;
     eprintln!("setup: prerequisites present (bpf-linker {BPF_LINKER_VERSION}, nightly rust-src)");
     Ok(())
+}
+
+/// Dumps the ECS field table of `@elastic/ecs` (npm) to `target/schemas/ecs-<version>.json` as
+/// `{"version", "fields"}`, where `monitor/tests/schemas/validate.py` reads it. Idempotent.
+fn ecs_schema() -> anyhow::Result<()> {
+    let dir = workspace_root().join("target/schemas");
+    let out = dir.join(format!("ecs-{ECS_VERSION}.json"));
+    if out.exists() {
+        return Ok(());
+    }
+    let npm = dir.join("npm");
+    std::fs::create_dir_all(&npm).with_context(|| format!("creating {}", npm.display()))?;
+    run(Command::new("npm")
+        .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&npm)
+        .arg(format!("@elastic/ecs@{ECS_VERSION}")))
+    .context("installing @elastic/ecs from the npm registry")?;
+    let script = format!(
+        "const e = require({:?}); require('fs').writeFileSync({:?}, JSON.stringify({{version: {ECS_VERSION:?}, fields: e.EcsFlat}}));",
+        npm.join("node_modules/@elastic/ecs/build/commonjs/index.js"),
+        out
+    );
+    run(Command::new("node").args(["-e", &script])).context("dumping the ECS field table")
 }
 
 fn cargo(root: &Path) -> Command {
@@ -316,19 +360,61 @@ fn test(root: &Path, no_lint: bool, args: &[String]) -> anyhow::Result<()> {
             ]))
         })?;
     }
-    step(&mut times, "build and test", || {
+    // The fuzz targets build in the background, at the lowest priority, while the integration
+    // tests run: those mostly wait on the kernel and on receivers, which leaves CPU idle.
+    let mut fuzz_build: Option<std::process::Child> = None;
+    let tested = step(&mut times, "build and test", || {
         // The integration tests run the trigger helper from beside the agent's binary.
         run(cargo(root).args(["build", "--release", "-p", "monitor-trigger"]))?;
+        run(cargo(root)
+            .args(["test", "--release", "--no-run"])
+            .args(args))?;
+        let mut fb = Command::new("nice");
+        let inner = fuzz::build_command(root, fuzz::Build::Smoke);
+        fb.arg("-n19")
+            .arg(inner.get_program())
+            .args(inner.get_args());
+        if let Some(dir) = inner.get_current_dir() {
+            fb.current_dir(dir);
+        }
+        for (k, v) in inner.get_envs() {
+            if let Some(v) = v {
+                fb.env(k, v);
+            }
+        }
+        let log = root.join("target/fuzz-build.log");
+        std::fs::create_dir_all(root.join("target"))?;
+        let out = std::fs::File::create(&log)?;
+        fb.stderr(out.try_clone()?).stdout(out);
+        eprintln!("+ {fb:?} (background, log in {})", log.display());
+        fuzz_build = Some(fb.spawn().context("starting the fuzz build")?);
         if !is_root() {
             eprintln!(
                 "note: not root: the integration tests will report themselves skipped (they fail under CI=1)"
             );
         }
         run(cargo(root).args(["test", "--release"]).args(args))
-    })?;
+    });
+    if let Err(e) = tested {
+        // Stop what runs in the background before reporting.
+        if let Some(mut c) = fuzz_build.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        return Err(e);
+    }
     // A smoke run of every fuzz target from the kept corpus.
     step(&mut times, "fuzz smoke", || {
-        fuzz::run(root, FUZZ_SMOKE_SECONDS, None, fuzz::Build::Smoke)
+        let status = match fuzz_build.take() {
+            Some(mut c) => c.wait().context("waiting for the fuzz build")?,
+            None => bail!("the fuzz build did not start"),
+        };
+        if !status.success() {
+            let log =
+                std::fs::read_to_string(root.join("target/fuzz-build.log")).unwrap_or_default();
+            bail!("building the fuzz targets failed ({status}):\n{log}");
+        }
+        fuzz::run_built(root, FUZZ_SMOKE_SECONDS, None, fuzz::Build::Smoke)
     })?;
     if is_root() {
         step(&mut times, "image", || {
