@@ -313,6 +313,19 @@ fn deps_check(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Installs what is missing, then builds the agent and the trigger helper in release mode.
+fn release_build(root: &Path) -> anyhow::Result<()> {
+    setup()?;
+    run(cargo(root).args([
+        "build",
+        "--release",
+        "-p",
+        "monitor",
+        "-p",
+        "monitor-trigger",
+    ]))
+}
+
 /// Runs one step of `cargo xtask test`, remembering how long it took.
 fn step(
     times: &mut Vec<(&'static str, std::time::Duration)>,
@@ -437,27 +450,9 @@ fn main() -> anyhow::Result<()> {
     let root = workspace_root();
     match cli.cmd {
         Cmd::Setup => setup(),
-        Cmd::Build => {
-            setup()?;
-            run(cargo(&root).args([
-                "build",
-                "--release",
-                "-p",
-                "monitor",
-                "-p",
-                "monitor-trigger",
-            ]))
-        }
+        Cmd::Build => release_build(&root),
         Cmd::Run { args } => {
-            setup()?;
-            run(cargo(&root).args([
-                "build",
-                "--release",
-                "-p",
-                "monitor",
-                "-p",
-                "monitor-trigger",
-            ]))?;
+            release_build(&root)?;
             if !is_root() {
                 bail!("the agent loads eBPF programs: run `cargo xtask run` as root");
             }
@@ -469,15 +464,7 @@ fn main() -> anyhow::Result<()> {
             run(Command::new(root.join("target/release/monitor")).args(args))
         }
         Cmd::Bench { quick } => {
-            setup()?;
-            run(cargo(&root).args([
-                "build",
-                "--release",
-                "-p",
-                "monitor",
-                "-p",
-                "monitor-trigger",
-            ]))?;
+            release_build(&root)?;
             if !is_root() {
                 bail!("the bench runs the agent: run `cargo xtask bench` as root");
             }
@@ -489,15 +476,7 @@ fn main() -> anyhow::Result<()> {
             fuzz::run(&root, seconds, target.as_deref(), fuzz::Build::Thorough)
         }
         Cmd::Soak { minutes } => {
-            setup()?;
-            run(cargo(&root).args([
-                "build",
-                "--release",
-                "-p",
-                "monitor",
-                "-p",
-                "monitor-trigger",
-            ]))?;
+            release_build(&root)?;
             if !is_root() {
                 bail!("the soak runs the agent: run `cargo xtask soak` as root");
             }
@@ -515,15 +494,7 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Deps { .. } => deps_check(&root),
         Cmd::Image => {
-            setup()?;
-            run(cargo(&root).args([
-                "build",
-                "--release",
-                "-p",
-                "monitor",
-                "-p",
-                "monitor-trigger",
-            ]))?;
+            release_build(&root)?;
             image::build(&root).map(|_| ())
         }
     }
