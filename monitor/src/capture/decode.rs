@@ -110,92 +110,115 @@ pub(crate) fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
             actual: buf.len(),
         });
     }
-    let buf = &buf[..declared];
-    let kind = EventKind::from_u32(header.kind).ok_or(DecodeError::UnknownKind(header.kind))?;
-    let name = kind.name();
-    let tail = |need_fixed: usize, lens: &[usize]| -> Result<Vec<&[u8]>, DecodeError> {
+    let rec = Record {
+        buf: &buf[..declared],
+        kind: EventKind::from_u32(header.kind).ok_or(DecodeError::UnknownKind(header.kind))?,
+    };
+    let name = rec.kind.name();
+    let payload = match rec.kind {
+        EventKind::Exec => rec.exec()?,
+        EventKind::Fork => Payload::Fork(read(rec.buf, HDR, name)?),
+        EventKind::Exit => Payload::Exit(read(rec.buf, HDR, name)?),
+        EventKind::TcpState => Payload::TcpState(read(rec.buf, HDR, name)?),
+        EventKind::CgroupMkdir | EventKind::CgroupRmdir => rec.cgroup()?,
+        _ => rec.syscall()?,
+    };
+    Ok(RawEvent {
+        header,
+        kind: rec.kind,
+        payload,
+    })
+}
+
+/// One record whose header checked out: its bytes (as long as it says) and kind.
+struct Record<'a> {
+    buf: &'a [u8],
+    kind: EventKind,
+}
+
+impl<'a> Record<'a> {
+    const HDR: usize = size_of::<Header>();
+
+    /// The tail's parts of `lens` bytes each, after `fixed` bytes of header and body.
+    fn tail(&self, fixed: usize, lens: &[usize]) -> Result<Vec<&'a [u8]>, DecodeError> {
         let total: usize = lens.iter().sum();
-        if need_fixed + total > buf.len() {
+        if fixed + total > self.buf.len() {
             return Err(DecodeError::TailOverrun {
-                kind: name,
+                kind: self.kind.name(),
                 tail: total,
-                len: buf.len(),
+                len: self.buf.len(),
             });
         }
-        let mut at = need_fixed;
+        let mut at = fixed;
         Ok(lens
             .iter()
             .map(|&l| {
-                let s = &buf[at..at + l];
+                let s = &self.buf[at..at + l];
                 at += l;
                 s
             })
             .collect())
-    };
-    let payload = match kind {
-        EventKind::Exec => {
-            let body: ExecBody = read(buf, HDR, name)?;
-            let parts = tail(
-                HDR + size_of::<ExecBody>(),
-                &[body.filename_len as usize, body.args_len as usize],
-            )?;
-            // argv strings each end with a NUL; a truncated block may lack the last one.
-            let block = parts[1].strip_suffix(&[0]).unwrap_or(parts[1]);
-            let argv = if parts[1].is_empty() {
-                Vec::new()
+    }
+
+    fn exec(&self) -> Result<Payload, DecodeError> {
+        let body: ExecBody = read(self.buf, Self::HDR, self.kind.name())?;
+        let parts = self.tail(
+            Self::HDR + size_of::<ExecBody>(),
+            &[body.filename_len as usize, body.args_len as usize],
+        )?;
+        // argv strings each end with a NUL; a truncated block may lack the last one.
+        let block = parts[1].strip_suffix(&[0]).unwrap_or(parts[1]);
+        let argv = if parts[1].is_empty() {
+            Vec::new()
+        } else {
+            block.split(|&c| c == 0).map(lossy).collect()
+        };
+        Ok(Payload::Exec {
+            body,
+            filename: lossy(parts[0]),
+            argv,
+        })
+    }
+
+    fn cgroup(&self) -> Result<Payload, DecodeError> {
+        let body: CgroupBody = read(self.buf, Self::HDR, self.kind.name())?;
+        let parts = self.tail(
+            Self::HDR + size_of::<CgroupBody>(),
+            &[body.path_len as usize],
+        )?;
+        Ok(Payload::Cgroup {
+            body,
+            path: lossy(parts[0]),
+        })
+    }
+
+    fn syscall(&self) -> Result<Payload, DecodeError> {
+        let body: SyscallBody = read(self.buf, Self::HDR, self.kind.name())?;
+        let call = Syscall::from_u16(body.call).ok_or(DecodeError::UnknownCall(body.call))?;
+        let parts = self.tail(
+            Self::HDR + size_of::<SyscallBody>(),
+            &[
+                body.str1_len as usize,
+                body.str2_len as usize,
+                body.data_len as usize,
+            ],
+        )?;
+        // Absent (the call has no such argument) and unreadable strings are both None.
+        let str_or_none = |b: &[u8], unreadable: u32| {
+            if body.flags & unreadable != 0 || b.is_empty() {
+                None
             } else {
-                block.split(|&c| c == 0).map(lossy).collect()
-            };
-            Payload::Exec {
-                body,
-                filename: lossy(parts[0]),
-                argv,
+                Some(lossy(b))
             }
-        }
-        EventKind::Fork => Payload::Fork(read(buf, HDR, name)?),
-        EventKind::Exit => Payload::Exit(read(buf, HDR, name)?),
-        EventKind::TcpState => Payload::TcpState(read(buf, HDR, name)?),
-        EventKind::CgroupMkdir | EventKind::CgroupRmdir => {
-            let body: CgroupBody = read(buf, HDR, name)?;
-            let parts = tail(HDR + size_of::<CgroupBody>(), &[body.path_len as usize])?;
-            Payload::Cgroup {
-                body,
-                path: lossy(parts[0]),
-            }
-        }
-        _ => {
-            let body: SyscallBody = read(buf, HDR, name)?;
-            let call = Syscall::from_u16(body.call).ok_or(DecodeError::UnknownCall(body.call))?;
-            let parts = tail(
-                HDR + size_of::<SyscallBody>(),
-                &[
-                    body.str1_len as usize,
-                    body.str2_len as usize,
-                    body.data_len as usize,
-                ],
-            )?;
-            // Absent (the call has no such argument) and unreadable strings are both None.
-            let str_or_none = |b: &[u8], unreadable: u32| {
-                if body.flags & unreadable != 0 || b.is_empty() {
-                    None
-                } else {
-                    Some(lossy(b))
-                }
-            };
-            Payload::Syscall {
-                body,
-                call,
-                str1: str_or_none(parts[0], monitor_common::SYS_STR1_UNREADABLE),
-                str2: str_or_none(parts[1], monitor_common::SYS_STR2_UNREADABLE),
-                data: parts[2].to_vec(),
-            }
-        }
-    };
-    Ok(RawEvent {
-        header,
-        kind,
-        payload,
-    })
+        };
+        Ok(Payload::Syscall {
+            body,
+            call,
+            str1: str_or_none(parts[0], monitor_common::SYS_STR1_UNREADABLE),
+            str2: str_or_none(parts[1], monitor_common::SYS_STR2_UNREADABLE),
+            data: parts[2].to_vec(),
+        })
+    }
 }
 
 /// Test and benchmark support: builds records byte for byte as the kernel does.

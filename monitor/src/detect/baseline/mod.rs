@@ -137,6 +137,83 @@ impl Default for BaselineConfig {
     }
 }
 
+impl Profile {
+    /// Adds what a learning workload did; true when the profile changed. A set at its bound
+    /// is marked saturated instead (it is not enforced).
+    fn learn(&mut self, items: Vec<(ItemKind, String)>, max_items: usize) -> bool {
+        self.events_learned += 1;
+        let mut changed = false;
+        for (kind, item) in items {
+            let set = self.items.entry(kind).or_default();
+            if set.len() >= max_items && !set.contains(&item) {
+                self.saturated.insert(kind);
+            } else if set.insert(item) {
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// The items an enforced profile does not know, each seen for the first time (repeats
+    /// only count towards promotion after `promote_after` sightings); and whether the profile
+    /// changed.
+    fn unknown(
+        &mut self,
+        items: Vec<(ItemKind, String)>,
+        promote_after: u32,
+    ) -> (Vec<(ItemKind, String)>, bool) {
+        let mut new = Vec::new();
+        let mut changed = false;
+        for (kind, item) in items {
+            if self.saturated.contains(&kind) || self.knows(kind, &item) {
+                continue;
+            }
+            let seen = self.candidates.entry(item.clone()).or_insert(0);
+            *seen += 1;
+            let first = *seen == 1;
+            if promote_after > 0 && *seen >= promote_after {
+                self.candidates.remove(&item);
+                self.items.entry(kind).or_default().insert(item.clone());
+            }
+            changed = true;
+            if first {
+                new.push((kind, item));
+            }
+        }
+        (new, changed)
+    }
+}
+
+/// The alert for an item outside `key`'s profile.
+fn anomaly_alert(e: &Event, kind: ItemKind, item: String, key: &str, stable_since: &str) -> Alert {
+    Alert {
+        id: String::new(),
+        drops: None,
+        source: "anomaly",
+        rule: format!("anomaly.{}", kind.name()),
+        severity: kind.severity(),
+        tags: vec!["anomaly".into(), kind.name().into()],
+        output: format!(
+            "New {} for workload {key}: {item} (profile stable since {stable_since})",
+            kind.name().replace('_', " "),
+        ),
+        description: "Behaviour outside the workload's learned profile.".into(),
+        dedup: DedupInfo {
+            count: 1,
+            first_seen: e.time.clone(),
+            last_seen: e.time.clone(),
+        },
+        sequence: None,
+        anomaly: Some(AnomalyInfo {
+            kind: kind.name(),
+            item,
+            profile: key.to_string(),
+            stable_since: stable_since.to_string(),
+        }),
+        event: e.clone(),
+    }
+}
+
 /// Sensitive files whose reads a profile records (reads elsewhere are too many to profile).
 const SENSITIVE_PREFIXES: &[&str] = &[
     "/etc/shadow",
@@ -269,7 +346,7 @@ impl Baselines {
             return Vec::new();
         };
         let items = items_of(e);
-        let cfg = self.cfg.clone();
+        let started = *self.started.entry(key.clone()).or_insert(now);
         let profile = self.profiles.entry(key.clone()).or_insert_with(|| Profile {
             workload: key.clone(),
             state: State::Learning,
@@ -280,21 +357,15 @@ impl Baselines {
             saturated: BTreeSet::new(),
             candidates: BTreeMap::new(),
         });
-        let started = *self.started.entry(key.clone()).or_insert(now);
         if profile.state == State::Learning {
-            let done = now.duration_since(started) >= cfg.learn_for
-                || cfg
+            let done = now.duration_since(started) >= self.cfg.learn_for
+                || self
+                    .cfg
                     .learn_events
                     .is_some_and(|n| profile.events_learned >= n);
             if !done {
-                profile.events_learned += 1;
-                for (kind, item) in items {
-                    let set = profile.items.entry(kind).or_default();
-                    if set.len() >= cfg.max_items && !set.contains(&item) {
-                        profile.saturated.insert(kind);
-                    } else if set.insert(item) {
-                        self.dirty.insert(key.clone());
-                    }
+                if profile.learn(items, self.cfg.max_items) {
+                    self.dirty.insert(key);
                 }
                 return Vec::new();
             }
@@ -302,70 +373,39 @@ impl Baselines {
             profile.stable_since = e.time.clone();
             self.dirty.insert(key.clone());
         }
-        let mut out = Vec::new();
-        for (kind, item) in items {
-            if profile.saturated.contains(&kind) || profile.knows(kind, &item) {
-                continue;
-            }
-            let seen = profile.candidates.entry(item.clone()).or_insert(0);
-            *seen += 1;
-            let first = *seen == 1;
-            if cfg.promote_after > 0 && *seen >= cfg.promote_after {
-                profile.candidates.remove(&item);
-                profile.items.entry(kind).or_default().insert(item.clone());
-            }
+        let (new, changed) = profile.unknown(items, self.cfg.promote_after);
+        if changed {
             self.dirty.insert(key.clone());
-            // One alert per new item; repeats only count towards promotion.
-            if !first {
-                continue;
-            }
-            let lim = self.limits.entry((key.clone(), kind)).or_insert(Limiter {
+        }
+        let stable_since = profile.stable_since.clone();
+        new.into_iter()
+            .filter(|(kind, _)| self.allow(&key, *kind, now))
+            .map(|(kind, item)| anomaly_alert(e, kind, item, &key, &stable_since))
+            .collect()
+    }
+
+    /// Whether another alert of `kind` for `key` fits this minute's rate (counted if so).
+    fn allow(&mut self, key: &str, kind: ItemKind, now: Instant) -> bool {
+        let lim = self
+            .limits
+            .entry((key.to_string(), kind))
+            .or_insert(Limiter {
                 window_start: now,
                 sent: 0,
             });
-            if now.duration_since(lim.window_start) >= Duration::from_secs(60) {
-                *lim = Limiter {
-                    window_start: now,
-                    sent: 0,
-                };
-            }
-            if lim.sent >= cfg.rate_per_minute {
-                self.suppressed += 1;
-                continue;
-            }
-            lim.sent += 1;
-            *self.anomalies.entry(kind.name()).or_default() += 1;
-            out.push(Alert {
-                id: String::new(),
-                drops: None,
-                source: "anomaly",
-                rule: format!("anomaly.{}", kind.name()),
-                severity: kind.severity(),
-                tags: vec!["anomaly".into(), kind.name().into()],
-                output: format!(
-                    "New {} for workload {}: {} (profile stable since {})",
-                    kind.name().replace('_', " "),
-                    key,
-                    item,
-                    profile.stable_since
-                ),
-                description: "Behaviour outside the workload's learned profile.".into(),
-                dedup: DedupInfo {
-                    count: 1,
-                    first_seen: e.time.clone(),
-                    last_seen: e.time.clone(),
-                },
-                sequence: None,
-                anomaly: Some(AnomalyInfo {
-                    kind: kind.name(),
-                    item,
-                    profile: key.clone(),
-                    stable_since: profile.stable_since.clone(),
-                }),
-                event: e.clone(),
-            });
+        if now.duration_since(lim.window_start) >= Duration::from_secs(60) {
+            *lim = Limiter {
+                window_start: now,
+                sent: 0,
+            };
         }
-        out
+        if lim.sent >= self.cfg.rate_per_minute {
+            self.suppressed += 1;
+            return false;
+        }
+        lim.sent += 1;
+        *self.anomalies.entry(kind.name()).or_default() += 1;
+        true
     }
 
     /// Forgets a profile: the workload learns anew from its next event.
