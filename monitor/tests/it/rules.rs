@@ -124,6 +124,8 @@ fn expect(rule: &str, fc: &FakeContainer) -> Value {
     // The same alert in OCSF, pinned OCSF, ECS and native, against the published schemas.
     let id = first["id"].as_str().expect("alert id");
     conformance::check_alert(&agent().dir, id);
+    // And every alert the shared agent has raised so far, whoever's it is.
+    conformance::check_so_far(&agent().dir);
     first.clone()
 }
 

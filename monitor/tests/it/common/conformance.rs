@@ -124,6 +124,27 @@ pub(crate) fn check(dir: &Path) -> usize {
     native
 }
 
+/// Validates every complete line the conformance sinks in `dir` have written so far (for an
+/// agent that keeps running: its sinks may be at different points, so counts are not compared).
+pub(crate) fn check_so_far(dir: &Path) {
+    let snap = tempfile::tempdir().expect("snapshot dir");
+    let items: Vec<String> = files(dir)
+        .into_iter()
+        .map(|(kind, arg, path)| {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            // A line still being written has no newline yet.
+            let complete = match text.rfind('\n') {
+                Some(i) => &text[..=i],
+                None => "",
+            };
+            let copy = snap.path().join(path.file_name().expect("name"));
+            std::fs::write(&copy, complete).expect("snapshot");
+            format!("{kind}:{arg}={}", copy.display())
+        })
+        .collect();
+    run(&items);
+}
+
 /// Validates the conformance lines of one alert (by id), waiting for the sinks to write them.
 pub(crate) fn check_alert(dir: &Path, id: &str) {
     let picked = dir.join(format!("picked-{}", id.replace('/', "_")));
