@@ -127,7 +127,7 @@ pub(crate) fn check(dir: &Path) -> usize {
 /// Validates every complete line the conformance sinks in `dir` have written so far (for an
 /// agent that keeps running: its sinks may be at different points, so counts are not compared).
 pub(crate) fn check_so_far(dir: &Path) {
-    let snap = tempfile::tempdir().expect("snapshot dir");
+    let snap = super::scratch("conformance");
     let items: Vec<String> = files(dir)
         .into_iter()
         .map(|(kind, arg, path)| {
@@ -137,7 +137,7 @@ pub(crate) fn check_so_far(dir: &Path) {
                 Some(i) => &text[..=i],
                 None => "",
             };
-            let copy = snap.path().join(path.file_name().expect("name"));
+            let copy = snap.join(path.file_name().expect("name"));
             std::fs::write(&copy, complete).expect("snapshot");
             format!("{kind}:{arg}={}", copy.display())
         })
