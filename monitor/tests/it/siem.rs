@@ -83,7 +83,10 @@ fn rsyslog_receives_udp_tcp_and_tls_parsed_and_tcp_tls_lose_nothing_across_a_res
     // The receiver restarts: TCP and TLS retry until it is back and lose nothing.
     rsyslog.stop();
     unlinks(&cg, WHILE_DOWN as u64);
-    std::thread::sleep(Duration::from_millis(300)); // a few failed attempts while it is down
+    // Both stream sinks have found the receiver gone before it comes back.
+    for transport in ["syslog tcp", "syslog tls"] {
+        agent.wait_log(transport, 1, Duration::from_secs(10));
+    }
     rsyslog.launch();
     wait_for(
         "the alerts raised while rsyslog was down",
