@@ -46,9 +46,25 @@ fn rustflags(build: Build) -> String {
     f.join(" ")
 }
 
+/// How the fuzz build shares the machine.
+#[derive(Clone, Copy)]
+pub(crate) enum Priority {
+    /// As any command.
+    Normal,
+    /// At nice 19, beside the integration tests.
+    Background,
+}
+
 /// The command that builds every fuzz target at once.
-pub(crate) fn build_command(root: &Path, build: Build) -> Command {
-    let mut cmd = Command::new("cargo");
+pub(crate) fn build_command(root: &Path, build: Build, priority: Priority) -> Command {
+    let mut cmd = match priority {
+        Priority::Normal => Command::new("cargo"),
+        Priority::Background => {
+            let mut c = Command::new("nice");
+            c.args(["-n19", "cargo"]);
+            c
+        }
+    };
     cmd.current_dir(root.join("fuzz"))
         .args(["+nightly", "build", "--target", TRIPLE, "--bins"])
         .env("RUSTFLAGS", rustflags(build))
@@ -67,7 +83,8 @@ pub(crate) fn run(
     only: Option<&str>,
     build: Build,
 ) -> anyhow::Result<()> {
-    crate::run(&mut build_command(root, build)).context("building the fuzz targets")?;
+    crate::run(&mut build_command(root, build, Priority::Normal))
+        .context("building the fuzz targets")?;
     run_built(root, seconds, only, build)
 }
 

@@ -382,19 +382,7 @@ fn test(root: &Path, no_lint: bool, args: &[String]) -> anyhow::Result<()> {
         run(cargo(root)
             .args(["test", "--release", "--no-run"])
             .args(args))?;
-        let mut fb = Command::new("nice");
-        let inner = fuzz::build_command(root, fuzz::Build::Smoke);
-        fb.arg("-n19")
-            .arg(inner.get_program())
-            .args(inner.get_args());
-        if let Some(dir) = inner.get_current_dir() {
-            fb.current_dir(dir);
-        }
-        for (k, v) in inner.get_envs() {
-            if let Some(v) = v {
-                fb.env(k, v);
-            }
-        }
+        let mut fb = fuzz::build_command(root, fuzz::Build::Smoke, fuzz::Priority::Background);
         let log = root.join("target/fuzz-build.log");
         std::fs::create_dir_all(root.join("target"))?;
         let out = std::fs::File::create(&log)?;
