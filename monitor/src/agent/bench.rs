@@ -179,6 +179,7 @@ pub(crate) fn run(n: usize, every_event: bool) -> PipelineResult {
     };
     let container = Attribution {
         container: Some(ContainerView {
+            pod_uid_from_cgroup: None,
             id: "c".repeat(64),
             runtime: "containerd".into(),
             meta: None,

@@ -97,6 +97,12 @@ pub(crate) struct CaptureConfig {
     pub(crate) queue: usize,
     /// Capture only tasks in these cgroup2 directories (filtered in the kernel).
     pub(crate) cgroups: Vec<PathBuf>,
+    /// bpffs directory where the programs stay pinned, so that capture goes on while no agent
+    /// runs (restarts, upgrades); the next agent adopts them. Unset: detached at exit.
+    pub(crate) pin_dir: Option<PathBuf>,
+    /// Remove the pins when the agent stops (a deliberate uninstall; `monitor unpin` does the
+    /// same with no agent running).
+    pub(crate) unpin_on_exit: bool,
 }
 
 impl Default for CaptureConfig {
@@ -106,6 +112,8 @@ impl Default for CaptureConfig {
             wakeup_bytes: DEFAULT_WAKEUP_BYTES,
             queue: 65536,
             cgroups: Vec::new(),
+            pin_dir: None,
+            unpin_on_exit: false,
         }
     }
 }
@@ -117,6 +125,11 @@ pub(crate) struct RuntimeConfig {
     pub(crate) cri_socket: Option<PathBuf>,
     /// How long the events of a new container may wait for its pod metadata.
     pub(crate) metadata_hold: Dur,
+    /// The host's cgroup2 tree (or the cgroup mount above it, for hybrid hosts), scanned for
+    /// containers at start and searched by inode for vanished ones. Unset: /sys/fs/cgroup,
+    /// which in a container with its own cgroup namespace shows only the agent's subtree: the
+    /// DaemonSet mounts the host's tree read-only and names it here.
+    pub(crate) cgroup_root: Option<PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -124,6 +137,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             cri_socket: None,
             metadata_hold: Dur(Duration::from_secs(1)),
+            cgroup_root: None,
         }
     }
 }

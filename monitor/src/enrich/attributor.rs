@@ -92,6 +92,22 @@ pub(crate) struct AttributorConfig {
     pub(crate) retry_after: Duration,
 }
 
+impl AttributorConfig {
+    /// The defaults, with the cgroup tree at `cgroup_root` (a cgroup2 mount, or a hybrid
+    /// host's cgroup directory with cgroup2 at `unified/`).
+    pub(crate) fn with_cgroup_root(cgroup_root: &Path) -> AttributorConfig {
+        let unified = cgroup_root.join("unified");
+        AttributorConfig {
+            cgroup2_root: if unified.join("cgroup.procs").exists() {
+                unified
+            } else {
+                cgroup_root.to_path_buf()
+            },
+            ..AttributorConfig::default()
+        }
+    }
+}
+
 impl Default for AttributorConfig {
     fn default() -> Self {
         let cgroup2_root = if Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
@@ -115,6 +131,8 @@ pub(crate) struct Attributor {
     created: HashMap<u64, Created>,
     per_pid: HashMap<u32, Option<ContainerRef>>,
     containers: HashMap<String, Entry>,
+    /// Pod uid of a container id, from its kubelet cgroup path.
+    pod_uids: HashMap<String, String>,
     requests: mpsc::Sender<String>,
     metrics: Metrics,
 }
@@ -131,6 +149,7 @@ impl Attributor {
             created: HashMap::new(),
             per_pid: HashMap::new(),
             containers: HashMap::new(),
+            pod_uids: HashMap::new(),
             requests,
             metrics,
         }
@@ -290,6 +309,12 @@ impl Attributor {
             Resolved::Ref(None) => return Lookup::Ready(Attribution::host()),
             Resolved::Vanished => return Lookup::Ready(Attribution::vanished()),
         };
+        if let Some(uid) = &r.pod_uid
+            && self.pod_uids.get(&r.id) != Some(uid)
+        {
+            self.pod_uids.insert(r.id.clone(), uid.clone());
+        }
+        let uid = r.pod_uid.as_ref();
         let retry_after = self.cfg.retry_after;
         let stale_failure = matches!(self.containers.get(&r.id), Some(Entry::Failed { last_seen, .. }) if now.duration_since(*last_seen) >= retry_after);
         match self.containers.get_mut(&r.id) {
@@ -300,13 +325,13 @@ impl Attributor {
             }) => {
                 *last_seen = now;
                 self.metrics.enrich.with_label_values(&["hit"]).inc();
-                return Lookup::Ready(ready(&r.id, *runtime, meta));
+                return Lookup::Ready(ready(&r.id, *runtime, meta, uid));
             }
             Some(Entry::Pending { .. }) => return Lookup::Pending(r.id),
             Some(Entry::Failed {
                 reason, runtime, ..
             }) if !stale_failure => {
-                return Lookup::Ready(missing(&r.id, *runtime, reason.clone()));
+                return Lookup::Ready(missing(&r.id, *runtime, reason.clone(), uid));
             }
             _ => {}
         }
@@ -325,7 +350,7 @@ impl Attributor {
                     last_seen: now,
                 },
             );
-            return Lookup::Ready(missing(&r.id, r.runtime, reason));
+            return Lookup::Ready(missing(&r.id, r.runtime, reason, uid));
         }
         match self.requests.try_send(r.id.clone()) {
             Ok(()) => {
@@ -347,6 +372,7 @@ impl Attributor {
                     &r.id,
                     r.runtime,
                     "metadata lookup queue full".into(),
+                    uid,
                 ))
             }
         }
@@ -391,11 +417,12 @@ impl Attributor {
     /// Current attribution of a container id (after [`Attributor::resolved`], or at a hold
     /// deadline, when it is still pending).
     pub(crate) fn current(&self, id: &str) -> Attribution {
+        let uid = self.pod_uids.get(id);
         match self.containers.get(id) {
-            Some(Entry::Ready { runtime, meta, .. }) => ready(id, *runtime, meta),
+            Some(Entry::Ready { runtime, meta, .. }) => ready(id, *runtime, meta, uid),
             Some(Entry::Failed {
                 runtime, reason, ..
-            }) => missing(id, *runtime, reason.clone()),
+            }) => missing(id, *runtime, reason.clone(), uid),
             Some(Entry::Pending { runtime, since }) => unresolved(
                 id,
                 *runtime,
@@ -404,8 +431,9 @@ impl Attributor {
                     "runtime lookup in progress for {} ms",
                     since.elapsed().as_millis()
                 ),
+                uid,
             ),
-            None => missing(id, Runtime::Unknown, "unknown container".into()),
+            None => missing(id, Runtime::Unknown, "unknown container".into(), uid),
         }
     }
 
@@ -418,6 +446,8 @@ impl Attributor {
             }
             Entry::Pending { since, .. } => now.duration_since(*since) < ttl,
         });
+        let containers = &self.containers;
+        self.pod_uids.retain(|id, _| containers.contains_key(id));
         let live: std::collections::HashSet<&String> = self.containers.keys().collect();
         self.cgroups.retain(|_, c| match c {
             CgroupInfo::Known(Some(r)) => live.contains(&r.id),
@@ -436,7 +466,12 @@ impl Attributor {
     }
 }
 
-fn ready(id: &str, runtime: Runtime, meta: &Arc<ContainerMeta>) -> Attribution {
+fn ready(
+    id: &str,
+    runtime: Runtime,
+    meta: &Arc<ContainerMeta>,
+    pod_uid: Option<&String>,
+) -> Attribution {
     let pod = meta.pod.clone();
     let (status, reason) = if pod.is_some() || meta.sandbox {
         (Status::Complete, None)
@@ -454,6 +489,11 @@ fn ready(id: &str, runtime: Runtime, meta: &Arc<ContainerMeta>) -> Attribution {
             } else {
                 meta.runtime.clone()
             },
+            pod_uid_from_cgroup: if pod.is_none() && !meta.sandbox {
+                pod_uid.cloned()
+            } else {
+                None
+            },
             meta: Some(meta.clone()),
         }),
         pod,
@@ -465,16 +505,24 @@ fn ready(id: &str, runtime: Runtime, meta: &Arc<ContainerMeta>) -> Attribution {
     }
 }
 
-fn missing(id: &str, runtime: Runtime, reason: String) -> Attribution {
-    unresolved(id, runtime, Status::Missing, reason)
+fn missing(id: &str, runtime: Runtime, reason: String, pod_uid: Option<&String>) -> Attribution {
+    unresolved(id, runtime, Status::Missing, reason, pod_uid)
 }
 
-/// A container whose metadata is not (yet) known: its id and runtime, and why.
-fn unresolved(id: &str, runtime: Runtime, status: Status, reason: String) -> Attribution {
+/// A container whose metadata is not (yet) known: its id and runtime, the pod uid its cgroup
+/// path gives, and why.
+fn unresolved(
+    id: &str,
+    runtime: Runtime,
+    status: Status,
+    reason: String,
+    pod_uid: Option<&String>,
+) -> Attribution {
     Attribution {
         container: Some(ContainerView {
             id: id.to_string(),
             runtime: runtime.name().into(),
+            pod_uid_from_cgroup: pod_uid.cloned(),
             meta: None,
         }),
         pod: None,

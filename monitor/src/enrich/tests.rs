@@ -306,3 +306,48 @@ fn full_request_queue_is_counted_not_blocking() {
         1
     );
 }
+
+#[test]
+fn pod_uid_comes_from_the_cgroup_path_when_the_runtime_cannot_answer() {
+    let (_d, cfg) = fixture();
+    let (tx, _rx) = mpsc::channel(8);
+    let mut a = Attributor::new(cfg, tx, Metrics::new());
+    let t0 = Instant::now();
+    let uid = "5f1b3c1e-8a2d-4c1f-9e7b-2a6d0c3e4f5a";
+    // A systemd-driver kubelet path: dashes of the uid written as underscores.
+    a.cgroup_created(
+        6000,
+        &format!(
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{ID}.scope",
+            uid.replace('-', "_")
+        ),
+    );
+    let pending = a.current(ID);
+    assert_eq!(pending.container.and_then(|c| c.pod_uid_from_cgroup), None);
+    assert!(matches!(a.lookup(6000, 77, t0), Lookup::Pending(_)));
+    let while_pending = a.current(ID);
+    assert_eq!(while_pending.metadata.status, Status::Pending);
+    assert_eq!(
+        while_pending
+            .container
+            .and_then(|c| c.pod_uid_from_cgroup)
+            .as_deref(),
+        Some(uid)
+    );
+    a.resolved(
+        ID,
+        Err(CriError::Unavailable {
+            path: "/run/containerd/containerd.sock".into(),
+            reason: "connection refused".into(),
+        }),
+        t0,
+    );
+    let Lookup::Ready(attr) = a.lookup(6000, 77, t0) else {
+        panic!("a failed lookup is ready")
+    };
+    assert_eq!(attr.metadata.status, Status::Missing);
+    assert!(attr.pod.is_none());
+    let c = attr.container.expect("container");
+    assert_eq!(c.id, ID);
+    assert_eq!(c.pod_uid_from_cgroup.as_deref(), Some(uid));
+}

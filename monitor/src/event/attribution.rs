@@ -62,6 +62,10 @@ pub(crate) struct MetadataStatus {
 pub(crate) struct ContainerView {
     pub(crate) id: String,
     pub(crate) runtime: String,
+    /// The pod's uid as the kubelet's cgroup path names it, given when the runtime could not
+    /// name the pod (it is down, or has not answered yet): the pod is then still identifiable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) pod_uid_from_cgroup: Option<String>,
     #[serde(flatten)]
     pub(crate) meta: Option<Arc<ContainerMeta>>,
 }

@@ -42,6 +42,7 @@ fn base(kind: &'static str, detail: Detail) -> Event {
         ticks: 0,
         attribution: Attribution {
             container: Some(ContainerView {
+                pod_uid_from_cgroup: None,
                 id: "c1".into(),
                 runtime: "containerd".into(),
                 meta: None,

@@ -35,6 +35,7 @@ fn process(pid: u32, comm: &str, exe: &str) -> ProcessView {
 fn in_container(mut e: Event, id: &str) -> Event {
     e.attribution = Attribution {
         container: Some(ContainerView {
+            pod_uid_from_cgroup: None,
             id: id.into(),
             runtime: "containerd".into(),
             meta: None,

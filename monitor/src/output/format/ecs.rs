@@ -16,7 +16,7 @@ pub(crate) fn ecs(a: &Alert) -> Value {
         Detail::Exec(_) | Detail::Fork(_) | Detail::Exit(_) => "process",
         Detail::File(_) => "file",
         Detail::Network(_) | Detail::Tcp(_) => "network",
-        Detail::Privilege(_) => "process",
+        Detail::Privilege(_) | Detail::Signal(_) => "process",
     };
     let event_type = match &e.detail {
         Detail::Exec(_) | Detail::Fork(_) => "start",
@@ -24,6 +24,7 @@ pub(crate) fn ecs(a: &Alert) -> Value {
         Detail::File(_) => "change",
         Detail::Network(_) | Detail::Tcp(_) => "connection",
         Detail::Privilege(_) => "change",
+        Detail::Signal(_) => "info",
     };
     let mut process = json!({
         "pid": p.pid,
@@ -122,7 +123,7 @@ pub(crate) fn ecs(a: &Alert) -> Value {
             doc["destination"] = json!({ "ip": t.daddr, "port": t.dport });
             doc["network"] = json!({ "transport": "tcp", "type": if t.family == "inet6" { "ipv6" } else { "ipv4" } });
         }
-        Detail::Privilege(_) | Detail::Fork(_) | Detail::Exit(_) => {}
+        Detail::Privilege(_) | Detail::Fork(_) | Detail::Exit(_) | Detail::Signal(_) => {}
     }
     if let Some(c) = &e.attribution.container {
         doc["container"] = json!({ "id": c.id, "runtime": c.runtime });
@@ -131,6 +132,17 @@ pub(crate) fn ecs(a: &Alert) -> Value {
             doc["container"]["image"] =
                 json!({ "name": m.image, "hash": { "all": [m.image_digest] } });
         }
+    }
+    let uid_from_cgroup = e
+        .attribution
+        .container
+        .as_ref()
+        .and_then(|c| c.pod_uid_from_cgroup.as_deref());
+    if let (None, Some(uid)) = (&e.attribution.pod, uid_from_cgroup) {
+        doc["orchestrator"] = json!({
+            "type": "kubernetes",
+            "resource": { "type": "pod", "id": uid },
+        });
     }
     if let Some(pod) = &e.attribution.pod {
         doc["orchestrator"] = json!({

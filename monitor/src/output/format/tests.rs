@@ -93,6 +93,7 @@ fn in_pod(workload: bool) -> Attribution {
     });
     Attribution {
         container: Some(ContainerView {
+            pod_uid_from_cgroup: None,
             id: "ab".repeat(32),
             runtime: "containerd".into(),
             meta: Some(Arc::new(ContainerMeta {
@@ -119,6 +120,7 @@ fn in_pod(workload: bool) -> Attribution {
 fn unresolved() -> Attribution {
     Attribution {
         container: Some(ContainerView {
+            pod_uid_from_cgroup: None,
             id: "ef".repeat(32),
             runtime: "containerd".into(),
             meta: None,
