@@ -49,6 +49,16 @@ pub struct TpOffsets {
     pub cg_id: u32,
     /// `__data_loc path` of the cgroup event.
     pub cg_path: u32,
+    /// `signal/signal_generate`: `sig`.
+    pub sig_sig: u32,
+    /// `code` (the siginfo `si_code`: who sent it).
+    pub sig_code: u32,
+    /// `pid` of the target task.
+    pub sig_pid: u32,
+    /// `group`: 1 when sent to the whole thread group.
+    pub sig_group: u32,
+    /// `result`: delivered, ignored, already pending, ...
+    pub sig_result: u32,
 }
 
 /// Kernel structure member offsets, read from BTF by the agent at load time.
@@ -85,8 +95,6 @@ pub struct KernelOffsets {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// tgid of the agent: its own activity is dropped in the kernel.
-    pub agent_tgid: u32,
     /// 1: capture only tasks whose cgroup2 id is in [`CGROUP_FILTER_MAP`].
     pub cgroup_filter: u32,
     /// Bit N set: report TCP transitions into state N (TCP_ESTABLISHED = 1 ... TCP_CLOSING = 11).
@@ -104,7 +112,6 @@ pub struct Config {
 impl Config {
     /// A configuration with every offset unknown and nothing filtered.
     pub const UNSET: Config = Config {
-        agent_tgid: 0,
         cgroup_filter: 0,
         tcp_state_mask: 0,
         wakeup_bytes: 0,
@@ -130,6 +137,11 @@ impl Config {
             cg_root: NO_OFFSET,
             cg_id: NO_OFFSET,
             cg_path: NO_OFFSET,
+            sig_sig: NO_OFFSET,
+            sig_code: NO_OFFSET,
+            sig_pid: NO_OFFSET,
+            sig_group: NO_OFFSET,
+            sig_result: NO_OFFSET,
         },
         k: KernelOffsets {
             task_tgid: NO_OFFSET,

@@ -101,6 +101,8 @@ event_kinds! {
     CgroupMkdir = 500, "cgroup_mkdir", true;
     /// A cgroup2 directory was removed (internal, like [`EventKind::CgroupMkdir`]).
     CgroupRmdir = 501, "cgroup_rmdir", true;
+    /// A signal was sent to the agent by another process (`signal/signal_generate`).
+    Signal = 600, "signal", false;
 }
 
 /// Number of counter slots in the stats map.
@@ -116,6 +118,7 @@ pub const fn kind_slot(v: u32) -> u32 {
         3 => 11 + v.wrapping_sub(300),
         4 => 16 + v.wrapping_sub(400),
         5 => 27 + v.wrapping_sub(500),
+        6 => 29 + v.wrapping_sub(600),
         _ => KIND_SLOTS - 1,
     };
     if s < KIND_SLOTS { s } else { KIND_SLOTS - 1 }

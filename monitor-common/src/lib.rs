@@ -30,6 +30,17 @@ pub const CGROUP_FILTER_MAP: &str = "CGROUP_FILTER";
 pub const DROPS_BY_CGROUP_MAP: &str = "DROPS_BY_CGROUP";
 /// Entries of [`DROPS_BY_CGROUP_MAP`]: the cgroups that lost events most recently.
 pub const DROPS_BY_CGROUP_ENTRIES: u32 = 1024;
+/// `u32` slots written by the running agent: [`AGENT_TGID`] and [`AGENT_PAUSED`]. A map rather
+/// than load-time configuration, because pinned programs outlive the agent that loaded them
+/// and are adopted by the next one, which writes its own values here.
+pub const AGENT_MAP: &str = "AGENT";
+/// Slot of [`AGENT_MAP`]: the agent's tgid. Its own activity is dropped in the kernel, and
+/// signals sent to it are reported.
+pub const AGENT_TGID: u32 = 0;
+/// Slot of [`AGENT_MAP`]: non-zero while capture is paused (nothing is written or counted).
+pub const AGENT_PAUSED: u32 = 1;
+/// Entries of [`AGENT_MAP`].
+pub const AGENT_SLOTS: u32 = 2;
 /// Name of the load-time global holding [`Config`].
 pub const CONFIG_GLOBAL: &str = "CONFIG";
 
@@ -211,6 +222,26 @@ pub struct CgroupBody {
 const _: () = assert!(core::mem::size_of::<CgroupBody>() == 16);
 /// The cgroup path was cut at [`MAX_PATH`].
 pub const CGROUP_PATH_TRUNCATED: u32 = 1;
+
+/// Signal body ([`EventKind::Signal`]) from `signal/signal_generate`: a signal sent to the
+/// agent; the header describes the sender. No tail.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SignalBody {
+    /// Signal number.
+    pub sig: i32,
+    /// siginfo `si_code` (0 `SI_USER`: kill(2); -6 `SI_TKILL`: tgkill(2); > 0: the kernel).
+    pub code: i32,
+    /// Target task id.
+    pub target_pid: u32,
+    /// 1 when sent to the whole thread group.
+    pub group: u32,
+    /// The kernel's result: 0 delivered, 1 ignored, 2 already pending, 3 overflow, 4 info lost.
+    pub result: i32,
+    /// Explicit padding; always zero.
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<SignalBody>() == 24);
 
 /// How the data block of a syscall event is read.
 pub mod data_mode {

@@ -8,9 +8,17 @@ use aya_ebpf::{
     },
     programs::TracePointContext,
 };
-use monitor_common::{COMM_LEN, Header, MAX_PATH, Misc, NO_OFFSET, SCRATCH_SIZE, kind_slot};
+use monitor_common::{
+    AGENT_PAUSED, AGENT_TGID, COMM_LEN, Header, MAX_PATH, Misc, NO_OFFSET, SCRATCH_SIZE, kind_slot,
+};
 
-use crate::maps::{CGROUP_FILTER, DROPS_BY_CGROUP, EVENTS, MISC, SCRATCH, STATS, conf};
+use crate::maps::{AGENT, CGROUP_FILTER, DROPS_BY_CGROUP, EVENTS, MISC, SCRATCH, STATS, conf};
+
+/// The agent's tgid, as the running agent last wrote it (0 before any agent has).
+#[inline(always)]
+pub(crate) fn agent_tgid() -> u32 {
+    AGENT.get(AGENT_TGID).copied().unwrap_or(0)
+}
 
 /// Identity of the current task, taken once per program run.
 #[derive(Clone, Copy)]
@@ -45,7 +53,7 @@ impl Current {
 pub(crate) fn current() -> Option<Current> {
     // SAFETY: helpers without arguments.
     let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
-    if (pid_tgid >> 32) as u32 == conf!(agent_tgid) {
+    if (pid_tgid >> 32) as u32 == agent_tgid() {
         return None;
     }
     // SAFETY: as above.
@@ -169,15 +177,10 @@ pub(crate) fn fill_header(buf: *mut u8, kind: u32, cur: &Current) {
     }
 }
 
-/// Writes the first `len` bytes of `buf` to the ring buffer and counts the outcome.
+/// Writes the first `len` bytes of `buf` to the ring buffer and counts the outcome; the reader
+/// is woken once enough bytes are pending.
 #[inline(always)]
 pub(crate) fn emit(buf: *mut u8, len: usize, kind: u32) {
-    // Records are always shorter than the scratch buffer; the mask tells the verifier so.
-    let len = len & (SCRATCH_SIZE - 1);
-    // SAFETY: the scratch value is SCRATCH_SIZE bytes long.
-    unsafe { (*buf.cast::<Header>()).len = len as u32 };
-    // SAFETY: `len` bytes of the scratch value are initialised by the caller.
-    let data = unsafe { core::slice::from_raw_parts(buf as *const u8, len) };
     // BPF_RB_AVAIL_DATA = 0; BPF_RB_NO_WAKEUP = 1; BPF_RB_FORCE_WAKEUP = 2.
     let threshold = conf!(wakeup_bytes) as u64;
     let flags = if threshold == 0 {
@@ -187,6 +190,28 @@ pub(crate) fn emit(buf: *mut u8, len: usize, kind: u32) {
     } else {
         1
     };
+    submit(buf, len, kind, flags);
+}
+
+/// As [`emit`], but wakes the reader at once (records the agent may not live long to read).
+#[inline(always)]
+pub(crate) fn emit_now(buf: *mut u8, len: usize, kind: u32) {
+    submit(buf, len, kind, 2);
+}
+
+#[inline(always)]
+fn submit(buf: *mut u8, len: usize, kind: u32, flags: u64) {
+    // A stopping agent pauses capture to read the ring to its end: nothing is written or
+    // counted meanwhile, so its final counts are exact.
+    if AGENT.get(AGENT_PAUSED).copied().unwrap_or(0) != 0 {
+        return;
+    }
+    // Records are always shorter than the scratch buffer; the mask tells the verifier so.
+    let len = len & (SCRATCH_SIZE - 1);
+    // SAFETY: the scratch value is SCRATCH_SIZE bytes long.
+    unsafe { (*buf.cast::<Header>()).len = len as u32 };
+    // SAFETY: `len` bytes of the scratch value are initialised by the caller.
+    let data = unsafe { core::slice::from_raw_parts(buf as *const u8, len) };
     let ok = EVENTS.output::<[u8]>(data, flags).is_ok();
     if let Some(s) = STATS.get_ptr_mut(kind_slot(kind)) {
         // SAFETY: the map value is a KindStats of two u64 counters; atomics keep counts exact

@@ -20,6 +20,8 @@ mod net;
 #[cfg(target_arch = "bpf")]
 mod process;
 #[cfg(target_arch = "bpf")]
+mod signal;
+#[cfg(target_arch = "bpf")]
 mod syscall;
 
 /// Not a program for this target: the kernel programs are built for `bpfel-unknown-none`.

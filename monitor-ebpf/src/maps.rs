@@ -4,8 +4,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    Config, DROPS_BY_CGROUP_ENTRIES, KIND_SLOTS, KindStats, MAX_SYSCALL_NR, MISC_SLOTS,
-    SCRATCH_SIZE, Stash, SyscallDesc,
+    AGENT_SLOTS, Config, DROPS_BY_CGROUP_ENTRIES, KIND_SLOTS, KindStats, MAX_SYSCALL_NR,
+    MISC_SLOTS, SCRATCH_SIZE, Stash, SyscallDesc,
 };
 
 /// Event records. The agent may resize it at load time.
@@ -24,6 +24,10 @@ pub(crate) static SYSCALLS: Array<SyscallDesc> = Array::with_max_entries(MAX_SYS
 /// One entry per thread inside a hooked syscall; entries of exiting threads are removed.
 #[map(name = "STASH")]
 pub(crate) static STASH: HashMap<u64, Stash> = HashMap::with_max_entries(32768, 0);
+
+/// Written by whichever agent runs the programs now: its tgid, and whether capture is paused.
+#[map(name = "AGENT")]
+pub(crate) static AGENT: Array<u32> = Array::with_max_entries(AGENT_SLOTS, 0);
 
 #[map(name = "CGROUP_FILTER")]
 pub(crate) static CGROUP_FILTER: HashMap<u64, u8> = HashMap::with_max_entries(4096, 0);

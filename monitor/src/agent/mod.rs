@@ -182,6 +182,8 @@ async fn start_metrics_server(
 /// The tasks of a running agent, stopped in data-flow order.
 struct Running<W: Write + Send + 'static> {
     loaded: load::Loaded,
+    /// The programs stay attached after this agent exits (pinned, not uninstalling).
+    keep_pins: bool,
     counters: capture::CounterMaps,
     stop_reader: watch::Sender<bool>,
     reader: JoinHandle<Result<(), CaptureError>>,
@@ -208,7 +210,15 @@ fn start<W: Write + Send + 'static>(
     let mut loaded = load::load(&load_opts)?;
     load::log_probes(&loaded.probes);
     load::export_probes(&loaded.probes, metrics);
-    let CaptureMaps { ring, counters } = CaptureMaps::take(&mut loaded.ebpf)?;
+    metrics.programs_pinned.set(match &loaded.pinned {
+        None => 0,
+        Some(p) if p.adopted => 2,
+        Some(_) => 1,
+    });
+    let CaptureMaps { ring, counters } = CaptureMaps::take(&mut loaded)?;
+    // Pinned programs that stay when this agent stops keep the ring's unread records for the
+    // next agent; otherwise the ring is read to its end at stop.
+    let keep_pins = loaded.pinned.is_some() && !opts.config.capture.unpin_on_exit;
 
     let c = &opts.config;
     let node = NodeContext::detect((!c.node.is_empty()).then(|| c.node.clone()));
@@ -224,6 +234,7 @@ fn start<W: Write + Send + 'static>(
         metrics.clone(),
         drops.clone(),
         stop_rx,
+        !keep_pins,
     ));
     let (req_tx, req_rx) = mpsc::channel::<String>(4096);
     let (res_tx, res_rx) = mpsc::channel(4096);
@@ -232,7 +243,12 @@ fn start<W: Write + Send + 'static>(
         req_rx,
         res_tx,
     ));
-    let mut attributor = Attributor::new(AttributorConfig::default(), req_tx, metrics.clone());
+    let attribution = match &c.runtime.cgroup_root {
+        Some(root) => AttributorConfig::with_cgroup_root(root),
+        None => AttributorConfig::default(),
+    };
+    info!(cgroup2 = %attribution.cgroup2_root.display(), "container cgroups are read here");
+    let mut attributor = Attributor::new(attribution, req_tx, metrics.clone());
     // After the probes are attached: a container created from now on is seen by cgroup_mkdir,
     // one that existed before by this scan.
     let containers = attributor.scan_cgroups();
@@ -249,6 +265,7 @@ fn start<W: Write + Send + 'static>(
     let pipeline = tokio::spawn(pipeline.run(rx, res_rx));
     Ok(Running {
         loaded,
+        keep_pins,
         counters,
         stop_reader,
         reader,
@@ -314,24 +331,32 @@ pub(crate) async fn run<W: Write + Send + 'static>(
     Ok(summary)
 }
 
-/// Detaches the programs, drains the ring buffer through the pipeline, flushes the sinks and
-/// collects the final counters.
+/// Stops reading, runs what was read through the pipeline, flushes the sinks and collects the
+/// final counters. Programs that stay pinned keep capturing into the ring for the next agent;
+/// otherwise capture is paused first and the ring read to its end, so nothing is lost, and the
+/// programs are detached last.
 async fn stop<W: Write + Send + 'static>(
     running: Running<W>,
     watch: &mut kernel::KernelWatch,
     metrics: &Metrics,
 ) -> Result<Summary, AgentError> {
-    info!("stopping: detaching probes and draining the ring buffer");
     let Running {
-        loaded,
+        mut loaded,
+        keep_pins,
         counters,
         stop_reader,
         reader,
         pipeline,
         resolver,
     } = running;
-    // Dropping the object detaches every program: nothing new can enter the ring after this.
-    drop(loaded);
+    if keep_pins {
+        info!("stopping: the pinned programs go on capturing for the next agent");
+    } else {
+        info!("stopping: pausing capture and draining the ring buffer");
+        // Nothing new enters the ring after this: the drain below reads all there will be.
+        loaded.pause(true)?;
+        loaded.unpin()?;
+    }
     let _ = stop_reader.send(true);
     reader.await??;
     let sink = pipeline.await?.map_err(AgentError::Output)?;
@@ -341,6 +366,9 @@ async fn stop<W: Write + Send + 'static>(
     }
     resolver.abort();
     let kernel = watch.last(&counters, metrics)?;
+    // Detaching is slow (the kernel waits for a grace period per tracepoint), so it comes after
+    // everything the agent owes its sinks; pinned programs stay attached.
+    drop(loaded);
     let summary = Summary::collect(metrics, kernel);
     info!(
         received = summary.received.values().sum::<u64>(),

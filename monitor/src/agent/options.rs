@@ -44,6 +44,7 @@ impl Options {
             cgroups: Vec::new(),
             tcp_state_mask: DEFAULT_TCP_STATES,
             wakeup_bytes: c.wakeup_bytes,
+            pin_dir: c.pin_dir.clone(),
         }
     }
 }
@@ -119,6 +120,14 @@ fn agent_files(c: &Config, config_file: Option<&std::path::Path>) -> Vec<String>
             out.push(path.display().to_string());
         }
         out.extend(s.spool_dir.iter().map(|p| p.display().to_string()));
+    }
+    // Removing a pin while no agent runs detaches the programs: the trailing slash makes it a
+    // directory watched by prefix even before the agent has created it.
+    if let Some(dir) = &c.capture.pin_dir {
+        out.push(format!(
+            "{}/",
+            dir.display().to_string().trim_end_matches('/')
+        ));
     }
     out
 }

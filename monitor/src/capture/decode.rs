@@ -1,6 +1,7 @@
 //! Decoding of ring-buffer records into typed events, with every length checked.
 use monitor_common::{
-    CgroupBody, EventKind, ExecBody, ExitBody, ForkBody, Header, Syscall, SyscallBody, TcpStateBody,
+    CgroupBody, EventKind, ExecBody, ExitBody, ForkBody, Header, SignalBody, Syscall, SyscallBody,
+    TcpStateBody,
 };
 use thiserror::Error;
 
@@ -67,6 +68,8 @@ pub(crate) enum Payload {
         data: Vec<u8>,
     },
     TcpState(TcpStateBody),
+    /// A signal sent to the agent; the header is the sender.
+    Signal(SignalBody),
     /// A cgroup2 directory was created or removed (the kind says which): its id and path
     /// below the cgroup2 root.
     Cgroup {
@@ -120,6 +123,7 @@ pub(crate) fn decode(buf: &[u8]) -> Result<RawEvent, DecodeError> {
         EventKind::Fork => Payload::Fork(read(rec.buf, HDR, name)?),
         EventKind::Exit => Payload::Exit(read(rec.buf, HDR, name)?),
         EventKind::TcpState => Payload::TcpState(read(rec.buf, HDR, name)?),
+        EventKind::Signal => Payload::Signal(read(rec.buf, HDR, name)?),
         EventKind::CgroupMkdir | EventKind::CgroupRmdir => rec.cgroup()?,
         _ => rec.syscall()?,
     };

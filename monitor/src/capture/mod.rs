@@ -47,11 +47,14 @@ pub(crate) struct CounterMaps {
 }
 
 impl CaptureMaps {
-    /// Takes the ring buffer and counter maps out of the loaded object, so that dropping the
-    /// object (which detaches the programs) leaves them readable for a final drain.
-    pub(crate) fn take(ebpf: &mut aya::Ebpf) -> Result<CaptureMaps, CaptureError> {
-        let mut take =
-            |name: &'static str| ebpf.take_map(name).ok_or(CaptureError::MissingMap { name });
+    /// Takes the ring buffer and counter maps out of the loaded (or adopted) set, so that
+    /// dropping the object (which detaches the programs) leaves them readable for a final drain.
+    pub(crate) fn take(loaded: &mut crate::load::Loaded) -> Result<CaptureMaps, CaptureError> {
+        let mut take = |name: &'static str| {
+            loaded
+                .take_map(name)
+                .ok_or(CaptureError::MissingMap { name })
+        };
         let ring = RingBuf::try_from(take(monitor_common::EVENTS_MAP)?).map_err(|source| {
             CaptureError::Map {
                 name: monitor_common::EVENTS_MAP,
@@ -158,7 +161,7 @@ const LOGGED_DECODE_ERRORS: u64 = 20;
 /// does once `Config::wakeup_bytes` are pending).
 pub(crate) const MAX_LATENCY: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// Reads records until `stop` flips, then drains what is left and returns. The reader waits for
+/// Reads records until `stop` flips, then (with `drain`) reads what is left and returns. The reader waits for
 /// the ring's epoll readiness (the kernel wakes it once enough bytes are pending) and drains on a
 /// short timer for the records below that threshold. Decoded events go to `tx`; when the queue is
 /// full the event is dropped and counted, the reader never blocks.
@@ -168,6 +171,7 @@ pub(crate) async fn read_ring(
     metrics: Metrics,
     drops: std::sync::Arc<drops::DropTracker>,
     mut stop: watch::Receiver<bool>,
+    drain: bool,
 ) -> Result<(), CaptureError> {
     // SAFETY: the RingBuf owns its fd for as long as the AsyncFd lives (it is moved in), so
     // the registered fd cannot be closed or reused behind the reactor's back.
@@ -217,10 +221,13 @@ pub(crate) async fn read_ring(
             _ = stop.changed() => break,
         }
     }
-    // Producers are detached by now: whatever is in the ring is all there will be.
-    let ring = fd.get_mut();
-    while let Some(item) = ring.next() {
-        handle(&item);
+    // Producers are paused by now: whatever is in the ring is all there will be. Without
+    // `drain`, the programs stay pinned and the next agent reads on from here.
+    if drain {
+        let ring = fd.get_mut();
+        while let Some(item) = ring.next() {
+            handle(&item);
+        }
     }
     Ok(())
 }

@@ -86,6 +86,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
+    /// Remove the programs an agent left pinned (capture.pin_dir), detaching them: the step
+    /// of a deliberate uninstall, once no agent runs any more.
+    Unpin {
+        /// The pin directory (capture.pin_dir).
+        #[arg(long, env = "MONITOR_CAPTURE_PIN_DIR", default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
     /// Learned per-workload baselines: show, export, import, reset.
     Baseline {
         /// Directory of the profiles.
@@ -97,6 +104,8 @@ enum Cmd {
 }
 
 const DEFAULT_BASELINE_DIR: &str = "/var/lib/monitor/baselines";
+/// Where the DaemonSet pins its programs.
+const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/monitor";
 
 /// Why a command failed.
 #[derive(Debug, Error)]
@@ -118,6 +127,8 @@ enum CliError {
     Redact(#[from] RedactError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Pin(#[from] crate::load::pin::PinError),
     #[error("{what} {}", path.display())]
     Io {
         what: &'static str,
@@ -219,8 +230,21 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, CliError> {
             dump_records: None,
         } => bench::pipeline(events, every_event)?,
         Cmd::Rules { cmd } => return Ok(rules::run(cmd)),
+        Cmd::Unpin { pin_dir } => unpin(&pin_dir)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `monitor unpin`: removes every pinned set; says what it removed.
+fn unpin(dir: &std::path::Path) -> Result<(), CliError> {
+    if !dir.exists() {
+        tracing::info!(dir = %dir.display(), "nothing pinned");
+        return Ok(());
+    }
+    let pins = crate::load::pin::PinDir::open(dir)?;
+    let removed = pins.remove_others("")?;
+    tracing::info!(dir = %dir.display(), sets = %removed.join(","), "pinned programs removed");
+    Ok(())
 }
 
 /// Runs a parsed command line; errors are printed with their causes.

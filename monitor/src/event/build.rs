@@ -4,7 +4,7 @@ use monitor_common::{EXEC_ARGS_TRUNCATED, EXEC_FILENAME_TRUNCATED, Header};
 
 use super::{
     Attribution, Detail, Event, ExecDetail, ExitDetail, ForkDetail, NodeContext, ProcessView,
-    detail::{PathBase, SyscallRecord, syscall_detail, tcp_detail},
+    detail::{PathBase, SyscallRecord, signal_detail, syscall_detail, tcp_detail},
     node::rfc3339,
 };
 use crate::{
@@ -110,6 +110,7 @@ fn detail_of<S: ProcSource>(
             })
         }
         Payload::TcpState(t) => Detail::Tcp(tcp_detail(t)),
+        Payload::Signal(b) => Detail::Signal(signal_detail(b)),
         Payload::Cgroup { .. } => return None,
         Payload::Syscall {
             body,

@@ -2,15 +2,27 @@
 //! paths, addresses, flag and request names.
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use monitor_common::{EventKind, Syscall, SyscallBody, TcpStateBody};
+use monitor_common::{EventKind, SignalBody, Syscall, SyscallBody, TcpStateBody};
 
 use super::{
-    CallResult, Detail, FileDetail, NetDetail, PrivDetail, TcpDetail,
+    CallResult, Detail, FileDetail, NetDetail, PrivDetail, SignalDetail, TcpDetail,
     names::{
         bpf_cmd, errno_name, join_path, mount_flag_names, ns_flag_names, open_flag_names,
-        ptrace_request, sockaddr, tcp_state_name,
+        ptrace_request, signal_name, signal_origin, signal_result, sockaddr, tcp_state_name,
     },
 };
+
+/// The detail of a signal sent to the agent.
+pub(super) fn signal_detail(b: &SignalBody) -> SignalDetail {
+    SignalDetail {
+        number: b.sig,
+        name: signal_name(b.sig),
+        origin: signal_origin(b.code),
+        target_pid: b.target_pid,
+        group: b.group != 0,
+        result: signal_result(b.result),
+    }
+}
 
 /// The detail of a TCP state change.
 pub(super) fn tcp_detail(t: &TcpStateBody) -> TcpDetail {

@@ -61,6 +61,7 @@ pub(crate) enum Detail {
     Network(NetDetail),
     Tcp(TcpDetail),
     Privilege(PrivDetail),
+    Signal(SignalDetail),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -156,6 +157,22 @@ pub(crate) struct TcpDetail {
     pub(crate) dport: u16,
     /// Kernel socket address: the same for every change of one connection.
     pub(crate) socket: String,
+}
+
+/// A signal sent to the agent; the event's process is the sender.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct SignalDetail {
+    pub(crate) number: i32,
+    /// `SIGTERM`, `SIGKILL`, ...
+    pub(crate) name: String,
+    /// `kill`, `tkill`, `queue` (sent by a process), `kernel`, `other`.
+    pub(crate) origin: &'static str,
+    /// The agent's task the signal was sent to.
+    pub(crate) target_pid: u32,
+    /// Sent to the whole process rather than one thread.
+    pub(crate) group: bool,
+    /// `delivered`, `ignored`, `already_pending`, ...
+    pub(crate) result: &'static str,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -80,6 +80,72 @@ pub(crate) fn tcp_state_name(s: u32) -> &'static str {
     }
 }
 
+/// Name of a signal number (x86_64 and arm64 numbering), `SIGRTMIN+N` for real-time ones.
+pub(crate) fn signal_name(sig: i32) -> String {
+    const NAMES: [&str; 32] = [
+        "",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    match usize::try_from(sig) {
+        Ok(n @ 1..=31) => NAMES[n].to_string(),
+        Ok(n @ 32..=64) => format!("SIGRTMIN+{}", n - 32),
+        _ => sig.to_string(),
+    }
+}
+
+/// Who raised a signal, from its siginfo `si_code`.
+pub(crate) fn signal_origin(code: i32) -> &'static str {
+    match code {
+        0 => "kill",
+        -6 => "tkill",
+        -1 => "queue",
+        c if c > 0 => "kernel",
+        _ => "other",
+    }
+}
+
+/// The kernel's outcome of generating a signal.
+pub(crate) fn signal_result(r: i32) -> &'static str {
+    match r {
+        0 => "delivered",
+        1 => "ignored",
+        2 => "already_pending",
+        3 => "overflow",
+        4 => "info_lost",
+        _ => "unknown",
+    }
+}
+
 /// errno name of a positive error number.
 pub(crate) fn errno_name(e: i64) -> &'static str {
     match e as i32 {

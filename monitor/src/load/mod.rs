@@ -4,24 +4,32 @@
 //! is skipped and reported, never silently ignored: see [`ProbeStatus`].
 pub(crate) mod btf;
 pub(crate) mod caps;
+pub(crate) mod pin;
 pub(crate) mod syscalls;
 pub(crate) mod tracefs;
 
-use std::path::Path;
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap as BpfHashMap},
-    programs::{RawTracePoint, TracePoint},
+    maps::{Array, HashMap as BpfHashMap, Map, MapData},
+    programs::{RawTracePoint, TracePoint, links::FdLink},
 };
 use monitor_common::{
-    CGROUP_FILTER_MAP, CONFIG_GLOBAL, Config, EVENTS_MAP, KernelOffsets, NO_OFFSET, SYSCALLS_MAP,
-    SyscallDesc, TpOffsets,
+    AGENT_MAP, AGENT_PAUSED, AGENT_TGID, CGROUP_FILTER_MAP, CONFIG_GLOBAL, Config, EVENTS_MAP,
+    KernelOffsets, NO_OFFSET, SYSCALLS_MAP, SyscallDesc, TpOffsets,
 };
 use thiserror::Error;
 use tracing::{debug, info, warn};
 
-use self::{btf::Btf, tracefs::Tracefs};
+use self::{
+    btf::Btf,
+    pin::{Identity, PinDir, link_name, probe_of_link},
+    tracefs::Tracefs,
+};
 
 /// The kernel object built by build.rs.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
@@ -54,6 +62,8 @@ pub(crate) enum LoadError {
     NothingAttached,
     #[error(transparent)]
     Capabilities(#[from] caps::CapError),
+    #[error(transparent)]
+    Pin(#[from] pin::PinError),
 }
 
 /// Settings of the kernel side.
@@ -67,6 +77,9 @@ pub(crate) struct LoadOptions {
     pub(crate) tcp_state_mask: u32,
     /// Pending bytes that wake the reader (0: every record); capped at a quarter of the ring.
     pub(crate) wakeup_bytes: u32,
+    /// bpffs directory where the programs stay pinned between agents (none: they are
+    /// detached when the agent exits).
+    pub(crate) pin_dir: Option<PathBuf>,
 }
 
 /// Default TCP transitions reported: into SYN_SENT, ESTABLISHED, CLOSE and LISTEN.
@@ -79,6 +92,7 @@ impl Default for LoadOptions {
             cgroups: Vec::new(),
             tcp_state_mask: DEFAULT_TCP_STATES,
             wakeup_bytes: crate::config::DEFAULT_WAKEUP_BYTES,
+            pin_dir: None,
         }
     }
 }
@@ -92,10 +106,56 @@ pub(crate) struct ProbeStatus {
     pub(crate) reason: Option<String>,
 }
 
-/// The loaded programs and what was attached.
+/// Where the running set is pinned.
+#[derive(Debug, Clone)]
+pub(crate) struct PinnedSet {
+    pub(crate) dir: PinDir,
+    pub(crate) id: String,
+    /// Adopted from an earlier agent rather than loaded by this one.
+    pub(crate) adopted: bool,
+}
+
+/// The loaded (or adopted) programs and what was attached.
 pub(crate) struct Loaded {
-    pub(crate) ebpf: Ebpf,
+    /// The object, when this agent loaded it: dropping it detaches what is not pinned.
+    ebpf: Option<Ebpf>,
+    /// The maps of an adopted set.
+    adopted: HashMap<&'static str, Map>,
+    /// The agent slots ([`AGENT_MAP`]).
+    agent: Array<MapData, u32>,
     pub(crate) probes: Vec<ProbeStatus>,
+    pub(crate) pinned: Option<PinnedSet>,
+}
+
+impl Loaded {
+    /// Takes a map out, for the stage that owns it from now on.
+    pub(crate) fn take_map(&mut self, name: &str) -> Option<Map> {
+        match &mut self.ebpf {
+            Some(e) => e.take_map(name),
+            None => self.adopted.remove(name),
+        }
+    }
+
+    /// Pauses capture: the programs write and count nothing until resumed. A stopping agent
+    /// pauses before it reads the ring to its end, so its final counts are exact.
+    pub(crate) fn pause(&mut self, paused: bool) -> Result<(), LoadError> {
+        self.agent
+            .set(AGENT_PAUSED, u32::from(paused), 0)
+            .map_err(|source| LoadError::Map {
+                name: AGENT_MAP.into(),
+                source,
+            })
+    }
+
+    /// Removes this agent's pins, so the programs are detached once it lets go of them (a
+    /// deliberate uninstall).
+    pub(crate) fn unpin(&self) -> Result<(), LoadError> {
+        if let Some(p) = &self.pinned {
+            p.dir.remove(&p.id)?;
+            info!(dir = %p.dir.root().display(), set = %p.id, "pinned programs removed");
+        }
+        Ok(())
+    }
 }
 
 /// Makes sure tracefs is mounted (agents in a container may need to mount it themselves).
@@ -212,6 +272,14 @@ fn tp_offsets(tfs: &Tracefs, probes: &mut Vec<ProbeStatus>) -> Result<TpOffsets,
         tp.sk_saddr_v6 = o("saddr_v6");
         tp.sk_daddr_v6 = o("daddr_v6");
     }
+    if let Ok(f) = tfs.format("signal", "signal_generate") {
+        let o = |n: &str| f.offset(n).unwrap_or(NO_OFFSET);
+        tp.sig_sig = o("sig");
+        tp.sig_code = o("code");
+        tp.sig_pid = o("pid");
+        tp.sig_group = o("group");
+        tp.sig_result = o("result");
+    }
     if let Ok(f) = tfs.format("cgroup", "cgroup_mkdir") {
         let o = |n: &str| f.offset(n).unwrap_or(NO_OFFSET);
         tp.cg_root = o("root");
@@ -236,7 +304,9 @@ fn ok(probe: &str) -> ProbeStatus {
     }
 }
 
-/// Loads the programs, fills their maps and attaches every probe this kernel supports.
+/// Loads the programs, fills their maps and attaches every probe this kernel supports; with
+/// a pin directory, adopts the pinned set of the same identity instead, or pins the new one
+/// and removes the others (see [`pin`]).
 pub(crate) fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     if EBPF_OBJECT.is_empty() {
         return Err(LoadError::NoObject);
@@ -247,31 +317,170 @@ pub(crate) fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     let mut probes = Vec::new();
     let tp = tp_offsets(&tfs, &mut probes)?;
     let config = Config {
-        agent_tgid: std::process::id(),
         cgroup_filter: u32::from(!opts.cgroups.is_empty()),
         tcp_state_mask: opts.tcp_state_mask,
         wakeup_bytes: opts.wakeup_bytes.min(opts.ring_bytes / 4),
         tp,
         k: kernel_offsets(&btf),
     };
-    let mut ebpf = EbpfLoader::new()
-        .override_global(CONFIG_GLOBAL, &config, true)
-        .map_max_entries(EVENTS_MAP, opts.ring_bytes)
-        .load(EBPF_OBJECT)?;
-    if !opts.cgroups.is_empty() {
-        fill_cgroup_filter(&mut ebpf, &opts.cgroups)?;
-    }
-    attach_lifecycle(&mut ebpf, &tfs, &mut probes)?;
     let reference = SysLayout {
         nr: tp.sys_enter_nr,
         args: tp.sys_enter_args,
     };
     let usable = usable_syscalls(&tfs, reference, &mut probes);
+    let pins = opts.pin_dir.as_deref().map(PinDir::open).transpose()?;
+    let id = identity(&config, opts, &usable);
+    if let Some(dir) = &pins
+        && let Some(adopted) = dir.adopt(&id)?
+    {
+        return finish_adoption(dir.clone(), id, adopted);
+    }
+    let mut ebpf = EbpfLoader::new()
+        .override_global(CONFIG_GLOBAL, &config, true)
+        .map_max_entries(EVENTS_MAP, opts.ring_bytes)
+        .load(EBPF_OBJECT)?;
+    // Before anything is attached, so that the agent's own work is never captured.
+    set_agent_tgid(agent_map(ebpf.map_mut(AGENT_MAP))?)?;
+    if !opts.cgroups.is_empty() {
+        fill_cgroup_filter(&mut ebpf, &opts.cgroups)?;
+    }
+    let mut links = pins.as_ref().map(|_| Vec::new());
+    attach_lifecycle(&mut ebpf, &tfs, &mut probes, &mut links)?;
     fill_syscall_table(&mut ebpf, &usable)?;
-    if attach_syscalls(&mut ebpf, &usable, &mut probes)? == 0 {
+    if attach_syscalls(&mut ebpf, &usable, &mut probes, &mut links)? == 0 {
         return Err(LoadError::NothingAttached);
     }
-    Ok(Loaded { ebpf, probes })
+    let pinned = match (pins, links) {
+        (Some(dir), Some(links)) => Some(publish(dir, id, &ebpf, links)?),
+        _ => None,
+    };
+    let agent = take_agent_map(ebpf.take_map(AGENT_MAP))?;
+    Ok(Loaded {
+        ebpf: Some(ebpf),
+        adopted: HashMap::new(),
+        agent,
+        probes,
+        pinned,
+    })
+}
+
+/// What makes two sets interchangeable: the object, its load-time configuration and what it
+/// is attached to.
+fn identity(config: &Config, opts: &LoadOptions, usable: &[syscalls::Hook]) -> String {
+    // SAFETY: Config is repr(C), built only of u32 fields (no padding), so all its bytes are
+    // initialised; the slice lives no longer than the borrow.
+    let config_bytes = unsafe {
+        std::slice::from_raw_parts((config as *const Config).cast::<u8>(), size_of::<Config>())
+    };
+    let mut id = Identity::new()
+        .with(EBPF_OBJECT)
+        .with(config_bytes)
+        .with(&opts.ring_bytes.to_le_bytes());
+    for c in &opts.cgroups {
+        id = id.with(&c.to_le_bytes());
+    }
+    for h in usable {
+        id = id.with(h.tracepoint.as_bytes()).with(&h.nr.to_le_bytes());
+    }
+    id.hex()
+}
+
+/// Takes over a pinned set: the maps from their pins, the probe report from the link pins.
+fn finish_adoption(dir: PinDir, id: String, mut a: pin::Adopted) -> Result<Loaded, LoadError> {
+    set_agent_tgid(agent_map(a.maps.get_mut(AGENT_MAP))?)?;
+    let agent = take_agent_map(a.maps.remove(AGENT_MAP))?;
+    let mut probes: Vec<ProbeStatus> = Vec::new();
+    for label in a.links.iter().filter_map(|l| probe_of_link(l)) {
+        if !probes.iter().any(|p| p.probe == label) {
+            probes.push(ok(&label));
+        }
+    }
+    info!(dir = %dir.root().display(), set = %id, links = a.links.len(), "adopted the pinned programs: capture went on while no agent ran");
+    Ok(Loaded {
+        ebpf: None,
+        adopted: a.maps,
+        agent,
+        probes,
+        pinned: Some(PinnedSet {
+            dir,
+            id,
+            adopted: true,
+        }),
+    })
+}
+
+/// Pins a freshly attached set, then removes the sets of other identities (their programs
+/// ran until now: there is no moment with nothing attached).
+fn publish(
+    dir: PinDir,
+    id: String,
+    ebpf: &Ebpf,
+    links: Vec<(String, FdLink)>,
+) -> Result<PinnedSet, LoadError> {
+    let n = links.len();
+    dir.publish(&id, ebpf, links)?;
+    let removed = dir.remove_others(&id)?;
+    if removed.is_empty() {
+        info!(dir = %dir.root().display(), set = %id, links = n, "programs pinned");
+    } else {
+        warn!(dir = %dir.root().display(), set = %id, replaced = %removed.join(","),
+            "programs pinned; the pinned sets of another layout or configuration were replaced (records they held unread are lost)");
+    }
+    Ok(PinnedSet {
+        dir,
+        id,
+        adopted: false,
+    })
+}
+
+fn agent_map(map: Option<&mut Map>) -> Result<Array<&mut MapData, u32>, LoadError> {
+    let map = map.ok_or_else(|| LoadError::Missing(AGENT_MAP.into()))?;
+    Array::try_from(map).map_err(|source| LoadError::Map {
+        name: AGENT_MAP.into(),
+        source,
+    })
+}
+
+fn take_agent_map(map: Option<Map>) -> Result<Array<MapData, u32>, LoadError> {
+    let map = map.ok_or_else(|| LoadError::Missing(AGENT_MAP.into()))?;
+    Array::try_from(map).map_err(|source| LoadError::Map {
+        name: AGENT_MAP.into(),
+        source,
+    })
+}
+
+fn set_agent_tgid(mut agent: Array<&mut MapData, u32>) -> Result<(), LoadError> {
+    let map_err = |source| LoadError::Map {
+        name: AGENT_MAP.into(),
+        source,
+    };
+    agent.set(AGENT_PAUSED, 0, 0).map_err(map_err)?;
+    agent
+        .set(AGENT_TGID, std::process::id(), 0)
+        .map_err(map_err)
+}
+
+/// Links taken out of their programs when the set is to be pinned (name, link).
+type Links = Option<Vec<(String, FdLink)>>;
+
+/// Keeps a just-attached link when the set is to be pinned.
+fn keep_link<L: TryInto<FdLink>>(
+    links: &mut Links,
+    name: String,
+    take: impl FnOnce() -> Result<L, aya::programs::ProgramError>,
+) -> Result<(), LoadError> {
+    let Some(links) = links else {
+        return Ok(());
+    };
+    let link = take().map_err(|source| LoadError::Program {
+        name: name.clone(),
+        source,
+    })?;
+    let fd = link.try_into().map_err(|_| pin::PinError::NotALink {
+        probe: name.clone(),
+    })?;
+    links.push((name, fd));
+    Ok(())
 }
 
 /// Warns about every capability the agent lacks (the kernel has the last word) and raises
@@ -313,16 +522,17 @@ fn attach_lifecycle(
     ebpf: &mut Ebpf,
     tfs: &Tracefs,
     probes: &mut Vec<ProbeStatus>,
+    links: &mut Links,
 ) -> Result<(), LoadError> {
     // cgroup creation before anything a task in the new cgroup can do: attribution of containers
     // that are gone before the agent can look at them depends on it.
     for name in ["cgroup_mkdir", "cgroup_rmdir"] {
-        attach_tp(ebpf, name, "cgroup", name, tfs, probes)?;
+        attach_tp(ebpf, name, ("cgroup", name), tfs, probes, links)?;
     }
     // Process lifecycle next, so that the process table never misses a fork of a process that
     // later makes a syscall.
     for name in ["sched_process_exec", "sched_process_exit"] {
-        attach_tp(ebpf, name, "sched", name, tfs, probes)?;
+        attach_tp(ebpf, name, ("sched", name), tfs, probes, links)?;
     }
     let name = "sched_process_fork";
     let prog: &mut RawTracePoint = program(ebpf, name)?;
@@ -331,11 +541,17 @@ fn attach_lifecycle(
         source,
     })?;
     match prog.attach(name) {
-        Ok(_) => probes.push(ok("raw_tracepoint/sched_process_fork")),
+        Ok(id) => {
+            keep_link(links, link_name("raw", name), || prog.take_link(id))?;
+            probes.push(ok("raw_tracepoint/sched_process_fork"));
+        }
         Err(e) => probes.push(skip("raw_tracepoint/sched_process_fork", e.to_string())),
     }
     let name = "inet_sock_set_state";
-    attach_tp(ebpf, name, "sock", name, tfs, probes)
+    attach_tp(ebpf, name, ("sock", name), tfs, probes, links)?;
+    // Signals to the agent: who stops or kills it.
+    let name = "signal_generate";
+    attach_tp(ebpf, name, ("signal", name), tfs, probes, links)
 }
 
 /// The hooks whose tracepoints exist here with the layout the programs expect.
@@ -392,6 +608,7 @@ fn attach_syscalls(
     ebpf: &mut Ebpf,
     usable: &[syscalls::Hook],
     probes: &mut Vec<ProbeStatus>,
+    links: &mut Links,
 ) -> Result<usize, LoadError> {
     let mut attached = 0;
     for (prog_name, prefix) in [("sys_enter", "sys_enter_"), ("sys_exit", "sys_exit_")] {
@@ -402,13 +619,19 @@ fn attach_syscalls(
         })?;
         for h in usable {
             let tp_name = format!("{prefix}{}", h.tracepoint);
-            if let Err(e) = prog.attach("syscalls", &tp_name) {
-                probes.push(skip(
+            match prog.attach("syscalls", &tp_name) {
+                Err(e) => probes.push(skip(
                     &format!("tracepoint/syscalls/{tp_name}"),
                     e.to_string(),
-                ));
-            } else if prefix == "sys_exit_" {
-                attached += 1;
+                )),
+                Ok(id) => {
+                    keep_link(links, link_name("syscalls", &tp_name), || {
+                        prog.take_link(id)
+                    })?;
+                    if prefix == "sys_exit_" {
+                        attached += 1;
+                    }
+                }
             }
         }
     }
@@ -434,10 +657,10 @@ where
 fn attach_tp(
     ebpf: &mut Ebpf,
     prog_name: &str,
-    group: &str,
-    tp_name: &str,
+    (group, tp_name): (&str, &str),
     tfs: &Tracefs,
     probes: &mut Vec<ProbeStatus>,
+    links: &mut Links,
 ) -> Result<(), LoadError> {
     let label = format!("tracepoint/{group}/{tp_name}");
     if !tfs.exists(group, tp_name) {
@@ -453,7 +676,10 @@ fn attach_tp(
         source,
     })?;
     match prog.attach(group, tp_name) {
-        Ok(_) => probes.push(ok(&label)),
+        Ok(id) => {
+            keep_link(links, link_name(group, tp_name), || prog.take_link(id))?;
+            probes.push(ok(&label));
+        }
         Err(e) => probes.push(skip(&label, e.to_string())),
     }
     Ok(())

@@ -39,6 +39,8 @@ pub(crate) struct Metrics {
     pub(crate) rule_eval: HistogramVec,
     /// Rules in force.
     pub(crate) rules_loaded: IntGauge,
+    /// 0: programs not pinned; 1: loaded and pinned by this agent; 2: adopted from a pin.
+    pub(crate) programs_pinned: IntGauge,
     /// Reloads by result (`success`, `failure`).
     pub(crate) rules_reloads: IntCounterVec,
     /// 1 if the last reload attempt succeeded, 0 if it was rejected.
@@ -176,6 +178,17 @@ impl Metrics {
                     .register(Box::new(h.clone()))
                     .expect("metric registered once");
                 h
+            },
+            programs_pinned: {
+                let g = IntGauge::new(
+                    "monitor_programs_pinned",
+                    "Kernel programs pinned in bpffs: 0 no, 1 loaded and pinned by this agent, 2 adopted from an earlier agent.",
+                )
+                .expect("static metric definition");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("metric registered once");
+                g
             },
             rules_loaded: {
                 let g = IntGauge::new("monitor_rules_loaded", "Rules in force.")

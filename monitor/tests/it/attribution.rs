@@ -1,13 +1,13 @@
 //! Root integration tests of container and pod attribution against a real containerd (CRI).
 
-use std::{collections::HashMap, sync::Mutex};
+use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::common::{containerd::Containerd, *};
-
-/// One containerd at a time: they share the shim socket directory and the cgroup tree.
-static SERIAL: Mutex<()> = Mutex::new(());
+use crate::common::{
+    containerd::{Containerd, SERIAL},
+    *,
+};
 
 fn pod_labels() -> HashMap<String, String> {
     [

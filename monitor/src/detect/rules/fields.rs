@@ -448,6 +448,30 @@ pub(crate) static FIELDS: &[FieldDef] = &[
         get: |e| detail!(e, Privilege, |d| os(d.command.as_deref())),
     },
     FieldDef {
+        name: "signal.number",
+        ty: Ty::Int,
+        doc: "number of a signal sent to the agent",
+        get: |e| detail!(e, Signal, |d| Val::Int(d.number.into())),
+    },
+    FieldDef {
+        name: "signal.name",
+        ty: Ty::Str,
+        doc: "name of a signal sent to the agent (SIGTERM, SIGKILL, ...)",
+        get: |e| detail!(e, Signal, |d| s(&d.name)),
+    },
+    FieldDef {
+        name: "signal.origin",
+        ty: Ty::Str,
+        doc: "how the signal was raised: kill, tkill, queue (by a process), kernel, other",
+        get: |e| detail!(e, Signal, |d| s(d.origin)),
+    },
+    FieldDef {
+        name: "signal.target_pid",
+        ty: Ty::Int,
+        doc: "the agent's task the signal was sent to",
+        get: |e| detail!(e, Signal, |d| Val::Int(d.target_pid.into())),
+    },
+    FieldDef {
         name: "container.id",
         ty: Ty::Str,
         doc: "container id (absent on the host)",
@@ -488,6 +512,19 @@ pub(crate) static FIELDS: &[FieldDef] = &[
         ty: Ty::Str,
         doc: "pod namespace",
         get: |e| os(e.attribution.pod.as_ref().map(|p| p.namespace.as_str())),
+    },
+    FieldDef {
+        name: "pod.uid",
+        ty: Ty::Str,
+        doc: "pod uid (from the runtime, else from the kubelet's cgroup path)",
+        get: |e| match &e.attribution.pod {
+            Some(p) => s(&p.uid),
+            None => os(e
+                .attribution
+                .container
+                .as_ref()
+                .and_then(|c| c.pod_uid_from_cgroup.as_deref())),
+        },
     },
     FieldDef {
         name: "workload.kind",

@@ -155,7 +155,7 @@ fn evidence(e: &Event, has: &Has) -> Value {
                 }),
             );
         }
-        Detail::Privilege(_) | Detail::Fork(_) | Detail::Exit(_) => {}
+        Detail::Privilege(_) | Detail::Fork(_) | Detail::Exit(_) | Detail::Signal(_) => {}
     }
     Value::Object(ev)
 }

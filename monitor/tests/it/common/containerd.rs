@@ -23,6 +23,9 @@ use super::TempDir;
 
 pub(crate) const IMAGE: &str = "docker.io/library/monitor-test-busybox:latest";
 
+/// One containerd at a time: they share the shim socket directory and the cgroup tree.
+pub(crate) static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 pub(crate) struct Containerd {
     pub dir: TempDir,
     pub socket: PathBuf,

@@ -167,6 +167,8 @@ pub(crate) struct Output {
     pub events: Vec<Value>,
     pub stats: Value,
     pub stderr: String,
+    /// From SIGTERM to the agent's exit.
+    pub exit_after: Duration,
 }
 
 impl Agent {
@@ -257,9 +259,11 @@ impl Agent {
     /// SIGTERM, wait, and read everything the agent wrote.
     pub(crate) fn stop(mut self) -> Output {
         let mut child = self.child.take().expect("running");
+        let sent = Instant::now();
         // SAFETY: signalling our own child by pid.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let status = child.wait().expect("wait monitor");
+        let exit_after = sent.elapsed();
         let stderr = self.stderr();
         assert!(status.success(), "monitor failed ({status}): {stderr}");
         let text = std::fs::read_to_string(self.dir.path().join("events.jsonl")).expect("events");
@@ -282,7 +286,61 @@ impl Agent {
             events,
             stats: serde_json::from_str(&stats).expect("stats JSON"),
             stderr,
+            exit_after,
         }
+    }
+}
+
+impl Agent {
+    /// Waits for an agent that something else stopped (a signal sent by another process) and
+    /// returns its exit status and what it wrote.
+    pub(crate) fn wait_exit(mut self) -> (std::process::ExitStatus, Vec<Value>, String) {
+        let mut child = self.child.take().expect("running");
+        let status = child.wait().expect("wait monitor");
+        let events = self.output_so_far();
+        (status, events, self.stderr())
+    }
+}
+
+/// A private instance of the BPF file system, mounted on a temporary directory for one test
+/// and unmounted on drop: whatever is still pinned in it is released (and detached) with it.
+pub(crate) struct BpfFs {
+    dir: TempDir,
+}
+
+impl BpfFs {
+    pub(crate) fn mount(tag: &str) -> BpfFs {
+        let dir = TempDir::new(tag);
+        let st = Command::new("mount")
+            .args(["-t", "bpf", "bpf"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(st.success(), "mount -t bpf on {}", dir.path().display());
+        BpfFs { dir }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The entries of a directory inside it, sorted.
+    pub(crate) fn list(&self, sub: &str) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.dir.path().join(sub))
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for BpfFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
     }
 }
 
