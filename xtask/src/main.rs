@@ -326,6 +326,16 @@ fn release_build(root: &Path) -> anyhow::Result<()> {
     ]))
 }
 
+/// The release build the integration tests run (`cargo test --release` unifies the features
+/// of every workspace member and of the dev-dependencies, so its `monitor` differs from a
+/// plain `cargo build` of it). The image packs this binary: the one the tests exercised, and
+/// the one the pod-shaped tests expect to find in it.
+fn tested_build(root: &Path) -> anyhow::Result<()> {
+    setup()?;
+    run(cargo(root).args(["build", "--release", "-p", "monitor-trigger"]))?;
+    run(cargo(root).args(["test", "--release", "--no-run"]))
+}
+
 /// Runs one step of `cargo xtask test`, remembering how long it took.
 fn step(
     times: &mut Vec<(&'static str, std::time::Duration)>,
@@ -382,6 +392,11 @@ fn test(root: &Path, no_lint: bool, args: &[String]) -> anyhow::Result<()> {
         run(cargo(root)
             .args(["test", "--release", "--no-run"])
             .args(args))?;
+        // The pod-shaped tests run the agent from its image: build it from the binary the
+        // tests use, before they run.
+        if is_root() {
+            image::build(root)?;
+        }
         let mut fb = fuzz::build_command(root, fuzz::Build::Smoke, fuzz::Priority::Background);
         let log = root.join("target/fuzz-build.log");
         std::fs::create_dir_all(root.join("target"))?;
@@ -417,13 +432,6 @@ fn test(root: &Path, no_lint: bool, args: &[String]) -> anyhow::Result<()> {
         }
         fuzz::run_built(root, FUZZ_SMOKE_SECONDS, None, fuzz::Build::Smoke)
     })?;
-    if is_root() {
-        step(&mut times, "image", || {
-            // Already built by the tests; this only makes sure.
-            run(cargo(root).args(["build", "--release", "-p", "monitor"]))?;
-            image::build(root).map(|_| ())
-        })?;
-    }
     let total: f64 = times.iter().map(|(_, d)| d.as_secs_f64()).sum();
     let parts: Vec<String> = times
         .iter()
@@ -482,7 +490,7 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Deps { .. } => deps_check(&root),
         Cmd::Image => {
-            release_build(&root)?;
+            tested_build(&root)?;
             image::build(&root).map(|_| ())
         }
     }

@@ -55,6 +55,14 @@ pub(crate) enum AgentError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// `runtime.cgroup_root` cannot be read.
+    #[error(
+        "runtime.cgroup_root {path}: not a cgroup2 tree ({source}): mount the host's /sys/fs/cgroup there read-only, or unset it"
+    )]
+    CgroupRoot {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// A file the agent writes (ready file, stats) or the metrics endpoint failed.
     #[error("writing {what} {path}: {source}")]
     Write {
@@ -244,7 +252,17 @@ fn start<W: Write + Send + 'static>(
         res_tx,
     ));
     let attribution = match &c.runtime.cgroup_root {
-        Some(root) => AttributorConfig::with_cgroup_root(root),
+        Some(root) => {
+            // A configured host tree that is not there is a missing mount: say so.
+            let cfg = AttributorConfig::with_cgroup_root(root);
+            std::fs::metadata(cfg.cgroup2_root.join("cgroup.procs")).map_err(|source| {
+                AgentError::CgroupRoot {
+                    path: root.clone(),
+                    source,
+                }
+            })?;
+            cfg
+        }
         None => AttributorConfig::default(),
     };
     info!(cgroup2 = %attribution.cgroup2_root.display(), "container cgroups are read here");

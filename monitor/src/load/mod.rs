@@ -328,7 +328,15 @@ pub(crate) fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         args: tp.sys_enter_args,
     };
     let usable = usable_syscalls(&tfs, reference, &mut probes);
-    let pins = opts.pin_dir.as_deref().map(PinDir::open).transpose()?;
+    // Without a usable pin directory the agent still captures, unpinned: a restart then leaves
+    // a blind window, which the warning and `monitor_programs_pinned 0` say.
+    let pins = match opts.pin_dir.as_deref().map(PinDir::open).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(error = %e, "programs not pinned: capture stops while the agent restarts");
+            None
+        }
+    };
     let id = identity(&config, opts, &usable);
     if let Some(dir) = &pins
         && let Some(adopted) = dir.adopt(&id)?

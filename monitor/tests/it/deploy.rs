@@ -197,9 +197,9 @@ fn daemonset_security_and_wiring() {
         let env = c["env"].as_array().expect("env");
         assert!(env.iter().any(|e| e["name"] == "NODE_NAME"
             && e["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"));
-        // Host paths: read-only except the two the agent writes.
+        // Host paths: read-only except the three the agent writes (its pins in bpffs).
         let volumes = spec["volumes"].as_array().expect("volumes");
-        let writable: BTreeSet<&str> = ["state", "alerts"].into();
+        let writable: BTreeSet<&str> = ["state", "alerts", "bpffs"].into();
         for m in c["volumeMounts"].as_array().expect("mounts") {
             let name = m["name"].as_str().expect("name");
             let v = volumes.iter().find(|v| v["name"] == name).expect("volume");
@@ -210,20 +210,50 @@ fn daemonset_security_and_wiring() {
                 assert_ne!(m["readOnly"], true, "{name} must be writable");
             }
         }
-        // The CRI socket mount matches the runtime of the overlay.
-        let sock = volumes
+        // The CRI socket's directory is mounted (a mounted socket file would go stale when
+        // the runtime restarts), and the agent's socket is inside it.
+        let dir = volumes
             .iter()
             .find(|v| v["name"] == "cri-socket")
-            .expect("cri-socket")["hostPath"]["path"]
-            .as_str()
-            .expect("path")
-            .to_string();
-        let expect = match *overlay {
-            "crio" => "/run/crio/crio.sock",
-            "k3s" => "/run/k3s/containerd/containerd.sock",
-            _ => "/run/containerd/containerd.sock",
+            .expect("cri-socket")["hostPath"]
+            .clone();
+        let (expect_dir, expect_sock) = match *overlay {
+            "crio" => ("/run/crio", "/run/crio/crio.sock"),
+            "k3s" => ("/run/k3s/containerd", "/run/k3s/containerd/containerd.sock"),
+            _ => ("/run/containerd", "/run/containerd/containerd.sock"),
         };
-        assert_eq!(sock, expect);
+        assert_eq!(dir["path"], expect_dir, "{overlay}");
+        assert_eq!(dir["type"], "Directory", "{overlay}");
+        let mount = c["volumeMounts"]
+            .as_array()
+            .and_then(|m| m.iter().find(|m| m["name"] == "cri-socket"))
+            .expect("cri-socket mount");
+        assert_eq!(mount["mountPath"], expect_dir, "{overlay}");
+        let sock_env = env
+            .iter()
+            .find(|e| e["name"] == "MONITOR_RUNTIME_CRI_SOCKET")
+            .and_then(|e| e["value"].as_str());
+        let cm = d
+            .iter()
+            .find(|x| {
+                x["kind"] == "ConfigMap"
+                    && x["metadata"]["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("monitor-config-"))
+            })
+            .expect("config map");
+        let config_sock = cm["data"]["config.yaml"]
+            .as_str()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.trim().strip_prefix("cri_socket: "))
+            })
+            .map(str::to_string);
+        let sock = sock_env
+            .map(str::to_string)
+            .or(config_sock)
+            .expect("a CRI socket");
+        assert_eq!(sock, expect_sock, "{overlay}");
         // The pods roll on config change: the ConfigMap name carries a content hash.
         let cm_ref = volumes
             .iter()

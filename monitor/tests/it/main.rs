@@ -13,6 +13,7 @@ mod delivery;
 mod deploy;
 mod faults;
 mod metrics;
+mod pod;
 mod restart;
 mod rules;
 mod rules_lifecycle;

@@ -3,6 +3,7 @@
 
 pub(crate) mod conformance;
 pub(crate) mod containerd;
+pub(crate) mod pod;
 pub(crate) mod promserver;
 pub(crate) mod receivers;
 pub(crate) mod rsyslog;
