@@ -311,7 +311,7 @@ pub(crate) async fn run<W: Write + Send + 'static>(
     let drops = Arc::new(DropTracker::new(drop_window));
     let (sink, rules_watch) = start_sink(&opts.mode, out, &metrics, &drops)?;
     let metrics_server = start_metrics_server(&opts, &metrics, &health).await?;
-    let running = start(&opts, sink, &metrics, &drops, &health)?;
+    let mut running = start(&opts, sink, &metrics, &drops, &health)?;
     if let Some(path) = &opts.ready_file {
         std::fs::write(path, b"ready\n").map_err(|source| AgentError::Write {
             what: "ready file",
@@ -328,7 +328,10 @@ pub(crate) async fn run<W: Write + Send + 'static>(
     loop {
         tokio::select! {
             () = &mut shutdown => break,
-            _ = tick.tick() => watch.tick(&running.counters, &metrics, &drops),
+            _ = tick.tick() => {
+                watch.tick(&running.counters, &metrics, &drops);
+                repair_pins(&mut running.loaded, &metrics);
+            }
         }
     }
     health.set_ready(false, "stopping");
@@ -347,6 +350,19 @@ pub(crate) async fn run<W: Write + Send + 'static>(
         })?;
     }
     Ok(summary)
+}
+
+/// Pins again what another process removed (while the agent runs, its own fds keep the
+/// programs attached; without the pins the next agent could not adopt them).
+fn repair_pins(loaded: &mut load::Loaded, metrics: &Metrics) {
+    match loaded.repair_pins() {
+        Ok(restored) if !restored.is_empty() => {
+            metrics.pins_restored.inc_by(restored.len() as u64);
+            tracing::warn!(pins = %restored.join(","), "pins removed by another process: pinned again");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "restoring removed pins"),
+    }
 }
 
 /// Stops reading, runs what was read through the pipeline, flushes the sinks and collects the

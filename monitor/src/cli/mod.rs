@@ -243,6 +243,11 @@ fn unpin(dir: &std::path::Path) -> Result<(), CliError> {
     }
     let pins = crate::load::pin::PinDir::open(dir)?;
     let removed = pins.remove_others("")?;
+    std::fs::remove_dir(dir).map_err(|source| CliError::Io {
+        what: "removing the pin directory",
+        path: dir.to_path_buf(),
+        source,
+    })?;
     tracing::info!(dir = %dir.display(), sets = %removed.join(","), "pinned programs removed");
     Ok(())
 }

@@ -107,12 +107,13 @@ pub(crate) struct ProbeStatus {
 }
 
 /// Where the running set is pinned.
-#[derive(Debug, Clone)]
 pub(crate) struct PinnedSet {
     pub(crate) dir: PinDir,
     pub(crate) id: String,
     /// Adopted from an earlier agent rather than loaded by this one.
     pub(crate) adopted: bool,
+    /// Its pins, held open while the agent runs.
+    held: pin::Held,
 }
 
 /// The loaded (or adopted) programs and what was attached.
@@ -145,6 +146,15 @@ impl Loaded {
                 name: AGENT_MAP.into(),
                 source,
             })
+    }
+
+    /// Pins again what another process removed from the running set; returns what it had to
+    /// restore (the removal itself is the unlink event `monitor_files_tampered` judges).
+    pub(crate) fn repair_pins(&mut self) -> Result<Vec<String>, LoadError> {
+        match &mut self.pinned {
+            Some(p) => Ok(p.held.repair()?),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Removes this agent's pins, so the programs are detached once it lets go of them (a
@@ -398,12 +408,13 @@ fn finish_adoption(dir: PinDir, id: String, mut a: pin::Adopted) -> Result<Loade
     set_agent_tgid(agent_map(a.maps.get_mut(AGENT_MAP))?)?;
     let agent = take_agent_map(a.maps.remove(AGENT_MAP))?;
     let mut probes: Vec<ProbeStatus> = Vec::new();
-    for label in a.links.iter().filter_map(|l| probe_of_link(l)) {
+    let links = a.held.link_names();
+    for label in links.iter().filter_map(|l| probe_of_link(l)) {
         if !probes.iter().any(|p| p.probe == label) {
             probes.push(ok(&label));
         }
     }
-    info!(dir = %dir.root().display(), set = %id, links = a.links.len(), "adopted the pinned programs: capture went on while no agent ran");
+    info!(dir = %dir.root().display(), set = %id, links = links.len(), "adopted the pinned programs: capture went on while no agent ran");
     Ok(Loaded {
         ebpf: None,
         adopted: a.maps,
@@ -413,6 +424,7 @@ fn finish_adoption(dir: PinDir, id: String, mut a: pin::Adopted) -> Result<Loade
             dir,
             id,
             adopted: true,
+            held: a.held,
         }),
     })
 }
@@ -434,10 +446,12 @@ fn publish(
         warn!(dir = %dir.root().display(), set = %id, replaced = %removed.join(","),
             "programs pinned; the pinned sets of another layout or configuration were replaced (records they held unread are lost)");
     }
+    let held = pin::Held::open(&dir.set_dir(&id))?;
     Ok(PinnedSet {
         dir,
         id,
         adopted: false,
+        held,
     })
 }
 

@@ -113,8 +113,84 @@ pub(crate) fn probe_of_link(name: &str) -> Option<String> {
 /// A pinned set this agent adopted.
 pub(crate) struct Adopted {
     pub(crate) maps: HashMap<&'static str, Map>,
-    /// Link pin names; the links stay attached through their pins.
-    pub(crate) links: Vec<String>,
+    /// Its pins, held open.
+    pub(crate) held: Held,
+}
+
+/// The pins of the running set, held open by the agent: while it runs, removing a pin
+/// detaches nothing (the agent's fd keeps the link), and the agent pins it again.
+pub(crate) struct Held {
+    dir: PathBuf,
+    links: Vec<(String, Option<PinnedLink>)>,
+    maps: Vec<(String, MapData)>,
+}
+
+impl Held {
+    /// Opens every pin of the set in `dir`.
+    pub(crate) fn open(dir: &Path) -> Result<Held, PinError> {
+        let adopt_err = |message: String| PinError::Adopt {
+            path: dir.to_path_buf(),
+            message,
+        };
+        let mut links = Vec::new();
+        let mut maps = Vec::new();
+        for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+            let entry = entry.map_err(io_err(dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("link-") {
+                let link = PinnedLink::from_pin(entry.path())
+                    .map_err(|e| adopt_err(format!("link {name}: {e}")))?;
+                links.push((name, Some(link)));
+            } else if name.starts_with("map-") {
+                let map = MapData::from_pin(entry.path())
+                    .map_err(|e| adopt_err(format!("map {name}: {e}")))?;
+                maps.push((name, map));
+            }
+        }
+        links.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Held {
+            dir: dir.to_path_buf(),
+            links,
+            maps,
+        })
+    }
+
+    /// Link pin names.
+    pub(crate) fn link_names(&self) -> Vec<String> {
+        self.links.iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    /// Pins again whatever another process removed (the set directory included); returns the
+    /// names it had to restore.
+    pub(crate) fn repair(&mut self) -> Result<Vec<String>, PinError> {
+        let mut restored = Vec::new();
+        let missing_dir = !self.dir.is_dir();
+        if missing_dir {
+            fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+        }
+        for (name, held) in &mut self.links {
+            let path = self.dir.join(&*name);
+            if path.exists() {
+                continue;
+            }
+            let Some(link) = held.take() else { continue };
+            let fd = FdLink::from(link);
+            *held = Some(fd.pin(&path).map_err(|source| PinError::Pin {
+                path: path.clone(),
+                source,
+            })?);
+            restored.push(name.clone());
+        }
+        for (name, map) in &self.maps {
+            let path = self.dir.join(name);
+            if !path.exists() {
+                map.pin(&path)
+                    .map_err(|source| PinError::Pin { path, source })?;
+                restored.push(name.clone());
+            }
+        }
+        Ok(restored)
+    }
 }
 
 /// The directory holding the pinned sets.
@@ -190,22 +266,11 @@ impl PinDir {
                 Map::from_map_data(data).map_err(|e| adopt_err(format!("map {name}: {e}")))?;
             maps.insert(name, map);
         }
-        let mut links = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
-            let entry = entry.map_err(io_err(&dir))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with("link-") {
-                // Opening checks that the pin is a live link (an fd of the kernel's).
-                PinnedLink::from_pin(entry.path())
-                    .map_err(|e| adopt_err(format!("link {name}: {e}")))?;
-                links.push(name);
-            }
-        }
-        if links.is_empty() {
+        let held = Held::open(&dir)?;
+        if held.links.is_empty() {
             return Err(adopt_err("no links are pinned".into()));
         }
-        links.sort();
-        Ok(Some(Adopted { maps, links }))
+        Ok(Some(Adopted { maps, held }))
     }
 
     /// Pins a freshly loaded set under `id`: the maps of `ebpf` named in [`PINNED_MAPS`] and the
@@ -265,6 +330,11 @@ impl PinDir {
             }
         }
         Ok(removed)
+    }
+
+    /// The directory of the set `id`.
+    pub(crate) fn set_dir(&self, id: &str) -> PathBuf {
+        self.set(id)
     }
 
     /// Removes the set `id`: its programs are detached once no agent holds them.

@@ -41,6 +41,8 @@ pub(crate) struct Metrics {
     pub(crate) rules_loaded: IntGauge,
     /// 0: programs not pinned; 1: loaded and pinned by this agent; 2: adopted from a pin.
     pub(crate) programs_pinned: IntGauge,
+    /// Pins another process removed and the agent pinned again.
+    pub(crate) pins_restored: prometheus::IntCounter,
     /// Reloads by result (`success`, `failure`).
     pub(crate) rules_reloads: IntCounterVec,
     /// 1 if the last reload attempt succeeded, 0 if it was rejected.
@@ -178,6 +180,17 @@ impl Metrics {
                     .register(Box::new(h.clone()))
                     .expect("metric registered once");
                 h
+            },
+            pins_restored: {
+                let c = prometheus::IntCounter::new(
+                    "monitor_pins_restored_total",
+                    "Pins of the running programs that another process removed and the agent pinned again.",
+                )
+                .expect("static metric definition");
+                registry
+                    .register(Box::new(c.clone()))
+                    .expect("metric registered once");
+                c
             },
             programs_pinned: {
                 let g = IntGauge::new(

@@ -182,6 +182,22 @@ fn a_pinned_set_of_another_layout_is_replaced_without_a_gap() {
             .any(|x| x["rule"] == "sensitive_file_read" && x["cgroup_id"].as_u64() == Some(cg.id))
     });
     drop(new.stop());
+    // The uninstall step: `monitor unpin` removes what the last agent left.
+    let out = Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .arg("unpin")
+        .arg("--pin-dir")
+        .arg(pins.path().join("monitor"))
+        .output()
+        .expect("monitor unpin");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !pins.path().join("monitor").exists(),
+        "unpin removes the set and its directory"
+    );
 }
 
 #[test]
@@ -237,4 +253,41 @@ fn signals_to_the_agent_from_another_process_are_alerts_even_a_sigkill() {
         })
     });
     drop(next.stop());
+}
+
+#[test]
+fn pins_removed_by_another_process_are_an_alert_and_pinned_again() {
+    if !require_root("pins_removed_by_another_process_are_an_alert_and_pinned_again") {
+        return;
+    }
+    let pins = BpfFs::mount("pins");
+    let nosock = "/nonexistent/monitor-test-cri.sock";
+    let agent = run_pinned(nosock, &pins, &[]);
+    agent.wait_log("programs pinned", 1, Duration::from_secs(10));
+    let set = pins.list("monitor");
+    assert_eq!(set.len(), 1);
+    let before = pins.list(&format!("monitor/{}", set[0]));
+    // Removing the pins while no agent runs would detach the programs: it is what an intruder
+    // does after stopping the agent, so it is judged like tampering with its files.
+    let dir = pins.path().join("monitor").join(&set[0]);
+    let st = Command::new("/bin/sh")
+        .args(["-c", &format!("rm -rf {}", dir.display())])
+        .status()
+        .expect("rm");
+    assert!(st.success());
+    agent.wait_output("the tampering alert", Duration::from_secs(10), |a| {
+        a.iter().any(|x| {
+            x["rule"] == "monitor_files_tampered"
+                && x["file"]["path"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with(&dir.display().to_string()))
+        })
+    });
+    agent.wait_log("pinned again", 1, Duration::from_secs(10));
+    assert_eq!(
+        pins.list(&format!("monitor/{}", set[0])),
+        before,
+        "every pin restored"
+    );
+    drop(agent.stop());
 }
