@@ -14,6 +14,8 @@ mod cgroup;
 #[cfg(target_arch = "bpf")]
 mod event;
 #[cfg(target_arch = "bpf")]
+mod floor;
+#[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]
 mod net;

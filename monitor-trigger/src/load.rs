@@ -6,6 +6,9 @@ use super::{c, die, sockaddr_in};
 /// Operations: getpid (not hooked: the floor), openclose (a tmpfs file), forkexec (/bin/true),
 /// tcp (connect + accept + close on loopback).
 pub(crate) fn bench(op: &str, millis: u64) {
+    if op == "server" {
+        return server(millis);
+    }
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(millis);
     let start = std::time::Instant::now();
     let mut ops: u64 = 0;
@@ -129,4 +132,60 @@ pub(crate) fn fork_storm(rate: u64, millis: u64) {
     // SAFETY: as above, blocking for the last ones.
     while unsafe { libc::waitpid(-1, std::ptr::null_mut(), 0) } > 0 {}
     println!("{{\"forked\":{done}}}");
+}
+
+/// A network server under load, on loopback: a thread per connection echoes 128-byte
+/// requests; four clients each connect, make 50 request/response exchanges and close, for
+/// `millis`. Reports the requests served. Mostly unhooked calls (read, write), with a connect,
+/// an accept and the TCP state changes of every connection: the shape of a busy service.
+fn server(millis: u64) {
+    use std::{
+        io::{Read, Write},
+        net::{TcpListener, TcpStream},
+        sync::atomic::{AtomicU64, Ordering},
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| die(&format!("bind: {e}")));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| die(&format!("local_addr: {e}")));
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 128];
+                while conn.read_exact(&mut buf).is_ok() {
+                    if conn.write_all(&buf).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let served = AtomicU64::new(0);
+    let start = std::time::Instant::now();
+    let deadline = start + std::time::Duration::from_millis(millis);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let mut buf = [7u8; 128];
+                while std::time::Instant::now() < deadline {
+                    let Ok(mut c) = TcpStream::connect(addr) else {
+                        continue;
+                    };
+                    let _ = c.set_nodelay(true);
+                    for _ in 0..50 {
+                        if c.write_all(&buf).is_err() || c.read_exact(&mut buf).is_err() {
+                            break;
+                        }
+                        served.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    println!(
+        "{{\"op\":\"server\",\"ops\":{},\"secs\":{}}}",
+        served.load(Ordering::Relaxed),
+        start.elapsed().as_secs_f64()
+    );
 }

@@ -16,11 +16,16 @@ pub(crate) struct Opts {
     pub(crate) root: PathBuf,
 }
 
-const OPS: [&str; 4] = ["getpid", "openclose", "forkexec", "tcp"];
+/// Syscall loops of the trigger, then the two realistic workloads: `server` (a loopback
+/// network service under load, by the trigger) and `build` (compiles and a tree of file reads,
+/// timed here).
+const OPS: [&str; 6] = ["getpid", "openclose", "forkexec", "tcp", "server", "build"];
 
 #[derive(Clone, Copy, PartialEq)]
 pub(crate) enum Config {
     NoAgent,
+    /// The mechanism floor: the agent's tracepoints with programs that return at once.
+    Floor,
     AgentNoRules,
     AgentDefaultRules,
 }
@@ -29,6 +34,7 @@ impl Config {
     fn name(self) -> &'static str {
         match self {
             Config::NoAgent => "no agent",
+            Config::Floor => "floor",
             Config::AgentNoRules => "agent, no rules",
             Config::AgentDefaultRules => "agent, default rules + file",
         }
@@ -59,21 +65,25 @@ impl Agent {
         let ready = dir.join("ready");
         let _ = std::fs::remove_file(&ready);
         let mut cmd = Command::new(bin(root, "monitor"));
-        cmd.arg("run")
-            .arg("--no-baselines")
-            .arg("--ready-file")
-            .arg(&ready);
-        cmd.args([
-            "--metrics-addr",
-            &format!("127.0.0.1:{port}"),
-            "--cri-socket",
-            "/nonexistent/bench.sock",
-        ]);
-        cmd.arg("--stats-json").arg(dir.join("stats.json"));
-        if cfg == Config::AgentNoRules {
-            cmd.arg("--no-default-rules").arg("--rules").arg(&empty);
+        if cfg == Config::Floor {
+            cmd.arg("bench-floor").arg("--ready-file").arg(&ready);
+        } else {
+            cmd.arg("run")
+                .arg("--no-baselines")
+                .arg("--ready-file")
+                .arg(&ready);
+            cmd.args([
+                "--metrics-addr",
+                &format!("127.0.0.1:{port}"),
+                "--cri-socket",
+                "/nonexistent/bench.sock",
+            ]);
+            cmd.arg("--stats-json").arg(dir.join("stats.json"));
+            if cfg == Config::AgentNoRules {
+                cmd.arg("--no-default-rules").arg("--rules").arg(&empty);
+            }
+            cmd.args(extra);
         }
-        cmd.args(extra);
         cmd.stdout(std::fs::File::create(dir.join("alerts.jsonl"))?)
             .stderr(std::fs::File::create(dir.join("stderr"))?);
         let child = cmd.spawn().context("starting monitor")?;
@@ -175,6 +185,61 @@ impl BenchCgroup {
     }
 }
 
+impl BenchCgroup {
+    /// Runs a shell script inside the cgroup; returns its wall time in seconds.
+    fn time_sh(&self, script: &str) -> anyhow::Result<f64> {
+        let inner = format!("echo $$ > {}/cgroup.procs && {script}", self.leaf.display());
+        let t = Instant::now();
+        run_quiet(Command::new("sh").arg("-c").arg(inner))?;
+        Ok(t.elapsed().as_secs_f64())
+    }
+}
+
+/// The build-like workload: a C file compiled ten times (gcc execs its cc1 and as, opens
+/// headers, writes objects) and `cat` of a tree of 10,000 small files.
+struct BuildTree {
+    dir: PathBuf,
+}
+
+impl BuildTree {
+    fn new() -> anyhow::Result<BuildTree> {
+        let dir = std::env::temp_dir().join(format!("monitor-bench-build-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for d in 0..100 {
+            let sub = dir.join("tree").join(format!("d{d:03}"));
+            std::fs::create_dir_all(&sub)?;
+            for f in 0..100 {
+                std::fs::write(
+                    sub.join(format!("f{f:03}.txt")),
+                    format!("{d} {f}\n").repeat(8),
+                )?;
+            }
+        }
+        std::fs::write(
+            dir.join("main.c"),
+            "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n#include <errno.h>\n\
+             static int cmp(const void *a, const void *b) { return strcmp(*(char **)a, *(char **)b); }\n\
+             int main(int argc, char **argv) { qsort(argv, argc, sizeof *argv, cmp);\n\
+             for (int i = 0; i < argc; i++) printf(\"%s %d\\n\", argv[i], errno); return 0; }\n",
+        )?;
+        Ok(BuildTree { dir })
+    }
+
+    fn script(&self) -> String {
+        let d = self.dir.display();
+        format!(
+            "for i in 0 1 2 3 4 5 6 7 8 9; do gcc -O1 -c {d}/main.c -o {d}/main$i.o || exit 1; done; \
+             find {d}/tree -type f -exec cat {{}} + > /dev/null"
+        )
+    }
+}
+
+impl Drop for BuildTree {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 impl Drop for BenchCgroup {
     fn drop(&mut self) {
         let mut p = self.leaf.clone();
@@ -270,12 +335,15 @@ pub(crate) fn run(o: Opts) -> anyhow::Result<()> {
         p_trace["events_per_sec"].as_f64().unwrap_or(0.0)
     );
 
-    // 1. Micro-loops, interleaved A/B: every round runs every config on both placements.
+    // 1. Micro-loops and workloads, interleaved: every round runs every config on both
+    //    placements. The floor is the same tracepoints with programs that return at once.
     let configs = [
         Config::NoAgent,
+        Config::Floor,
         Config::AgentNoRules,
         Config::AgentDefaultRules,
     ];
+    let tree = BuildTree::new()?;
     let placements = [("host", false), ("container", true)];
     let mut samples: std::collections::BTreeMap<(usize, usize, usize), Vec<f64>> =
         Default::default();
@@ -295,8 +363,13 @@ pub(crate) fn run(o: Opts) -> anyhow::Result<()> {
             for (pi, (_, container)) in placements.iter().enumerate() {
                 let cg = BenchCgroup::new(*container)?;
                 for (oi, op) in OPS.iter().enumerate() {
-                    let v = cg.run(root, &["bench", op, &millis.to_string()])?;
-                    let rate = v["ops"].as_f64().unwrap_or(0.0) / v["secs"].as_f64().unwrap_or(1.0);
+                    let rate = if *op == "build" {
+                        // Builds per second, so that every row reads the same way.
+                        1.0 / cg.time_sh(&tree.script())?.max(1e-9)
+                    } else {
+                        let v = cg.run(root, &["bench", op, &millis.to_string()])?;
+                        v["ops"].as_f64().unwrap_or(0.0) / v["secs"].as_f64().unwrap_or(1.0)
+                    };
                     samples.entry((ci, pi, oi)).or_default().push(rate);
                 }
             }
@@ -308,21 +381,25 @@ pub(crate) fn run(o: Opts) -> anyhow::Result<()> {
     }
     let mut micro = Vec::new();
     println!(
-        "\nSyscall micro-loops: median ops/s over {rounds} interleaved rounds; slowdown vs no agent in the same run"
+        "\nSyscall loops and workloads: median rate over {rounds} interleaved rounds (ops/s; build: builds/s),"
     );
     println!(
-        "{:<10} {:<10} {:>14} {:>18} {:>10} {:>26} {:>10}",
+        "and throughput ratios in the same run (1.00 = no cost). floor = the agent's tracepoints with empty programs."
+    );
+    println!(
+        "{:<10} {:<10} {:>12} {:>10} {:>16} {:>16} {:>16} {:>16}",
         "placement",
-        "op",
+        "workload",
         "no agent",
-        "agent, no rules",
-        "slowdown",
-        "agent, default rules+file",
-        "slowdown"
+        "floor/no",
+        "no rules/no",
+        "no rules/floor",
+        "default/no",
+        "default/floor"
     );
     for (pi, (place, _)) in placements.iter().enumerate() {
         for (oi, op) in OPS.iter().enumerate() {
-            let m: Vec<f64> = (0..3)
+            let m: Vec<f64> = (0..configs.len())
                 .map(|ci| {
                     median(
                         samples
@@ -332,27 +409,28 @@ pub(crate) fn run(o: Opts) -> anyhow::Result<()> {
                     )
                 })
                 .collect();
-            let slow = |x: f64| {
-                if m[0] > 0.0 {
-                    (m[0] / x.max(1e-9) - 1.0) * 100.0
-                } else {
-                    0.0
-                }
-            };
+            let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
             println!(
-                "{:<10} {:<10} {:>14.0} {:>18.0} {:>9.1}% {:>26.0} {:>9.1}%",
+                "{:<10} {:<10} {:>12.1} {:>10.2} {:>16.2} {:>16.2} {:>16.2} {:>16.2}",
                 place,
                 op,
                 m[0],
-                m[1],
-                slow(m[1]),
-                m[2],
-                slow(m[2])
+                ratio(m[1], m[0]),
+                ratio(m[2], m[0]),
+                ratio(m[2], m[1]),
+                ratio(m[3], m[0]),
+                ratio(m[3], m[1]),
             );
-            micro.push(json!({"placement": place, "op": op, "no_agent": m[0], "agent_no_rules": m[1], "agent_default_rules": m[2],
-                "slowdown_no_rules_pct": slow(m[1]), "slowdown_default_rules_pct": slow(m[2])}));
+            micro.push(
+                json!({"placement": place, "op": op, "no_agent": m[0], "floor": m[1],
+                "agent_no_rules": m[2], "agent_default_rules": m[3],
+                "floor_vs_no_agent": ratio(m[1], m[0]),
+                "no_rules_vs_no_agent": ratio(m[2], m[0]), "no_rules_vs_floor": ratio(m[2], m[1]),
+                "default_vs_no_agent": ratio(m[3], m[0]), "default_vs_floor": ratio(m[3], m[1])}),
+            );
         }
     }
+    drop(tree);
 
     // 2. Event-rate ramp with the default rules: highest rate without drops, CPU per 100k events.
     println!(

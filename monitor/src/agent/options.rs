@@ -45,6 +45,7 @@ impl Options {
             tcp_state_mask: DEFAULT_TCP_STATES,
             wakeup_bytes: c.wakeup_bytes,
             pin_dir: c.pin_dir.clone(),
+            floor: false,
         }
     }
 }

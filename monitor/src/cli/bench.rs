@@ -1,5 +1,6 @@
-//! `monitor bench-pipeline` (hidden, used by `cargo xtask bench`): the user-space pipeline on
-//! records in memory, or the decoder's fuzzing corpus written out.
+//! `monitor bench-pipeline` and `monitor bench-floor` (hidden, used by `cargo xtask bench`):
+//! the user-space pipeline on records in memory, or the decoder's fuzzing corpus written out;
+//! and the mechanism floor.
 use std::{collections::HashSet, path::Path};
 
 use super::CliError;
@@ -32,5 +33,28 @@ pub(super) fn pipeline(events: usize, every_event: bool) -> Result<(), CliError>
         "{}",
         serde_json::to_string(&report).map_err(CliError::Json)?
     );
+    Ok(())
+}
+
+/// The mechanism floor: the agent's tracepoints, each with a program that returns at once,
+/// attached until SIGTERM or SIGINT. `ready` is written once they are.
+pub(super) fn floor(ready: &Path) -> Result<(), CliError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    let opts = crate::load::LoadOptions {
+        floor: true,
+        ..Default::default()
+    };
+    let loaded = crate::load::load(&opts)?;
+    crate::load::log_probes(&loaded.probes);
+    std::fs::write(ready, b"ready\n").map_err(|source| CliError::Io {
+        what: "writing the ready file",
+        path: ready.to_path_buf(),
+        source,
+    })?;
+    rt.block_on(super::shutdown_signal());
+    drop(loaded);
     Ok(())
 }

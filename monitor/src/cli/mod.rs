@@ -81,6 +81,14 @@ enum Cmd {
         #[arg(long)]
         dump_records: Option<PathBuf>,
     },
+    /// The mechanism floor for `cargo xtask bench`: the agent's tracepoints with programs that
+    /// return at once, attached until SIGTERM (needs root).
+    #[command(hide = true)]
+    BenchFloor {
+        /// Written once the programs are attached.
+        #[arg(long)]
+        ready_file: PathBuf,
+    },
     /// The configuration: check it, list its options.
     Config {
         #[command(subcommand)]
@@ -129,6 +137,8 @@ enum CliError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Pin(#[from] crate::load::pin::PinError),
+    #[error(transparent)]
+    Load(#[from] crate::load::LoadError),
     #[error("{what} {}", path.display())]
     Io {
         what: &'static str,
@@ -231,6 +241,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, CliError> {
         } => bench::pipeline(events, every_event)?,
         Cmd::Rules { cmd } => return Ok(rules::run(cmd)),
         Cmd::Unpin { pin_dir } => unpin(&pin_dir)?,
+        Cmd::BenchFloor { ready_file } => bench::floor(&ready_file)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,8 +2,10 @@
 //!
 //! What could not be attached (a tracepoint this kernel lacks, a layout we do not understand)
 //! is skipped and reported, never silently ignored: see [`ProbeStatus`].
+mod attach;
 pub(crate) mod btf;
 pub(crate) mod caps;
+mod layout;
 pub(crate) mod pin;
 pub(crate) mod syscalls;
 pub(crate) mod tracefs;
@@ -16,18 +18,19 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap as BpfHashMap, Map, MapData},
-    programs::{RawTracePoint, TracePoint, links::FdLink},
+    programs::links::FdLink,
 };
 use monitor_common::{
     AGENT_MAP, AGENT_PAUSED, AGENT_TGID, CGROUP_FILTER_MAP, CONFIG_GLOBAL, Config, EVENTS_MAP,
-    KernelOffsets, NO_OFFSET, SYSCALLS_MAP, SyscallDesc, TpOffsets,
 };
 use thiserror::Error;
 use tracing::{debug, info, warn};
 
 use self::{
+    attach::Attacher,
     btf::Btf,
-    pin::{Identity, PinDir, link_name, probe_of_link},
+    layout::{SysLayout, kernel_offsets, tp_offsets, usable_syscalls},
+    pin::{Identity, PinDir, probe_of_link},
     tracefs::Tracefs,
 };
 
@@ -80,6 +83,9 @@ pub(crate) struct LoadOptions {
     /// bpffs directory where the programs stay pinned between agents (none: they are
     /// detached when the agent exits).
     pub(crate) pin_dir: Option<PathBuf>,
+    /// The bench's mechanism floor: the same tracepoints, with programs that return at once
+    /// (never pinned).
+    pub(crate) floor: bool,
 }
 
 /// Default TCP transitions reported: into SYN_SENT, ESTABLISHED, CLOSE and LISTEN.
@@ -93,6 +99,7 @@ impl Default for LoadOptions {
             tcp_state_mask: DEFAULT_TCP_STATES,
             wakeup_bytes: crate::config::DEFAULT_WAKEUP_BYTES,
             pin_dir: None,
+            floor: false,
         }
     }
 }
@@ -190,115 +197,6 @@ pub(crate) fn ensure_tracefs() -> Result<Tracefs, tracefs::TracefsError> {
     Tracefs::find()
 }
 
-fn kernel_offsets(btf: &Btf) -> KernelOffsets {
-    let get = |s: &str, m: &str| match btf.member_offset(s, m) {
-        Ok(o) => o,
-        Err(e) => {
-            warn!(error = %e, "kernel field unavailable; events will lack it");
-            NO_OFFSET
-        }
-    };
-    KernelOffsets {
-        task_tgid: get("task_struct", "tgid"),
-        task_pid: get("task_struct", "pid"),
-        task_real_parent: get("task_struct", "real_parent"),
-        task_group_leader: get("task_struct", "group_leader"),
-        task_start_boottime: get("task_struct", "start_boottime"),
-        task_exit_code: get("task_struct", "exit_code"),
-        task_mm: get("task_struct", "mm"),
-        task_cred: get("task_struct", "cred"),
-        mm_arg_start: get("mm_struct", "arg_start"),
-        mm_arg_end: get("mm_struct", "arg_end"),
-        cred_euid: get("cred", "euid"),
-        cred_egid: get("cred", "egid"),
-    }
-}
-
-/// Syscall tracepoint layout: `__syscall_nr`, then 8-byte argument slots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct SysLayout {
-    nr: u32,
-    args: u32,
-}
-
-/// An argument field of a sys_enter tracepoint: (name, offset, size).
-type ArgField = (String, u32, u32);
-
-fn sys_enter_layout(f: &tracefs::Format) -> Option<(SysLayout, Vec<ArgField>)> {
-    let nr = f.offset("__syscall_nr")?;
-    let mut args: Vec<ArgField> = f
-        .fields
-        .iter()
-        .filter(|(n, _)| !n.starts_with("common_") && n.as_str() != "__syscall_nr")
-        .map(|(n, fl)| (n.clone(), fl.offset, fl.size))
-        .collect();
-    args.sort_by_key(|a| a.1);
-    let base = args.first().map(|a| a.1).unwrap_or(nr + 8);
-    Some((SysLayout { nr, args: base }, args))
-}
-
-/// Checks that a sys_enter format has its arguments in consecutive 8-byte slots from `base`.
-fn args_are_slots(args: &[ArgField], base: u32) -> bool {
-    args.len() <= 6
-        && args
-            .iter()
-            .enumerate()
-            .all(|(i, (_, off, size))| *off == base + 8 * i as u32 && *size == 8)
-}
-
-fn tp_offsets(tfs: &Tracefs, probes: &mut Vec<ProbeStatus>) -> Result<TpOffsets, LoadError> {
-    let mut tp = Config::UNSET.tp;
-    // The reference layout of syscall tracepoints, from openat (present on every architecture).
-    let enter = tfs.format("syscalls", "sys_enter_openat")?;
-    let (layout, _) = sys_enter_layout(&enter)
-        .ok_or_else(|| LoadError::Missing("syscalls/sys_enter_openat: __syscall_nr".into()))?;
-    tp.sys_enter_nr = layout.nr;
-    tp.sys_enter_args = layout.args;
-    let exit = tfs.format("syscalls", "sys_exit_openat")?;
-    tp.sys_exit_nr = exit.field("__syscall_nr")?.offset;
-    tp.sys_exit_ret = exit.field("ret")?.offset;
-
-    match tfs.format("sched", "sched_process_exec") {
-        Ok(f) => {
-            tp.exec_filename = f.field("filename")?.offset;
-            tp.exec_old_pid = f.offset("old_pid").unwrap_or(NO_OFFSET);
-        }
-        Err(e) => probes.push(skip("tracepoint/sched/sched_process_exec", e.to_string())),
-    }
-    if let Ok(f) = tfs.format("sched", "sched_process_exit") {
-        tp.exit_group_dead = f.offset("group_dead").unwrap_or(NO_OFFSET);
-    }
-    if let Ok(f) = tfs.format("sock", "inet_sock_set_state") {
-        let o = |n: &str| f.offset(n).unwrap_or(NO_OFFSET);
-        tp.sk_skaddr = o("skaddr");
-        tp.sk_oldstate = o("oldstate");
-        tp.sk_newstate = o("newstate");
-        tp.sk_sport = o("sport");
-        tp.sk_dport = o("dport");
-        tp.sk_family = o("family");
-        tp.sk_protocol = o("protocol");
-        tp.sk_saddr = o("saddr");
-        tp.sk_daddr = o("daddr");
-        tp.sk_saddr_v6 = o("saddr_v6");
-        tp.sk_daddr_v6 = o("daddr_v6");
-    }
-    if let Ok(f) = tfs.format("signal", "signal_generate") {
-        let o = |n: &str| f.offset(n).unwrap_or(NO_OFFSET);
-        tp.sig_sig = o("sig");
-        tp.sig_code = o("code");
-        tp.sig_pid = o("pid");
-        tp.sig_group = o("group");
-        tp.sig_result = o("result");
-    }
-    if let Ok(f) = tfs.format("cgroup", "cgroup_mkdir") {
-        let o = |n: &str| f.offset(n).unwrap_or(NO_OFFSET);
-        tp.cg_root = o("root");
-        tp.cg_id = o("id");
-        tp.cg_path = o("path");
-    }
-    Ok(tp)
-}
-
 fn skip(probe: &str, reason: String) -> ProbeStatus {
     ProbeStatus {
         probe: probe.to_string(),
@@ -340,7 +238,8 @@ pub(crate) fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     let usable = usable_syscalls(&tfs, reference, &mut probes);
     // Without a usable pin directory the agent still captures, unpinned: a restart then leaves
     // a blind window, which the warning and `monitor_programs_pinned 0` say.
-    let pins = match opts.pin_dir.as_deref().map(PinDir::open).transpose() {
+    let pin_dir = opts.pin_dir.as_deref().filter(|_| !opts.floor);
+    let pins = match pin_dir.map(PinDir::open).transpose() {
         Ok(p) => p,
         Err(e) => {
             warn!(error = %e, "programs not pinned: capture stops while the agent restarts");
@@ -362,12 +261,18 @@ pub(crate) fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     if !opts.cgroups.is_empty() {
         fill_cgroup_filter(&mut ebpf, &opts.cgroups)?;
     }
-    let mut links = pins.as_ref().map(|_| Vec::new());
-    attach_lifecycle(&mut ebpf, &tfs, &mut probes, &mut links)?;
-    fill_syscall_table(&mut ebpf, &usable)?;
-    if attach_syscalls(&mut ebpf, &usable, &mut probes, &mut links)? == 0 {
+    let mut attacher = Attacher {
+        ebpf: &mut ebpf,
+        tfs: &tfs,
+        probes: &mut probes,
+        links: pins.as_ref().map(|_| Vec::new()),
+        floor: opts.floor,
+    };
+    attacher.lifecycle()?;
+    if attacher.syscalls(&usable)? == 0 {
         return Err(LoadError::NothingAttached);
     }
+    let links = attacher.links.take();
     let pinned = match (pins, links) {
         (Some(dir), Some(links)) => Some(publish(dir, id, &ebpf, links)?),
         _ => None,
@@ -482,29 +387,6 @@ fn set_agent_tgid(mut agent: Array<&mut MapData, u32>) -> Result<(), LoadError> 
         .map_err(map_err)
 }
 
-/// Links taken out of their programs when the set is to be pinned (name, link).
-type Links = Option<Vec<(String, FdLink)>>;
-
-/// Keeps a just-attached link when the set is to be pinned.
-fn keep_link<L: TryInto<FdLink>>(
-    links: &mut Links,
-    name: String,
-    take: impl FnOnce() -> Result<L, aya::programs::ProgramError>,
-) -> Result<(), LoadError> {
-    let Some(links) = links else {
-        return Ok(());
-    };
-    let link = take().map_err(|source| LoadError::Program {
-        name: name.clone(),
-        source,
-    })?;
-    let fd = link.try_into().map_err(|_| pin::PinError::NotALink {
-        probe: name.clone(),
-    })?;
-    links.push((name, fd));
-    Ok(())
-}
-
 /// Warns about every capability the agent lacks (the kernel has the last word) and raises
 /// RLIMIT_MEMLOCK for kernels that still charge BPF maps to it.
 fn check_privileges() -> Result<(), LoadError> {
@@ -538,175 +420,6 @@ fn fill_cgroup_filter(ebpf: &mut Ebpf, cgroups: &[u64]) -> Result<(), LoadError>
     Ok(())
 }
 
-/// cgroup, process lifecycle and TCP state programs, in the order that keeps attribution and
-/// the process table complete.
-fn attach_lifecycle(
-    ebpf: &mut Ebpf,
-    tfs: &Tracefs,
-    probes: &mut Vec<ProbeStatus>,
-    links: &mut Links,
-) -> Result<(), LoadError> {
-    // cgroup creation before anything a task in the new cgroup can do: attribution of containers
-    // that are gone before the agent can look at them depends on it.
-    for name in ["cgroup_mkdir", "cgroup_rmdir"] {
-        attach_tp(ebpf, name, ("cgroup", name), tfs, probes, links)?;
-    }
-    // Process lifecycle next, so that the process table never misses a fork of a process that
-    // later makes a syscall.
-    for name in ["sched_process_exec", "sched_process_exit"] {
-        attach_tp(ebpf, name, ("sched", name), tfs, probes, links)?;
-    }
-    let name = "sched_process_fork";
-    let prog: &mut RawTracePoint = program(ebpf, name)?;
-    prog.load().map_err(|source| LoadError::Program {
-        name: name.into(),
-        source,
-    })?;
-    match prog.attach(name) {
-        Ok(id) => {
-            keep_link(links, link_name("raw", name), || prog.take_link(id))?;
-            probes.push(ok("raw_tracepoint/sched_process_fork"));
-        }
-        Err(e) => probes.push(skip("raw_tracepoint/sched_process_fork", e.to_string())),
-    }
-    let name = "inet_sock_set_state";
-    attach_tp(ebpf, name, ("sock", name), tfs, probes, links)?;
-    // Signals to the agent: who stops or kills it.
-    let name = "signal_generate";
-    attach_tp(ebpf, name, ("signal", name), tfs, probes, links)
-}
-
-/// The hooks whose tracepoints exist here with the layout the programs expect.
-fn usable_syscalls(
-    tfs: &Tracefs,
-    reference: SysLayout,
-    probes: &mut Vec<ProbeStatus>,
-) -> Vec<syscalls::Hook> {
-    let mut usable = Vec::new();
-    for h in syscalls::hooks() {
-        let enter = format!("sys_enter_{}", h.tracepoint);
-        let exit = format!("sys_exit_{}", h.tracepoint);
-        let label = format!("tracepoint/syscalls/{}", h.tracepoint);
-        if !tfs.exists("syscalls", &enter) || !tfs.exists("syscalls", &exit) {
-            probes.push(skip(
-                &label,
-                "tracepoint does not exist on this kernel (syscall not built in)".into(),
-            ));
-            continue;
-        }
-        let same = tfs
-            .format("syscalls", &enter)
-            .ok()
-            .and_then(|f| sys_enter_layout(&f))
-            .filter(|(l, args)| l.nr == reference.nr && args_are_slots(args, reference.args));
-        if same.is_none() {
-            probes.push(skip(&label, "unexpected sys_enter layout".into()));
-            continue;
-        }
-        usable.push(h);
-    }
-    usable
-}
-
-/// Publishes each usable hook's recipe under its syscall number.
-fn fill_syscall_table(ebpf: &mut Ebpf, usable: &[syscalls::Hook]) -> Result<(), LoadError> {
-    let map_err = |source| LoadError::Map {
-        name: SYSCALLS_MAP.into(),
-        source,
-    };
-    let map = ebpf
-        .map_mut(SYSCALLS_MAP)
-        .ok_or_else(|| LoadError::Missing(SYSCALLS_MAP.into()))?;
-    let mut table: Array<_, SyscallDesc> = Array::try_from(map).map_err(map_err)?;
-    for h in usable {
-        table.set(h.nr, h.desc, 0).map_err(map_err)?;
-    }
-    Ok(())
-}
-
-/// Attaches the shared `sys_enter`/`sys_exit` programs to each usable syscall's tracepoints;
-/// returns how many calls are hooked.
-fn attach_syscalls(
-    ebpf: &mut Ebpf,
-    usable: &[syscalls::Hook],
-    probes: &mut Vec<ProbeStatus>,
-    links: &mut Links,
-) -> Result<usize, LoadError> {
-    let mut attached = 0;
-    for (prog_name, prefix) in [("sys_enter", "sys_enter_"), ("sys_exit", "sys_exit_")] {
-        let prog: &mut TracePoint = program(ebpf, prog_name)?;
-        prog.load().map_err(|source| LoadError::Program {
-            name: prog_name.into(),
-            source,
-        })?;
-        for h in usable {
-            let tp_name = format!("{prefix}{}", h.tracepoint);
-            match prog.attach("syscalls", &tp_name) {
-                Err(e) => probes.push(skip(
-                    &format!("tracepoint/syscalls/{tp_name}"),
-                    e.to_string(),
-                )),
-                Ok(id) => {
-                    keep_link(links, link_name("syscalls", &tp_name), || {
-                        prog.take_link(id)
-                    })?;
-                    if prefix == "sys_exit_" {
-                        attached += 1;
-                    }
-                }
-            }
-        }
-    }
-    for h in usable {
-        probes.push(ok(&format!("tracepoint/syscalls/{}", h.tracepoint)));
-    }
-    Ok(attached)
-}
-
-fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, LoadError>
-where
-    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
-{
-    let prog = ebpf
-        .program_mut(name)
-        .ok_or_else(|| LoadError::Missing(name.into()))?;
-    prog.try_into().map_err(|source| LoadError::Program {
-        name: name.into(),
-        source,
-    })
-}
-
-fn attach_tp(
-    ebpf: &mut Ebpf,
-    prog_name: &str,
-    (group, tp_name): (&str, &str),
-    tfs: &Tracefs,
-    probes: &mut Vec<ProbeStatus>,
-    links: &mut Links,
-) -> Result<(), LoadError> {
-    let label = format!("tracepoint/{group}/{tp_name}");
-    if !tfs.exists(group, tp_name) {
-        probes.push(skip(
-            &label,
-            "tracepoint does not exist on this kernel".into(),
-        ));
-        return Ok(());
-    }
-    let prog: &mut TracePoint = program(ebpf, prog_name)?;
-    prog.load().map_err(|source| LoadError::Program {
-        name: prog_name.into(),
-        source,
-    })?;
-    match prog.attach(group, tp_name) {
-        Ok(id) => {
-            keep_link(links, link_name(group, tp_name), || prog.take_link(id))?;
-            probes.push(ok(&label));
-        }
-        Err(e) => probes.push(skip(&label, e.to_string())),
-    }
-    Ok(())
-}
-
 /// Logs the probe report: one line per skipped probe, one summary line.
 pub(crate) fn log_probes(probes: &[ProbeStatus]) {
     let attached = probes.iter().filter(|p| p.attached).count();
@@ -732,21 +445,5 @@ pub(crate) fn export_probes(probes: &[ProbeStatus], m: &crate::telemetry::metric
         m.probe_attached
             .with_label_values(&[&p.probe, p.reason.as_deref().unwrap_or("")])
             .set(i64::from(p.attached));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn syscall_layout_check() {
-        let text = include_str!("../../tests/fixtures/tracefs/sys_enter_openat.format");
-        let f = tracefs::Format::parse("syscalls/sys_enter_openat", text, Path::new("x"))
-            .expect("parse");
-        let (layout, args) = sys_enter_layout(&f).expect("layout");
-        assert_eq!(layout, SysLayout { nr: 8, args: 16 });
-        assert!(args_are_slots(&args, 16));
-        assert!(!args_are_slots(&args, 24));
     }
 }

@@ -549,3 +549,45 @@ fn ring_buffer_flood_accounting_is_exact() {
     );
     assert_eq!(out.stats["decode_errors"], 0);
 }
+
+/// The probes line of an agent's log: what it attached.
+fn attached_probes(log: &str) -> std::collections::BTreeSet<String> {
+    log.lines()
+        .find(|l| l.contains("kernel probes attached"))
+        .and_then(|l| l.split("probes=").nth(1))
+        .map(|p| p.split(',').map(|s| s.trim().to_string()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_bench_floor_attaches_exactly_the_agents_tracepoints() {
+    if !require_root("the_bench_floor_attaches_exactly_the_agents_tracepoints") {
+        return;
+    }
+    let agent = Agent::start(&["--kind", "exec"]);
+    let agent_probes = attached_probes(&agent.stop().stderr);
+    assert!(agent_probes.len() > 40, "{agent_probes:?}");
+    let dir = TempDir::new("floor");
+    let ready = dir.path().join("ready");
+    let mut floor = std::process::Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .args(["bench-floor", "--ready-file"])
+        .arg(&ready)
+        .stderr(std::fs::File::create(dir.path().join("stderr")).expect("stderr"))
+        .spawn()
+        .expect("bench-floor");
+    wait_for(
+        "the floor's programs",
+        std::time::Duration::from_secs(30),
+        || ready.exists() || floor.try_wait().ok().flatten().is_some(),
+    );
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(floor.id() as i32, libc::SIGTERM) };
+    let st = floor.wait().expect("wait bench-floor");
+    let log = std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default();
+    assert!(st.success(), "{log}");
+    assert_eq!(
+        attached_probes(&log),
+        agent_probes,
+        "the floor must hook what the agent hooks, no more, no less"
+    );
+}

@@ -1,0 +1,168 @@
+//! What the running kernel looks like to the programs: tracepoint field offsets (tracefs),
+//! structure member offsets (BTF), and which hooked syscalls have the layout they expect.
+use monitor_common::{Config, KernelOffsets, NO_OFFSET, TpOffsets};
+use tracing::warn;
+
+use super::{LoadError, ProbeStatus, btf::Btf, skip, syscalls, tracefs, tracefs::Tracefs};
+
+pub(super) fn kernel_offsets(btf: &Btf) -> KernelOffsets {
+    let get = |s: &str, m: &str| match btf.member_offset(s, m) {
+        Ok(o) => o,
+        Err(e) => {
+            warn!(error = %e, "kernel field unavailable; events will lack it");
+            NO_OFFSET
+        }
+    };
+    KernelOffsets {
+        task_tgid: get("task_struct", "tgid"),
+        task_pid: get("task_struct", "pid"),
+        task_real_parent: get("task_struct", "real_parent"),
+        task_group_leader: get("task_struct", "group_leader"),
+        task_start_boottime: get("task_struct", "start_boottime"),
+        task_exit_code: get("task_struct", "exit_code"),
+        task_mm: get("task_struct", "mm"),
+        task_cred: get("task_struct", "cred"),
+        mm_arg_start: get("mm_struct", "arg_start"),
+        mm_arg_end: get("mm_struct", "arg_end"),
+        cred_euid: get("cred", "euid"),
+        cred_egid: get("cred", "egid"),
+    }
+}
+
+/// Syscall tracepoint layout: `__syscall_nr`, then 8-byte argument slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct SysLayout {
+    pub(super) nr: u32,
+    pub(super) args: u32,
+}
+
+/// An argument field of a sys_enter tracepoint: (name, offset, size).
+type ArgField = (String, u32, u32);
+
+fn sys_enter_layout(f: &tracefs::Format) -> Option<(SysLayout, Vec<ArgField>)> {
+    let nr = f.offset("__syscall_nr")?;
+    let mut args: Vec<ArgField> = f
+        .fields
+        .iter()
+        .filter(|(n, _)| !n.starts_with("common_") && n.as_str() != "__syscall_nr")
+        .map(|(n, fl)| (n.clone(), fl.offset, fl.size))
+        .collect();
+    args.sort_by_key(|a| a.1);
+    let base = args.first().map(|a| a.1).unwrap_or(nr + 8);
+    Some((SysLayout { nr, args: base }, args))
+}
+
+/// Checks that a sys_enter format has its arguments in consecutive 8-byte slots from `base`.
+fn args_are_slots(args: &[ArgField], base: u32) -> bool {
+    args.len() <= 6
+        && args
+            .iter()
+            .enumerate()
+            .all(|(i, (_, off, size))| *off == base + 8 * i as u32 && *size == 8)
+}
+
+pub(super) fn tp_offsets(
+    tfs: &Tracefs,
+    probes: &mut Vec<ProbeStatus>,
+) -> Result<TpOffsets, LoadError> {
+    let mut tp = Config::UNSET.tp;
+    // The reference layout of syscall tracepoints, from openat (present on every architecture).
+    let enter = tfs.format("syscalls", "sys_enter_openat")?;
+    let (layout, _) = sys_enter_layout(&enter)
+        .ok_or_else(|| LoadError::Missing("syscalls/sys_enter_openat: __syscall_nr".into()))?;
+    tp.sys_enter_nr = layout.nr;
+    tp.sys_enter_args = layout.args;
+    let exit = tfs.format("syscalls", "sys_exit_openat")?;
+    tp.sys_exit_nr = exit.field("__syscall_nr")?.offset;
+    tp.sys_exit_ret = exit.field("ret")?.offset;
+
+    match tfs.format("sched", "sched_process_exec") {
+        Ok(f) => {
+            tp.exec_filename = f.field("filename")?.offset;
+            tp.exec_old_pid = f.offset("old_pid").unwrap_or(NO_OFFSET);
+        }
+        Err(e) => probes.push(skip("tracepoint/sched/sched_process_exec", e.to_string())),
+    }
+    if let Ok(f) = tfs.format("sched", "sched_process_exit") {
+        tp.exit_group_dead = f.offset("group_dead").unwrap_or(NO_OFFSET);
+    }
+    if let Ok(f) = tfs.format("sock", "inet_sock_set_state") {
+        let o = |n: &str| f.offset(n).unwrap_or(NO_OFFSET);
+        tp.sk_skaddr = o("skaddr");
+        tp.sk_oldstate = o("oldstate");
+        tp.sk_newstate = o("newstate");
+        tp.sk_sport = o("sport");
+        tp.sk_dport = o("dport");
+        tp.sk_family = o("family");
+        tp.sk_protocol = o("protocol");
+        tp.sk_saddr = o("saddr");
+        tp.sk_daddr = o("daddr");
+        tp.sk_saddr_v6 = o("saddr_v6");
+        tp.sk_daddr_v6 = o("daddr_v6");
+    }
+    if let Ok(f) = tfs.format("signal", "signal_generate") {
+        let o = |n: &str| f.offset(n).unwrap_or(NO_OFFSET);
+        tp.sig_sig = o("sig");
+        tp.sig_code = o("code");
+        tp.sig_pid = o("pid");
+        tp.sig_group = o("group");
+        tp.sig_result = o("result");
+    }
+    if let Ok(f) = tfs.format("cgroup", "cgroup_mkdir") {
+        let o = |n: &str| f.offset(n).unwrap_or(NO_OFFSET);
+        tp.cg_root = o("root");
+        tp.cg_id = o("id");
+        tp.cg_path = o("path");
+    }
+    Ok(tp)
+}
+
+/// The hooks whose tracepoints exist here with the layout the programs expect.
+pub(super) fn usable_syscalls(
+    tfs: &Tracefs,
+    reference: SysLayout,
+    probes: &mut Vec<ProbeStatus>,
+) -> Vec<syscalls::Hook> {
+    let mut usable = Vec::new();
+    for h in syscalls::hooks() {
+        let enter = format!("sys_enter_{}", h.tracepoint);
+        let exit = format!("sys_exit_{}", h.tracepoint);
+        let label = format!("tracepoint/syscalls/{}", h.tracepoint);
+        if !tfs.exists("syscalls", &enter) || !tfs.exists("syscalls", &exit) {
+            probes.push(skip(
+                &label,
+                "tracepoint does not exist on this kernel (syscall not built in)".into(),
+            ));
+            continue;
+        }
+        let same = tfs
+            .format("syscalls", &enter)
+            .ok()
+            .and_then(|f| sys_enter_layout(&f))
+            .filter(|(l, args)| l.nr == reference.nr && args_are_slots(args, reference.args));
+        if same.is_none() {
+            probes.push(skip(&label, "unexpected sys_enter layout".into()));
+            continue;
+        }
+        usable.push(h);
+    }
+    usable
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn syscall_layout_check() {
+        let text = include_str!("../../tests/fixtures/tracefs/sys_enter_openat.format");
+        let f = tracefs::Format::parse("syscalls/sys_enter_openat", text, Path::new("x"))
+            .expect("parse");
+        let (layout, args) = sys_enter_layout(&f).expect("layout");
+        assert_eq!(layout, SysLayout { nr: 8, args: 16 });
+        assert!(args_are_slots(&args, 16));
+        assert!(!args_are_slots(&args, 24));
+    }
+}
