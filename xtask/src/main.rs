@@ -32,7 +32,8 @@ const APT_LINKER: &[&str] = &["llvm-22-dev", "libpolly-22-dev"];
 /// (util-linux), a real container runtime for the attribution tests, the Prometheus server and
 /// promtool (package prometheus) to scrape the agent and test the alerting rules, kubectl
 /// (kustomize) to render the manifests, buildah to build the image offline, rsyslog with its
-/// TLS driver as the syslog receiver, and openssl for the test certificates.
+/// TLS driver as the syslog receiver, openssl for the test certificates, and iproute2 for the
+/// pod-shaped tests' network namespace.
 const APT_ALWAYS: &[&str] = &[
     "protobuf-compiler",
     "util-linux",
@@ -46,6 +47,7 @@ const APT_ALWAYS: &[&str] = &[
     "rsyslog",
     "rsyslog-gnutls",
     "openssl",
+    "iproute2",
 ];
 
 /// Debian packages for Node.js and npm, installed only when no `npm` is on the machine (the

@@ -13,7 +13,10 @@ use std::{
 
 use serde_json::Value;
 
-use crate::common::*;
+use crate::common::{
+    pod::{docs, render},
+    *,
+};
 
 const OVERLAYS: &[&str] = &["containerd", "crio", "k3s"];
 
@@ -53,28 +56,6 @@ fn have(name: &str, test: &str) -> bool {
         eprintln!("note: {test} skipped: `{name}` is not installed");
     }
     ok
-}
-
-fn render(overlay: &str) -> String {
-    let out = Command::new("kubectl")
-        .arg("kustomize")
-        .arg(repo().join("deploy/overlays").join(overlay))
-        .output()
-        .expect("kubectl kustomize");
-    assert!(
-        out.status.success(),
-        "kustomize {overlay}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 manifests")
-}
-
-fn docs(text: &str) -> Vec<Value> {
-    use serde::Deserialize;
-    serde_norway::Deserializer::from_str(text)
-        .map(|d| Value::deserialize(d).expect("YAML document"))
-        .filter(|v| !v.is_null())
-        .collect()
 }
 
 fn find<'a>(docs: &'a [Value], kind: &str) -> &'a Value {

@@ -24,6 +24,15 @@ fn run_pinned(sock: &str, pins: &BpfFs, extra: &[&str]) -> Agent {
     Agent::start_with("run", &args)
 }
 
+/// Sends `signal` to `pid` from a shell: a process other than the agent's runtime.
+fn kill_from_shell(signal: &str, pid: &str) {
+    let st = Command::new("/bin/sh")
+        .args(["-c", &format!("kill -{signal} {pid}")])
+        .status()
+        .expect("sh");
+    assert!(st.success(), "kill -{signal} {pid}");
+}
+
 fn sum(v: &Value) -> u64 {
     v.as_object()
         .map(|m| m.values().filter_map(Value::as_u64).sum())
@@ -211,11 +220,7 @@ fn signals_to_the_agent_from_another_process_are_alerts_even_a_sigkill() {
     let agent = Agent::start_with("run", &["--no-baselines", "--cri-socket", nosock]);
     let pid = agent.pid().to_string();
     let sent = std::time::Instant::now();
-    let st = Command::new("/bin/sh")
-        .args(["-c", &format!("kill -TERM {pid}")])
-        .status()
-        .expect("sh");
-    assert!(st.success());
+    kill_from_shell("TERM", &pid);
     let (status, alerts, stderr) = agent.wait_exit();
     eprintln!(
         "MEASURED agent exit after SIGTERM (unpinned: programs detached at exit): {} ms",
@@ -234,11 +239,7 @@ fn signals_to_the_agent_from_another_process_are_alerts_even_a_sigkill() {
     // Pinned: a SIGKILL cannot be caught, so the next agent reports it from the ring.
     let agent = run_pinned(nosock, &pins, &[]);
     let pid = agent.pid().to_string();
-    let st = Command::new("/bin/sh")
-        .args(["-c", &format!("kill -KILL {pid}")])
-        .status()
-        .expect("sh");
-    assert!(st.success());
+    kill_from_shell("KILL", &pid);
     let (status, _, _) = agent.wait_exit();
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&status),

@@ -46,23 +46,32 @@ pub(crate) struct Rendered {
     pub configmaps: Vec<Value>,
 }
 
+/// `kubectl kustomize` of an overlay of `deploy/`.
+pub(crate) fn render(overlay: &str) -> String {
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(repo().join("deploy/overlays").join(overlay))
+        .output()
+        .expect("kubectl kustomize");
+    assert!(
+        out.status.success(),
+        "kustomize {overlay}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 manifests")
+}
+
+/// The documents of a multi-document YAML text.
+pub(crate) fn docs(text: &str) -> Vec<Value> {
+    serde_norway::Deserializer::from_str(text)
+        .map(|d| Value::deserialize(d).expect("YAML document"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
 impl Rendered {
     pub(crate) fn overlay(name: &str) -> Rendered {
-        let out = Command::new("kubectl")
-            .arg("kustomize")
-            .arg(repo().join("deploy/overlays").join(name))
-            .output()
-            .expect("kubectl kustomize");
-        assert!(
-            out.status.success(),
-            "kustomize {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8(out.stdout).expect("UTF-8 manifests");
-        let docs: Vec<Value> = serde_norway::Deserializer::from_str(&text)
-            .map(|d| Value::deserialize(d).expect("YAML document"))
-            .filter(|v| !v.is_null())
-            .collect();
+        let docs = docs(&render(name));
         let daemonset = docs
             .iter()
             .find(|d| d["kind"] == "DaemonSet")
