@@ -14,7 +14,7 @@ use std::{
 use serde_json::Value;
 
 use crate::common::{
-    pod::{docs, render},
+    pod::{docs, render, strings},
     *,
 };
 
@@ -65,13 +65,7 @@ fn find<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
 }
 
 fn strs(v: &Value) -> BTreeSet<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
+    strings(v)
 }
 
 #[test]

@@ -100,7 +100,8 @@ struct Image {
     env: Vec<String>,
 }
 
-fn strings(v: &Value) -> Vec<String> {
+/// The strings of a JSON array, collected (a missing or non-array value is empty).
+pub(crate) fn strings<C: FromIterator<String> + Default>(v: &Value) -> C {
     v.as_array()
         .map(|a| {
             a.iter()
@@ -449,13 +450,13 @@ impl Pod {
             env.push(format!("{name}={value}"));
         }
         let mut caps: Vec<String> = Vec::new();
-        let drop_all = strings(&sc["capabilities"]["drop"])
+        let drop_all = strings::<Vec<String>>(&sc["capabilities"]["drop"])
             .iter()
             .any(|d| d == "ALL");
         if !drop_all {
             return Err("the harness runs containers that drop ALL capabilities".into());
         }
-        for cap in strings(&sc["capabilities"]["add"]) {
+        for cap in strings::<Vec<String>>(&sc["capabilities"]["add"]) {
             if bounding_has(&cap) {
                 caps.push(format!("CAP_{cap}"));
             } else {
