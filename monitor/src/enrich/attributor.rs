@@ -309,11 +309,6 @@ impl Attributor {
             Resolved::Ref(None) => return Lookup::Ready(Attribution::host()),
             Resolved::Vanished => return Lookup::Ready(Attribution::vanished()),
         };
-        if let Some(uid) = &r.pod_uid
-            && self.pod_uids.get(&r.id) != Some(uid)
-        {
-            self.pod_uids.insert(r.id.clone(), uid.clone());
-        }
         let uid = r.pod_uid.as_ref();
         let retry_after = self.cfg.retry_after;
         let stale_failure = matches!(self.containers.get(&r.id), Some(Entry::Failed { last_seen, .. }) if now.duration_since(*last_seen) >= retry_after);
@@ -336,6 +331,11 @@ impl Attributor {
             _ => {}
         }
         self.metrics.enrich.with_label_values(&["miss"]).inc();
+        // Remembered once, on the miss that creates the container's entry (not per event), for
+        // `current` to name the pod when the runtime cannot.
+        if let Some(uid) = &r.pod_uid {
+            self.pod_uids.insert(r.id.clone(), uid.clone());
+        }
         if r.runtime == Runtime::Podman || r.runtime == Runtime::Docker && r.pod_uid.is_none() {
             // Not CRI-managed: there is no CRI metadata to ask for.
             let reason = format!(
