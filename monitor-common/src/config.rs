@@ -97,8 +97,6 @@ pub struct KernelOffsets {
 pub struct Config {
     /// 1: capture only tasks whose cgroup2 id is in [`CGROUP_FILTER_MAP`].
     pub cgroup_filter: u32,
-    /// Bit N set: report TCP transitions into state N (TCP_ESTABLISHED = 1 ... TCP_CLOSING = 11).
-    pub tcp_state_mask: u32,
     /// Wake the reader only once this many bytes are pending (0: on every record). Waking on
     /// every record costs an IPI and a context switch per event; the reader also drains on a
     /// short timer, which bounds the latency of records that do not cross the threshold.
@@ -113,7 +111,6 @@ impl Config {
     /// A configuration with every offset unknown and nothing filtered.
     pub const UNSET: Config = Config {
         cgroup_filter: 0,
-        tcp_state_mask: 0,
         wakeup_bytes: 0,
         tp: TpOffsets {
             sys_enter_nr: NO_OFFSET,

@@ -7,7 +7,7 @@ macro_rules! event_kinds {
     ($( $(#[$doc:meta])* $variant:ident = $num:literal, $name:literal, $internal:literal; )*) => {
         /// Event kinds. Numbers are grouped in ranges by family and never reused.
         #[repr(u32)]
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum EventKind {
             $( $(#[$doc])* $variant = $num, )*
         }

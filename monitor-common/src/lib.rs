@@ -26,6 +26,15 @@ pub const SYSCALLS_MAP: &str = "SYSCALLS";
 pub const STASH_MAP: &str = "STASH";
 /// cgroup2 ids to capture when [`Config::cgroup_filter`] is on.
 pub const CGROUP_FILTER_MAP: &str = "CGROUP_FILTER";
+/// Path prefixes whose opens the loaded rules and baselines need (LPM trie of [`PathKey`] ->
+/// [`interest::PATH_READ`] | [`interest::PATH_WRITE`]).
+pub const OPEN_PATHS_MAP: &str = "OPEN_PATHS";
+/// Capacity of [`OPEN_PATHS_MAP`].
+pub const OPEN_PATHS_ENTRIES: u32 = 4096;
+/// Interest settings that are not per syscall ([`interest::SLOT_TCP_STATES`], ...).
+pub const INTEREST_MAP: &str = "INTEREST";
+/// Per-CPU buffer the path of an open is compared from (too large for the stack).
+pub const PATH_KEY_MAP: &str = "PATH_KEY";
 /// cgroup2 id -> records of that cgroup dropped because the ring buffer was full (LRU bound).
 pub const DROPS_BY_CGROUP_MAP: &str = "DROPS_BY_CGROUP";
 /// Entries of [`DROPS_BY_CGROUP_MAP`]: the cgroups that lost events most recently.
@@ -258,6 +267,62 @@ pub mod data_mode {
     pub const STRING: u8 = 4;
 }
 
+/// What the loaded rules, baselines and trace filters can use of a syscall, derived by the
+/// agent ([`SyscallDesc::interest`]). Checked at `sys_enter` before anything is read or saved;
+/// what it rules out is counted as filtered ([`KindStats::filtered`]), never as a drop.
+///
+/// For opens the byte holds two 2-bit modes, one for read-only opens ([`interest::READ_SHIFT`])
+/// and one for opens that write, create, truncate or append ([`interest::WRITE_SHIFT`]); for
+/// every other call only [`interest::NONE`] in the low bits matters.
+pub mod interest {
+    /// Every call is captured.
+    pub const ALL: u8 = 0;
+    /// No call is captured (no consumer needs the kind).
+    pub const NONE: u8 = 1;
+    /// Captured only when the path's longest prefix in the path map has this access's bit.
+    pub const BY_PATH: u8 = 2;
+    /// Bits of the read-only mode.
+    pub const READ_SHIFT: u8 = 0;
+    /// Bits of the write mode.
+    pub const WRITE_SHIFT: u8 = 2;
+    /// Mask of one mode.
+    pub const MODE_MASK: u8 = 3;
+    /// Path map value bit: read-only opens below this prefix are wanted.
+    pub const PATH_READ: u8 = 1;
+    /// Path map value bit: writing opens below this prefix are wanted.
+    pub const PATH_WRITE: u8 = 2;
+    /// `open(2)` flags that make an open a write besides the access mode: `O_CREAT`, `O_TRUNC`,
+    /// `O_APPEND`. The access mode (`flags & 3`) writes when it is `O_WRONLY` (1) or `O_RDWR`
+    /// (2), as the agent's `file.write` has it.
+    pub const WRITE_FLAGS: u64 = 0o100 | 0o1000 | 0o2000;
+
+    /// Whether `open(2)` flags ask for writing, creating, truncating or appending: the one
+    /// definition the kernel filter and the agent's `file.write` share.
+    #[inline(always)]
+    pub const fn opens_for_write(flags: u64) -> bool {
+        let acc = flags & 3;
+        acc == 1 || acc == 2 || flags & WRITE_FLAGS != 0
+    }
+    /// Bytes of a path the kernel compares against the path map (longer paths are compared
+    /// on their first `PATH_KEY_LEN - 1` bytes, which can only keep more).
+    pub const PATH_KEY_LEN: usize = 256;
+    /// Slot of [`crate::INTEREST_MAP`]: bit N set reports TCP transitions into state N.
+    pub const SLOT_TCP_STATES: u32 = 0;
+    /// Entries of [`crate::INTEREST_MAP`].
+    pub const SLOTS: u32 = 4;
+}
+
+/// A key of [`OPEN_PATHS_MAP`] (an LPM trie over path bytes): `prefix_len` is in bits.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathKey {
+    /// Bits of `data` that count.
+    pub prefix_len: u32,
+    /// The path bytes, without a NUL.
+    pub data: [u8; interest::PATH_KEY_LEN],
+}
+const _: () = assert!(core::mem::size_of::<PathKey>() == 4 + interest::PATH_KEY_LEN);
+
 /// Kernel-side filters applied at sys_enter, before anything is saved.
 pub mod filter {
     /// Every call is captured.
@@ -290,8 +355,14 @@ pub struct SyscallDesc {
     pub fixed_len: u16,
     /// 1 to save the caller's uid/euid at enter (privilege kinds).
     pub save_creds: u8,
+    /// What the loaded rules and baselines need of this call ([`interest`]); written by the
+    /// agent at load and on every rule reload, so 0 (everything) is the safe default.
+    pub interest: u8,
+    /// Argument index of the `open` flags (read-only opens are told apart at enter), or
+    /// [`NO_ARG`] for calls that always write or are not opens.
+    pub flags_arg: u8,
     /// Explicit padding; always zero.
-    pub _pad: [u8; 3],
+    pub _pad: u8,
 }
 const _: () = assert!(core::mem::size_of::<SyscallDesc>() == 20);
 
@@ -320,8 +391,10 @@ pub struct KindStats {
     pub submitted: u64,
     /// Records lost because the ring buffer was full.
     pub dropped: u64,
+    /// Calls left out on purpose because nothing loaded can use them ([`interest`]).
+    pub filtered: u64,
 }
-const _: () = assert!(core::mem::size_of::<KindStats>() == 16);
+const _: () = assert!(core::mem::size_of::<KindStats>() == 24);
 
 /// Indexes of [`MISC_MAP`]: kernel-side conditions worth counting that are not drops.
 #[repr(u32)]

@@ -28,8 +28,15 @@ impl Recipe {
             filter: filter::NONE,
             fixed_len: 0,
             save_creds: 0,
-            _pad: [0; 3],
+            interest: crate::interest::ALL,
+            flags_arg: NO_ARG,
+            _pad: 0,
         })
+    }
+    /// Argument `a` holds the `open(2)` flags, which tell read-only opens from writing ones.
+    const fn open_flags(mut self, a: u8) -> Recipe {
+        self.0.flags_arg = a;
+        self
     }
     /// Argument `a` is a path.
     const fn s1(mut self, a: u8) -> Recipe {
@@ -143,8 +150,8 @@ macro_rules! syscalls {
 use data_mode::{FIXED, LEN_IN_ARG, LEN_IN_USER_PTR, STRING};
 
 syscalls! {
-    Open = 1, "open", "open", SYS_open if "x86_64", Open, Recipe::plain().s1(0);
-    Openat = 2, "openat", "openat", SYS_openat, Open, Recipe::plain().s1(1);
+    Open = 1, "open", "open", SYS_open if "x86_64", Open, Recipe::plain().s1(0).open_flags(1);
+    Openat = 2, "openat", "openat", SYS_openat, Open, Recipe::plain().s1(1).open_flags(2);
     Openat2 = 3, "openat2", "openat2", SYS_openat2, Open,
         Recipe::plain().s1(1).data(FIXED, 2, NO_ARG, OPEN_HOW_LEN);
     Creat = 4, "creat", "creat", SYS_creat if "x86_64", Open, Recipe::plain().s1(0);

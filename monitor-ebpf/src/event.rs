@@ -214,7 +214,7 @@ fn submit(buf: *mut u8, len: usize, kind: u32, flags: u64) {
     let data = unsafe { core::slice::from_raw_parts(buf as *const u8, len) };
     let ok = EVENTS.output::<[u8]>(data, flags).is_ok();
     if let Some(s) = STATS.get_ptr_mut(kind_slot(kind)) {
-        // SAFETY: the map value is a KindStats of two u64 counters; atomics keep counts exact
+        // SAFETY: the map value is a KindStats of u64 counters; atomics keep counts exact
         // even if another program runs on this CPU in between.
         let field = unsafe {
             if ok {
@@ -244,6 +244,15 @@ fn count_cgroup_drop(cgroup: u64) {
         if DROPS_BY_CGROUP.insert(cgroup, 1, 1).is_ok() {
             return;
         }
+    }
+}
+
+/// Counts a call of `kind` left out because nothing loaded needs it (not a drop).
+#[inline(always)]
+pub(crate) fn count_filtered(kind: u32) {
+    if let Some(s) = STATS.get_ptr_mut(kind_slot(kind)) {
+        // SAFETY: live per-CPU map value of type KindStats.
+        atomic_inc(unsafe { &raw mut (*s).filtered });
     }
 }
 

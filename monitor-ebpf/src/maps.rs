@@ -1,11 +1,11 @@
 //! Maps shared by all programs. Names are the constants of monitor-common.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
     AGENT_SLOTS, Config, DROPS_BY_CGROUP_ENTRIES, KIND_SLOTS, KindStats, MAX_SYSCALL_NR,
-    MISC_SLOTS, SCRATCH_SIZE, Stash, SyscallDesc,
+    MISC_SLOTS, OPEN_PATHS_ENTRIES, PathKey, SCRATCH_SIZE, Stash, SyscallDesc, interest,
 };
 
 /// Event records. The agent may resize it at load time.
@@ -36,6 +36,20 @@ pub(crate) static CGROUP_FILTER: HashMap<u64, u8> = HashMap::with_max_entries(40
 #[map(name = "DROPS_BY_CGROUP")]
 pub(crate) static DROPS_BY_CGROUP: LruHashMap<u64, u64> =
     LruHashMap::with_max_entries(DROPS_BY_CGROUP_ENTRIES, 0);
+
+/// Path prefixes the loaded rules and baselines need opens of, with the accesses wanted
+/// (`interest::PATH_READ | PATH_WRITE`, already merged with those of shorter prefixes).
+#[map(name = "OPEN_PATHS")]
+pub(crate) static OPEN_PATHS: LpmTrie<[u8; interest::PATH_KEY_LEN], u8> =
+    LpmTrie::with_max_entries(OPEN_PATHS_ENTRIES, 0);
+
+/// Interest that is not per syscall (`interest::SLOT_*`), written by the agent.
+#[map(name = "INTEREST")]
+pub(crate) static INTEREST: Array<u32> = Array::with_max_entries(interest::SLOTS, 0);
+
+/// The path of an open is compared from here: a key is too large for the stack.
+#[map(name = "PATH_KEY")]
+pub(crate) static PATH_KEY: PerCpuArray<PathKey> = PerCpuArray::with_max_entries(1, 0);
 
 /// Records are built here: too large for the 512-byte stack.
 #[map(name = "SCRATCH")]

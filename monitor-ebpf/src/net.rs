@@ -1,10 +1,10 @@
 //! TCP state changes from `sock/inet_sock_set_state`.
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use monitor_common::{EventKind, Header, NO_OFFSET, TcpStateBody};
+use monitor_common::{EventKind, Header, NO_OFFSET, TcpStateBody, interest};
 
 use crate::{
-    event::{current, emit, fill_header, scratch},
-    maps::conf,
+    event::{count_filtered, current, emit, fill_header, scratch},
+    maps::{INTEREST, conf},
 };
 
 const HDR: usize = core::mem::size_of::<Header>();
@@ -13,7 +13,8 @@ const AF_INET6: u16 = 10;
 
 /// `sock/inet_sock_set_state`: uses `skaddr`, `oldstate`, `newstate`, `sport`, `dport`,
 /// `family`, `protocol`, `saddr`, `daddr`, `saddr_v6`, `daddr_v6` (tracefs offsets). Only
-/// transitions into the states of `Config::tcp_state_mask` are reported. Transitions driven by
+/// transitions into the states the agent asks for (`INTEREST[SLOT_TCP_STATES]`, derived from the
+/// loaded rules and baselines) are reported; the others are counted as filtered. Transitions driven by
 /// packets run in softirq context, where the current task is not the socket's owner; those
 /// records carry whatever task was interrupted and are marked so by user space.
 #[tracepoint]
@@ -37,7 +38,12 @@ fn try_state(ctx: &TracePointContext) -> Option<()> {
         return None;
     }
     let newstate: i32 = field(ctx, conf!(tp.sk_newstate));
-    if !(0..32).contains(&newstate) || (conf!(tcp_state_mask) >> newstate) & 1 == 0 {
+    let mask = INTEREST
+        .get(interest::SLOT_TCP_STATES)
+        .copied()
+        .unwrap_or(u32::MAX);
+    if !(0..32).contains(&newstate) || (mask >> newstate) & 1 == 0 {
+        count_filtered(EventKind::TcpState as u32);
         return None;
     }
     let cur = current()?;

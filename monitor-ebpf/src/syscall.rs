@@ -12,14 +12,16 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use monitor_common::{
-    Header, MAX_DATA, MAX_PATH, MAX_SYSCALL_NR, Misc, NO_ARG, NO_OFFSET, SYS_DATA_UNREADABLE,
-    SYS_STR1_TRUNCATED, SYS_STR1_UNREADABLE, SYS_STR2_TRUNCATED, SYS_STR2_UNREADABLE, Stash,
-    SyscallBody, SyscallDesc, data_mode, filter,
+    EventKind, Header, MAX_DATA, MAX_PATH, MAX_SYSCALL_NR, Misc, NO_ARG, NO_OFFSET, PathKey,
+    SYS_DATA_UNREADABLE, SYS_STR1_TRUNCATED, SYS_STR1_UNREADABLE, SYS_STR2_TRUNCATED,
+    SYS_STR2_UNREADABLE, Stash, SyscallBody, SyscallDesc, data_mode, filter, interest,
 };
 
 use crate::{
-    event::{count_misc, current, current_euid_egid, emit, fill_header, scratch, task},
-    maps::{STASH, SYSCALLS, conf},
+    event::{
+        count_filtered, count_misc, current, current_euid_egid, emit, fill_header, scratch, task,
+    },
+    maps::{OPEN_PATHS, PATH_KEY, STASH, SYSCALLS, conf},
 };
 
 const HDR: usize = core::mem::size_of::<Header>();
@@ -71,14 +73,103 @@ pub(crate) fn sys_enter(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// Reads argument `i` of a `sys_enter` record whose arguments start at `base`.
+#[inline(always)]
+fn enter_arg(ctx: &TracePointContext, base: usize, i: u8) -> Option<u64> {
+    if i >= 6 {
+        return None;
+    }
+    // SAFETY: six 8-byte argument slots follow `base` in every sys_enter format.
+    unsafe { ctx.read_at::<u64>(base + 8 * i as usize) }.ok()
+}
+
+/// Whether the loaded rules, baselines and filters can use this call, judged from its
+/// descriptor's interest byte and, for opens, the access asked for and the path. Anything that
+/// cannot be judged (an unreadable path or flags) is kept: filtering may only ever leave out
+/// what nothing can match.
+#[inline(always)]
+fn wanted(ctx: &TracePointContext, base: usize, desc: &SyscallDesc) -> bool {
+    let ib = desc.interest;
+    if ib == interest::ALL {
+        return true;
+    }
+    if desc.kind != EventKind::Open as u32 {
+        return ib & interest::MODE_MASK != interest::NONE;
+    }
+    // Which accesses this open asks for: read-only, writing, or (flags not at hand) either.
+    let (reads, writes) = if desc.flags_arg == NO_ARG {
+        (true, true)
+    } else {
+        match enter_arg(ctx, base, desc.flags_arg) {
+            Some(f) if interest::opens_for_write(f) => (false, true),
+            Some(_) => (true, false),
+            None => return true,
+        }
+    };
+    let read_mode = (ib >> interest::READ_SHIFT) & interest::MODE_MASK;
+    let write_mode = (ib >> interest::WRITE_SHIFT) & interest::MODE_MASK;
+    if (reads && read_mode == interest::ALL) || (writes && write_mode == interest::ALL) {
+        return true;
+    }
+    let mut bits = 0u8;
+    if reads && read_mode == interest::BY_PATH {
+        bits |= interest::PATH_READ;
+    }
+    if writes && write_mode == interest::BY_PATH {
+        bits |= interest::PATH_WRITE;
+    }
+    if bits == 0 {
+        return false;
+    }
+    path_wanted(ctx, base, desc, bits)
+}
+
+/// Whether the open's path has a prefix in the path map with one of `bits`.
+#[inline(always)]
+fn path_wanted(ctx: &TracePointContext, base: usize, desc: &SyscallDesc, bits: u8) -> bool {
+    let Some(src) = enter_arg(ctx, base, desc.str1_arg) else {
+        return true;
+    };
+    let Some(key) = PATH_KEY.get_ptr_mut(0) else {
+        return true;
+    };
+    // SAFETY: `key` points at this CPU's PathKey value, PATH_KEY_LEN data bytes long; the
+    // helper checks the user pointer and writes at most that many bytes.
+    let n = unsafe {
+        bpf_probe_read_user_str(
+            (&raw mut (*key).data).cast(),
+            interest::PATH_KEY_LEN as u32,
+            src as *const _,
+        )
+    };
+    // Unreadable, empty or relative: the agent resolves relative paths against the cwd or
+    // the directory fd, which the kernel does not, so they are kept.
+    // SAFETY: the helper wrote at least the first byte when it returned more than 1.
+    if n <= 1 || unsafe { (*key).data[0] } != b'/' {
+        return true;
+    }
+    let len = ((n - 1) as u32) & (interest::PATH_KEY_LEN as u32 - 1);
+    // SAFETY: as above; the key is packed, so the length is written unaligned.
+    unsafe { (&raw mut (*key).prefix_len).write_unaligned(len * 8) };
+    // SAFETY: PathKey has the layout of the trie's key (a packed u32 and the data bytes).
+    let k = unsafe { &*key.cast::<aya_ebpf::maps::lpm_trie::Key<[u8; interest::PATH_KEY_LEN]>>() };
+    matches!(OPEN_PATHS.get(k), Some(v) if *v & bits != 0)
+}
+
+const _: () = assert!(core::mem::size_of::<PathKey>() == 4 + interest::PATH_KEY_LEN);
+
 fn try_enter(ctx: &TracePointContext) -> Option<()> {
     let (nr, desc) = desc_for(ctx, conf!(tp.sys_enter_nr))?;
-    let cur = current()?;
     let base = conf!(tp.sys_enter_args);
     if base == NO_OFFSET {
         return None;
     }
     let base = base as usize;
+    if !wanted(ctx, base, desc) {
+        count_filtered(desc.kind);
+        return None;
+    }
+    let cur = current()?;
     let mut s = Stash {
         nr,
         ..Stash::default()
@@ -134,13 +225,19 @@ fn read_str(dst: *mut u8, src: u64) -> (usize, bool, bool) {
 
 fn try_exit(ctx: &TracePointContext) -> Option<()> {
     let (nr, desc) = desc_for(ctx, conf!(tp.sys_exit_nr))?;
+    // A kind nothing needs was left out at enter: no entry to look for.
+    if desc.kind != EventKind::Open as u32
+        && desc.interest & interest::MODE_MASK == interest::NONE
+    {
+        return None;
+    }
     let cur = current()?;
     let saved = match STASH.get_ptr(cur.pid_tgid) {
         // SAFETY: live map value of type Stash; copied out before removal.
         Some(p) => unsafe { *p },
         None => {
             // Enter-side filters legitimately leave no entry; anything else is a miss.
-            if desc.filter == filter::NONE {
+            if desc.filter == filter::NONE && desc.interest == interest::ALL {
                 count_misc(Misc::StashMiss);
             }
             return None;

@@ -6,9 +6,15 @@ pub(crate) mod bench;
 mod kernel;
 pub(crate) mod options;
 
-use std::{io::Write, os::unix::fs::MetadataExt, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    io::Write,
+    os::unix::fs::MetadataExt,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
-pub(crate) use options::{Mode, Options, RulesOptions};
+pub(crate) use options::{Mode, Options, RulesOptions, trace_interest};
 use thiserror::Error;
 use tokio::{
     sync::{mpsc, watch},
@@ -25,7 +31,10 @@ use crate::{
     },
     enrich::{self, Attributor, AttributorConfig, hold::HoldQueue},
     event::NodeContext,
-    load::{self, LoadError},
+    load::{
+        self, LoadError,
+        interest::{InterestMaps, KernelInterest},
+    },
     output::{
         events::JsonLines,
         sink::{Dispatcher, SinkError},
@@ -130,19 +139,58 @@ impl<W: Write> EventSink for Sink<W> {
     }
 }
 
+/// The kernel's interest maps, shared by the agent, which puts them here once the programs are
+/// loaded, and the rule reload, which writes the new rules' interest before they take over.
+#[derive(Clone, Default)]
+struct InterestCell(Arc<Mutex<Option<InterestMaps>>>);
+
+impl InterestCell {
+    /// Makes the kernel capture `x` (once the maps are here); a failure is logged and the
+    /// kernel is asked for everything instead, never for less.
+    fn apply(&self, x: KernelInterest) {
+        let Ok(mut guard) = self.0.lock() else {
+            tracing::error!("interest maps unavailable (a writer panicked)");
+            return;
+        };
+        let Some(maps) = guard.as_mut() else {
+            return;
+        };
+        if let Err(e) = maps.apply(x) {
+            tracing::error!(error = %e, "writing the capture interest; capturing everything");
+            if let Err(e) = maps.apply(KernelInterest::everything()) {
+                tracing::error!(error = %e, "widening the capture interest");
+            }
+        }
+    }
+
+    fn put(&self, maps: InterestMaps) {
+        if let Ok(mut guard) = self.0.lock() {
+            *guard = Some(maps);
+        }
+    }
+}
+
 /// Builds the sink of the pipeline: for `monitor run` the rules (validated before anything
 /// touches the kernel: bad ones stop the agent), their reload task, baselines and alert sinks.
+/// Also returns what the kernel must capture for them; a reload writes its rules' interest
+/// into `cell` before the new rules take over.
 fn start_sink<W: Write>(
-    mode: &Mode,
+    opts: &Options,
     out: W,
     metrics: &Metrics,
     drops: &Arc<DropTracker>,
-) -> Result<(Sink<W>, Option<JoinHandle<()>>), AgentError> {
-    let r = match mode {
-        Mode::Trace { .. } => return Ok((Sink::Events(JsonLines::new(out)), None)),
+    cell: &InterestCell,
+) -> Result<(Sink<W>, Option<JoinHandle<()>>, KernelInterest), AgentError> {
+    let filter = opts.config.capture.interest_filter;
+    let r = match &opts.mode {
+        Mode::Trace { kinds, .. } => {
+            let x = trace_interest(&opts.config, kinds);
+            return Ok((Sink::Events(JsonLines::new(out)), None, x));
+        }
         Mode::Run(r) => r,
     };
     let set = r.load().map_err(AgentError::Rules)?;
+    let initial = r.interest(&set, filter).interest;
     info!(rules = set.len(), "rules loaded");
     metrics.rules_loaded.set(set.len() as i64);
     metrics.rules_last_reload_success.set(1);
@@ -155,15 +203,22 @@ fn start_sink<W: Write>(
     let sinks = Dispatcher::start(&r.sinks, metrics)?.with_redactor(r.redact.clone());
     let detector = Detector::new(rx, baselines, metrics.clone(), sinks, drops.clone());
     let reload_opts = r.clone();
+    let reload_cell = cell.clone();
     let watch = tokio::spawn(reload::watch_rules(
         r.paths.clone(),
-        move || reload_opts.load(),
+        move || {
+            let set = reload_opts.load()?;
+            // Before the new rules take over: what they need is captured when they start.
+            reload_cell.apply(reload_opts.interest(&set, filter).interest);
+            Ok(set)
+        },
         tx,
         metrics.clone(),
     ));
     Ok((
         Sink::Alerts(Box::new(detector), r.shutdown_deadline),
         Some(watch),
+        initial,
     ))
 }
 
@@ -202,7 +257,7 @@ struct Running<W: Write + Send + 'static> {
 /// Loads the programs and starts the reader, the resolver and the pipeline.
 fn start<W: Write + Send + 'static>(
     opts: &Options,
-    sink: Sink<W>,
+    (sink, interest, cell): (Sink<W>, KernelInterest, &InterestCell),
     metrics: &Metrics,
     drops: &Arc<DropTracker>,
     health: &Arc<Health>,
@@ -211,11 +266,17 @@ fn start<W: Write + Send + 'static>(
         Mode::Trace { kinds, pids, comms } => Filter::new(kinds, pids, comms)?,
         Mode::Run(_) => Filter::default(),
     };
-    let mut load_opts = opts.load();
+    let mut load_opts = opts.load(interest.clone());
     for p in &opts.config.capture.cgroups {
         load_opts.cgroups.push(cgroup_id(p)?);
     }
     let mut loaded = load::load(&load_opts)?;
+    let mut maps = InterestMaps::take(&mut loaded)?;
+    if maps.current().is_none() {
+        // An adopted set captures what the last agent's rules needed: now ours.
+        maps.apply(interest)?;
+    }
+    cell.put(maps);
     load::log_probes(&loaded.probes);
     load::export_probes(&loaded.probes, metrics);
     metrics.programs_pinned.set(match &loaded.pinned {
@@ -309,9 +370,10 @@ pub(crate) async fn run<W: Write + Send + 'static>(
         Mode::Trace { .. } => Duration::from_secs(60),
     };
     let drops = Arc::new(DropTracker::new(drop_window));
-    let (sink, rules_watch) = start_sink(&opts.mode, out, &metrics, &drops)?;
+    let cell = InterestCell::default();
+    let (sink, rules_watch, interest) = start_sink(&opts, out, &metrics, &drops, &cell)?;
     let metrics_server = start_metrics_server(&opts, &metrics, &health).await?;
-    let mut running = start(&opts, sink, &metrics, &drops, &health)?;
+    let mut running = start(&opts, (sink, interest, &cell), &metrics, &drops, &health)?;
     if let Some(path) = &opts.ready_file {
         std::fs::write(path, b"ready\n").map_err(|source| AgentError::Write {
             what: "ready file",

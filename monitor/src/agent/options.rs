@@ -7,7 +7,8 @@ use crate::{
         baseline::BaselineConfig,
         rules::{RuleError, RuleSet, load_for_agent},
     },
-    load::{DEFAULT_TCP_STATES, LoadOptions},
+    detect::interest,
+    load::{LoadOptions, interest::KernelInterest},
     output::redact::{RedactError, Redactor},
 };
 
@@ -36,17 +37,28 @@ pub(crate) struct Options {
 }
 
 impl Options {
-    /// The kernel side's settings (cgroup filter ids are resolved at start).
-    pub(crate) fn load(&self) -> LoadOptions {
+    /// The kernel side's settings (cgroup filter ids are resolved at start), capturing
+    /// `interest`.
+    pub(crate) fn load(&self, interest: KernelInterest) -> LoadOptions {
         let c = &self.config.capture;
         LoadOptions {
             ring_bytes: c.ring_buffer_bytes,
             cgroups: Vec::new(),
-            tcp_state_mask: DEFAULT_TCP_STATES,
+            interest,
             wakeup_bytes: c.wakeup_bytes,
             pin_dir: c.pin_dir.clone(),
             floor: false,
         }
+    }
+}
+
+/// What the kernel captures for `monitor trace` (the kinds asked for), or everything when
+/// `capture.interest_filter` is off.
+pub(crate) fn trace_interest(config: &Config, kinds: &[String]) -> KernelInterest {
+    if config.capture.interest_filter {
+        interest::of_trace_kinds(kinds)
+    } else {
+        KernelInterest::everything()
     }
 }
 
@@ -102,6 +114,16 @@ impl RulesOptions {
     /// Loads and compiles the rules these options name.
     pub(crate) fn load(&self) -> Result<Arc<RuleSet>, Vec<RuleError>> {
         load_for_agent(&self.paths, self.builtin, &self.agent_files)
+    }
+
+    /// What the kernel must capture for `rules` and these options' baselines (everything when
+    /// `filter` is off).
+    pub(crate) fn interest(&self, rules: &RuleSet, filter: bool) -> interest::Derived {
+        let mut d = interest::derive(rules, self.baselines.is_some());
+        if !filter {
+            d.interest = KernelInterest::everything();
+        }
+        d
     }
 }
 

@@ -103,6 +103,7 @@ pub(crate) fn kernel_counts(
         for v in per_cpu.iter() {
             slot.submitted += v.submitted;
             slot.dropped += v.dropped;
+            slot.filtered += v.filtered;
         }
     }
     let mut m = vec![0u64; MISC_SLOTS as usize];
@@ -137,6 +138,10 @@ impl KernelCountsExporter {
                 m.dropped
                     .with_label_values(&[kind, "kernel_ring"])
                     .inc_by(d);
+            }
+            let f = c.filtered.saturating_sub(before.filtered);
+            if f > 0 {
+                m.filtered.with_label_values(&[kind]).inc_by(f);
             }
         }
         for (name, now_v, before) in [

@@ -34,6 +34,10 @@ pub(crate) struct RunArgs {
     /// Turn learned baselines off (baselines.enabled=false).
     #[arg(long)]
     pub(super) no_baselines: bool,
+    /// Print what the kernel will capture for these rules and baselines, and which rule or
+    /// consumer asked for each part, then exit (no privileges needed).
+    #[arg(long)]
+    pub(super) explain_interest: bool,
     #[command(flatten)]
     pub(super) common: TraceArgs,
 }

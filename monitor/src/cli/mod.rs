@@ -226,6 +226,10 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, CliError> {
         Cmd::Run(r) => {
             let c = r.load_config()?;
             let rules = RulesOptions::from_config(&c, r.common.config.config.as_deref())?;
+            if r.explain_interest {
+                explain_interest(&c, &rules)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             run_agent("run", c, Mode::Run(rules), r.common)?;
         }
         Cmd::Config { cmd } => config::run(cmd)?,
@@ -244,6 +248,28 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, CliError> {
         Cmd::BenchFloor { ready_file } => bench::floor(&ready_file)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `monitor run --explain-interest`: what the kernel captures for these rules and baselines.
+fn explain_interest(c: &crate::config::Config, rules: &RulesOptions) -> Result<(), CliError> {
+    let set = rules.load().map_err(CliError::Rules)?;
+    let filter = c.capture.interest_filter;
+    let d = rules.interest(&set, filter);
+    if filter {
+        println!(
+            "Captured for {} rules{} (capture.interest_filter: true); the rest is left out in the kernel and counted in monitor_events_filtered_total.\n",
+            set.len(),
+            if rules.baselines.is_some() {
+                " and the baselines"
+            } else {
+                ""
+            }
+        );
+    } else {
+        println!("capture.interest_filter is false: every hooked call is captured.\n");
+    }
+    print!("{}", d.explain());
+    Ok(())
 }
 
 /// `monitor unpin`: removes every pinned set; says what it removed.

@@ -103,6 +103,10 @@ pub(crate) struct CaptureConfig {
     /// Remove the pins when the agent stops (a deliberate uninstall; `monitor unpin` does the
     /// same with no agent running).
     pub(crate) unpin_on_exit: bool,
+    /// Capture only what the loaded rules, baselines and trace filters can use, filtered in
+    /// the kernel (`monitor run --explain-interest` shows what and why). false: capture every
+    /// hooked call, as a debugging aid or to compare.
+    pub(crate) interest_filter: bool,
 }
 
 impl Default for CaptureConfig {
@@ -114,6 +118,7 @@ impl Default for CaptureConfig {
             cgroups: Vec::new(),
             pin_dir: None,
             unpin_on_exit: false,
+            interest_filter: true,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! The [`Detector`] is the pipeline's sink in `monitor run`.
 mod alert;
 pub(crate) mod baseline;
+pub(crate) mod interest;
 pub(crate) mod rules;
 
 use std::{sync::Arc, time::Instant};

@@ -3,10 +3,8 @@
 //! (the bench's mechanism floor) programs that return at once take every real program's place.
 use aya::{
     Ebpf,
-    maps::Array,
     programs::{ProgramError, RawTracePoint, TracePoint, links::FdLink},
 };
-use monitor_common::{SYSCALLS_MAP, SyscallDesc};
 
 use super::{
     LoadError, ProbeStatus, ok,
@@ -152,11 +150,10 @@ impl Attacher<'_> {
         Ok(())
     }
 
-    /// Publishes each usable hook's recipe under its syscall number, then attaches the shared
-    /// `sys_enter`/`sys_exit` programs to each usable syscall's tracepoints; returns how many
-    /// calls are hooked.
+    /// Attaches the shared `sys_enter`/`sys_exit` programs to each usable syscall's
+    /// tracepoints (their recipes are already in the syscall table); returns how many calls are
+    /// hooked.
     pub(super) fn syscalls(&mut self, usable: &[syscalls::Hook]) -> Result<usize, LoadError> {
-        fill_syscall_table(self.ebpf, usable)?;
         let mut attached = 0;
         for (prog_name, prefix) in [("sys_enter", "sys_enter_"), ("sys_exit", "sys_exit_")] {
             let name = self.tp_program(prog_name);
@@ -187,20 +184,4 @@ impl Attacher<'_> {
         }
         Ok(attached)
     }
-}
-
-/// Publishes each usable hook's recipe under its syscall number.
-fn fill_syscall_table(ebpf: &mut Ebpf, usable: &[syscalls::Hook]) -> Result<(), LoadError> {
-    let map_err = |source| LoadError::Map {
-        name: SYSCALLS_MAP.into(),
-        source,
-    };
-    let map = ebpf
-        .map_mut(SYSCALLS_MAP)
-        .ok_or_else(|| LoadError::Missing(SYSCALLS_MAP.into()))?;
-    let mut table: Array<_, SyscallDesc> = Array::try_from(map).map_err(map_err)?;
-    for h in usable {
-        table.set(h.nr, h.desc, 0).map_err(map_err)?;
-    }
-    Ok(())
 }

@@ -5,6 +5,7 @@
 mod attach;
 pub(crate) mod btf;
 pub(crate) mod caps;
+pub(crate) mod interest;
 mod layout;
 pub(crate) mod pin;
 pub(crate) mod syscalls;
@@ -29,6 +30,7 @@ use tracing::{debug, info, warn};
 use self::{
     attach::Attacher,
     btf::Btf,
+    interest::KernelInterest,
     layout::{SysLayout, kernel_offsets, tp_offsets, usable_syscalls},
     pin::{Identity, PinDir, probe_of_link},
     tracefs::Tracefs,
@@ -76,8 +78,8 @@ pub(crate) struct LoadOptions {
     pub(crate) ring_bytes: u32,
     /// When non-empty: capture only these cgroup2 ids.
     pub(crate) cgroups: Vec<u64>,
-    /// TCP states whose entry is reported (bit N = state N).
-    pub(crate) tcp_state_mask: u32,
+    /// What the programs capture: derived from the rules, baselines and trace filters.
+    pub(crate) interest: KernelInterest,
     /// Pending bytes that wake the reader (0: every record); capped at a quarter of the ring.
     pub(crate) wakeup_bytes: u32,
     /// bpffs directory where the programs stay pinned between agents (none: they are
@@ -88,15 +90,12 @@ pub(crate) struct LoadOptions {
     pub(crate) floor: bool,
 }
 
-/// Default TCP transitions reported: into SYN_SENT, ESTABLISHED, CLOSE and LISTEN.
-pub(crate) const DEFAULT_TCP_STATES: u32 = (1 << 1) | (1 << 2) | (1 << 7) | (1 << 10);
-
 impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             ring_bytes: 16 << 20,
             cgroups: Vec::new(),
-            tcp_state_mask: DEFAULT_TCP_STATES,
+            interest: KernelInterest::everything(),
             wakeup_bytes: crate::config::DEFAULT_WAKEUP_BYTES,
             pin_dir: None,
             floor: false,
@@ -133,6 +132,10 @@ pub(crate) struct Loaded {
     agent: Array<MapData, u32>,
     pub(crate) probes: Vec<ProbeStatus>,
     pub(crate) pinned: Option<PinnedSet>,
+    /// The hooked syscalls, whose descriptors carry the interest.
+    hooks: Vec<syscalls::Hook>,
+    /// The interest written at load (`None` for an adopted set: the last agent's is in force).
+    interest: Option<KernelInterest>,
 }
 
 impl Loaded {
@@ -226,7 +229,6 @@ pub(crate) fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     let tp = tp_offsets(&tfs, &mut probes)?;
     let config = Config {
         cgroup_filter: u32::from(!opts.cgroups.is_empty()),
-        tcp_state_mask: opts.tcp_state_mask,
         wakeup_bytes: opts.wakeup_bytes.min(opts.ring_bytes / 4),
         tp,
         k: kernel_offsets(&btf),
@@ -250,7 +252,7 @@ pub(crate) fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     if let Some(dir) = &pins
         && let Some(adopted) = dir.adopt(&id)?
     {
-        return finish_adoption(dir.clone(), id, adopted);
+        return finish_adoption(dir.clone(), id, adopted, usable);
     }
     let mut ebpf = EbpfLoader::new()
         .override_global(CONFIG_GLOBAL, &config, true)
@@ -261,6 +263,8 @@ pub(crate) fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     if !opts.cgroups.is_empty() {
         fill_cgroup_filter(&mut ebpf, &opts.cgroups)?;
     }
+    // Before anything is attached, so that the programs never capture less than asked.
+    let written = interest::write_initial(&mut ebpf, &usable, &opts.interest)?;
     let mut attacher = Attacher {
         ebpf: &mut ebpf,
         tfs: &tfs,
@@ -284,6 +288,8 @@ pub(crate) fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         agent,
         probes,
         pinned,
+        hooks: usable,
+        interest: Some(written),
     })
 }
 
@@ -309,7 +315,12 @@ fn identity(config: &Config, opts: &LoadOptions, usable: &[syscalls::Hook]) -> S
 }
 
 /// Takes over a pinned set: the maps from their pins, the probe report from the link pins.
-fn finish_adoption(dir: PinDir, id: String, mut a: pin::Adopted) -> Result<Loaded, LoadError> {
+fn finish_adoption(
+    dir: PinDir,
+    id: String,
+    mut a: pin::Adopted,
+    hooks: Vec<syscalls::Hook>,
+) -> Result<Loaded, LoadError> {
     set_agent_tgid(agent_map(a.maps.get_mut(AGENT_MAP))?)?;
     let agent = take_agent_map(a.maps.remove(AGENT_MAP))?;
     let mut probes: Vec<ProbeStatus> = Vec::new();
@@ -331,6 +342,8 @@ fn finish_adoption(dir: PinDir, id: String, mut a: pin::Adopted) -> Result<Loade
             adopted: true,
             held: a.held,
         }),
+        hooks,
+        interest: None,
     })
 }
 

@@ -22,21 +22,28 @@ use aya::{
     maps::{Map, MapData},
     programs::links::{FdLink, PinnedLink},
 };
-use monitor_common::{AGENT_MAP, DROPS_BY_CGROUP_MAP, EVENTS_MAP, MISC_MAP, STATS_MAP};
+use monitor_common::{
+    AGENT_MAP, DROPS_BY_CGROUP_MAP, EVENTS_MAP, INTEREST_MAP, MISC_MAP, OPEN_PATHS_MAP, STATS_MAP,
+    SYSCALLS_MAP,
+};
 use thiserror::Error;
 
 /// `statfs` magic number of the BPF file system.
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-/// The maps the agent itself reads or writes; the programs hold the others.
-pub(crate) const PINNED_MAPS: [&str; 5] = [
+/// The maps the agent itself reads or writes; the programs hold the others. The interest maps
+/// are among them: an adopting agent writes what its own rules need.
+pub(crate) const PINNED_MAPS: [&str; 8] = [
     EVENTS_MAP,
     STATS_MAP,
     MISC_MAP,
     DROPS_BY_CGROUP_MAP,
     AGENT_MAP,
+    SYSCALLS_MAP,
+    OPEN_PATHS_MAP,
+    INTEREST_MAP,
 ];
 /// Bumped when the pin directory's own layout changes (names, what is pinned).
-const PIN_LAYOUT: &[u8] = b"monitor pin layout 1";
+const PIN_LAYOUT: &[u8] = b"monitor pin layout 2";
 
 #[derive(Debug, Error)]
 pub(crate) enum PinError {

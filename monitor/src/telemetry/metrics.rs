@@ -21,6 +21,8 @@ pub(crate) struct Metrics {
     pub(crate) decode_errors: IntCounterVec,
     /// Kernel-side conditions that are not drops (stash misses...).
     pub(crate) kernel_misc: IntCounterVec,
+    /// Calls the kernel left out on purpose: nothing loaded can use them (not drops).
+    pub(crate) filtered: IntCounterVec,
     /// Container metadata cache lookups, by result (`hit`, `miss`).
     pub(crate) enrich: IntCounterVec,
     /// Container metadata lookups that failed, by reason.
@@ -103,6 +105,11 @@ impl Metrics {
                 "monitor_decode_errors_total",
                 "Kernel records that failed to decode.",
                 &["reason"],
+            ),
+            filtered: mk(
+                "monitor_events_filtered_total",
+                "Calls the kernel left out because no loaded rule, baseline or trace filter can use them (by design, not a loss).",
+                &["kind"],
             ),
             kernel_misc: mk(
                 "monitor_kernel_conditions_total",
@@ -282,6 +289,7 @@ impl Metrics {
     pub(crate) fn init_series(&self) {
         for k in EventKind::ALL {
             self.received.with_label_values(&[k.name()]);
+            self.filtered.with_label_values(&[k.name()]);
             for stage in ["kernel_ring", "user_queue"] {
                 self.dropped.with_label_values(&[k.name(), stage]);
             }
@@ -335,6 +343,7 @@ pub(crate) struct KernelCounts {
 pub(crate) struct KindCount {
     pub(crate) submitted: u64,
     pub(crate) dropped: u64,
+    pub(crate) filtered: u64,
 }
 
 impl KernelCounts {
@@ -348,6 +357,7 @@ impl KernelCounts {
                     KindCount {
                         submitted: s.submitted,
                         dropped: s.dropped,
+                        filtered: s.filtered,
                     },
                 );
             }

@@ -215,7 +215,7 @@ fn anomaly_alert(e: &Event, kind: ItemKind, item: String, key: &str, stable_sinc
 }
 
 /// Sensitive files whose reads a profile records (reads elsewhere are too many to profile).
-const SENSITIVE_PREFIXES: &[&str] = &[
+pub(crate) const SENSITIVE_PREFIXES: &[&str] = &[
     "/etc/shadow",
     "/etc/gshadow",
     "/etc/sudoers",

@@ -74,7 +74,7 @@ macro_rules! detail {
 }
 
 /// Whether an open asks for write access or creates/truncates.
-fn opens_for_write(flags: &[&str]) -> bool {
+pub(crate) fn opens_for_write(flags: &[&str]) -> bool {
     flags.iter().any(|f| {
         matches!(
             *f,

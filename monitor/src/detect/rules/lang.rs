@@ -380,6 +380,17 @@ enum GlobPart {
 }
 
 impl Glob {
+    /// The text every match starts with: the pattern up to its first wildcard.
+    pub(crate) fn literal_prefix(&self) -> String {
+        self.parts
+            .iter()
+            .map_while(|p| match p {
+                GlobPart::Lit(c) => Some(*c),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub(crate) fn new(p: &str) -> Result<Glob, String> {
         let cs: Vec<char> = p.chars().collect();
         let mut parts = Vec::new();
