@@ -226,8 +226,7 @@ fn read_str(dst: *mut u8, src: u64) -> (usize, bool, bool) {
 fn try_exit(ctx: &TracePointContext) -> Option<()> {
     let (nr, desc) = desc_for(ctx, conf!(tp.sys_exit_nr))?;
     // A kind nothing needs was left out at enter: no entry to look for.
-    if desc.kind != EventKind::Open as u32
-        && desc.interest & interest::MODE_MASK == interest::NONE
+    if desc.kind != EventKind::Open as u32 && desc.interest & interest::MODE_MASK == interest::NONE
     {
         return None;
     }

@@ -170,6 +170,9 @@ impl InterestCell {
     }
 }
 
+/// The pipeline's sink, the rule reload task (`monitor run`) and what the kernel must capture.
+type SinkStart<W> = (Sink<W>, Option<JoinHandle<()>>, KernelInterest);
+
 /// Builds the sink of the pipeline: for `monitor run` the rules (validated before anything
 /// touches the kernel: bad ones stop the agent), their reload task, baselines and alert sinks.
 /// Also returns what the kernel must capture for them; a reload writes its rules' interest
@@ -180,7 +183,7 @@ fn start_sink<W: Write>(
     metrics: &Metrics,
     drops: &Arc<DropTracker>,
     cell: &InterestCell,
-) -> Result<(Sink<W>, Option<JoinHandle<()>>, KernelInterest), AgentError> {
+) -> Result<SinkStart<W>, AgentError> {
     let filter = opts.config.capture.interest_filter;
     let r = match &opts.mode {
         Mode::Trace { kinds, .. } => {

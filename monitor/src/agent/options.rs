@@ -3,11 +3,11 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use crate::{
     config::{Config, SinkConfig, SinkKind},
+    detect::interest,
     detect::{
         baseline::BaselineConfig,
         rules::{RuleError, RuleSet, load_for_agent},
     },
-    detect::interest,
     load::{LoadOptions, interest::KernelInterest},
     output::redact::{RedactError, Redactor},
 };

@@ -171,9 +171,9 @@ pub(crate) struct BaselinesConfig {
     pub(crate) enabled: bool,
     /// Where learned profiles persist.
     pub(crate) dir: PathBuf,
-    /// Learning period of a workload from its first event.
+    /// Learning period of a workload from its first event a profile can record.
     pub(crate) learn: Dur,
-    /// End learning after this many events of the workload, if sooner.
+    /// End learning after this many recordable events of the workload, if sooner.
     pub(crate) learn_events: Option<u64>,
     /// After learning, add a new item once seen this many times (0: never).
     pub(crate) promote_after: u32,

@@ -41,8 +41,16 @@ fn only_kinds(kinds: impl IntoIterator<Item = EventKind>) -> KernelInterest {
     let kinds: BTreeSet<EventKind> = kinds.into_iter().collect();
     let open = kinds.contains(&EventKind::Open);
     KernelInterest {
-        open_read: if open { PathNeed::All } else { PathNeed::none() },
-        open_write: if open { PathNeed::All } else { PathNeed::none() },
+        open_read: if open {
+            PathNeed::All
+        } else {
+            PathNeed::none()
+        },
+        open_write: if open {
+            PathNeed::All
+        } else {
+            PathNeed::none()
+        },
         tcp_states: if kinds.contains(&EventKind::TcpState) {
             ALL_TCP_STATES
         } else {
@@ -152,7 +160,9 @@ fn leaf(m: &Matcher, positive: bool) -> KernelInterest {
         },
         // An open has a mode only when it creates (O_CREAT, O_TMPFILE), which writes: a set
         // setuid or setgid bit is never a read-only open.
-        Matcher::Bool(f, true) if positive && matches!(field_name(f), "file.setuid" | "file.setgid") => {
+        Matcher::Bool(f, true)
+            if positive && matches!(field_name(f), "file.setuid" | "file.setgid") =>
+        {
             KernelInterest {
                 open_read: PathNeed::none(),
                 ..top()

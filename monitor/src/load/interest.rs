@@ -175,8 +175,8 @@ impl KernelInterest {
                 *own.entry(b[..b.len().min(KEY_BYTES)].to_vec()).or_default() |= bit;
             }
         }
-        own.iter()
-            .map(|(k, _)| {
+        own.keys()
+            .map(|k| {
                 let bits = own
                     .iter()
                     .filter(|(p, _)| k.starts_with(p))
@@ -288,7 +288,10 @@ fn fitting(x: KernelInterest) -> KernelInterest {
     }
 }
 
-fn map<'a>(ebpf: &'a mut aya::Ebpf, name: &'static str) -> Result<&'a mut aya::maps::Map, LoadError> {
+fn map<'a>(
+    ebpf: &'a mut aya::Ebpf,
+    name: &'static str,
+) -> Result<&'a mut aya::maps::Map, LoadError> {
     ebpf.map_mut(name)
         .ok_or_else(|| LoadError::Missing(name.into()))
 }
@@ -387,7 +390,10 @@ mod tests {
         assert_eq!(a.intersect(&b), prefixes(&["/etc/shadow"]));
         assert_eq!(a.intersect(&PathNeed::All), a);
         assert!(a.intersect(&PathNeed::none()).is_none());
-        assert_eq!(a.union(&b), prefixes(&["/etc/", "/etc/shadow", "/root/", "/var/"]));
+        assert_eq!(
+            a.union(&b),
+            prefixes(&["/etc/", "/etc/shadow", "/root/", "/var/"])
+        );
         assert_eq!(a.union(&PathNeed::All), PathNeed::All);
     }
 

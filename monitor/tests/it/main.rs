@@ -12,6 +12,7 @@ mod capture;
 mod delivery;
 mod deploy;
 mod faults;
+mod interest;
 mod metrics;
 mod pod;
 mod restart;

@@ -340,12 +340,17 @@ impl Baselines {
         self.profiles.insert(p.workload.clone(), p);
     }
 
-    /// Learns from or checks one event; returns the anomaly alerts to deliver.
+    /// Learns from or checks one event; returns the anomaly alerts to deliver. Only events a
+    /// profile can record count (learning starts and `learn_events` counts from them), so what
+    /// a baseline learns does not depend on which other events the kernel was asked to send.
     pub(crate) fn observe(&mut self, e: &Event, now: Instant) -> Vec<Alert> {
         let Some(key) = e.attribution.workload_key() else {
             return Vec::new();
         };
         let items = items_of(e);
+        if items.is_empty() {
+            return Vec::new();
+        }
         let started = *self.started.entry(key.clone()).or_insert(now);
         let profile = self.profiles.entry(key.clone()).or_insert_with(|| Profile {
             workload: key.clone(),

@@ -145,7 +145,9 @@ fn corpus() -> Vec<Event> {
                 out.push(file("open", c, p, None, f));
             }
         }
-        for k in ["unlink", "rename", "chmod", "chown", "link", "symlink", "mkdir"] {
+        for k in [
+            "unlink", "rename", "chmod", "chown", "link", "symlink", "mkdir",
+        ] {
             out.push(file(k, "bash", p, Some(p), 0));
             out.push(file(k, "bash", "/tmp/a", Some(p), 0));
         }
@@ -275,11 +277,18 @@ fn assert_sound(rules: &RuleSet, whole: &KernelInterest) {
             if hit {
                 matched += 1;
                 assert!(admits(&own, e), "rule {}: own interest drops {e:?}", r.id);
-                assert!(admits(whole, e), "rule {}: derived interest drops {e:?}", r.id);
+                assert!(
+                    admits(whole, e),
+                    "rule {}: derived interest drops {e:?}",
+                    r.id
+                );
             }
         }
     }
-    assert!(matched > 100, "the corpus exercises the rules ({matched} matches)");
+    assert!(
+        matched > 100,
+        "the corpus exercises the rules ({matched} matches)"
+    );
 }
 
 #[test]
@@ -304,8 +313,17 @@ fn derived_interest_admits_everything_the_default_rules_and_baselines_can_use() 
 fn derived_interest_leaves_out_what_no_default_rule_or_baseline_uses() {
     let rules = default_rules();
     let i = derive(&rules, true).interest;
-    let lib = file("open", "nginx", "/usr/lib/x86_64-linux-gnu/libc.so.6", None, 0);
-    assert!(!admits(&i, &lib), "read-only opens of libraries are not needed");
+    let lib = file(
+        "open",
+        "nginx",
+        "/usr/lib/x86_64-linux-gnu/libc.so.6",
+        None,
+        0,
+    );
+    assert!(
+        !admits(&i, &lib),
+        "read-only opens of libraries are not needed"
+    );
     let hostname = file("open", "cat", "/etc/hostname", None, 0);
     assert!(!admits(&i, &hostname));
     assert!(admits(&i, &file("open", "cat", "/etc/shadow", None, 0)));
@@ -316,7 +334,11 @@ fn derived_interest_leaves_out_what_no_default_rule_or_baseline_uses() {
     assert!(i.kinds.contains(&EventKind::Connect));
     assert!(i.kinds.contains(&EventKind::Dup));
     assert_eq!(i.tcp_states, 1 << 10, "only LISTEN");
-    assert_eq!(i.open_write, PathNeed::All, "the baselines learn every write");
+    assert_eq!(
+        i.open_write,
+        PathNeed::All,
+        "the baselines learn every write"
+    );
     let PathNeed::Prefixes(read) = &i.open_read else {
         panic!("read-only opens are filtered by path: {:?}", i.open_read);
     };
@@ -332,9 +354,10 @@ fn derived_interest_leaves_out_what_no_default_rule_or_baseline_uses() {
 
 fn compile(src: &str) -> Matcher {
     let mut scope = Scope::default();
-    scope
-        .lists
-        .insert("secrets".into(), vec!["/etc/shadow".into(), "/etc/gshadow".into()]);
+    scope.lists.insert(
+        "secrets".into(),
+        vec!["/etc/shadow".into(), "/etc/gshadow".into()],
+    );
     Compiler::new(&scope)
         .condition(src)
         .unwrap_or_else(|e| panic!("{src}: {}", e.msg))
@@ -342,7 +365,8 @@ fn compile(src: &str) -> Matcher {
 
 #[test]
 fn conditions_the_kernel_cannot_judge_widen_the_capture() {
-    let cases: &[(&str, fn(&KernelInterest) -> bool)] = &[
+    type Check = fn(&KernelInterest) -> bool;
+    let cases: &[(&str, Check)] = &[
         // A negated path test cannot be a prefix set.
         ("kind = open and not file.path startswith /usr/", |i| {
             i.open_read == PathNeed::All && i.open_write == PathNeed::All
@@ -389,13 +413,18 @@ fn conditions_that_reduce_narrow_the_capture() {
     let i = of_matcher(&compile("kind = open and file.write = false"), true);
     assert!(i.open_write.is_none() && i.open_read == PathNeed::All);
     // Only an open that creates has a mode, so a setuid bit is never a read-only open.
-    let i = of_matcher(&compile("kind = open and (file.setuid or file.setgid)"), true);
+    let i = of_matcher(
+        &compile("kind = open and (file.setuid or file.setgid)"),
+        true,
+    );
     assert!(i.open_read.is_none() && i.open_write == PathNeed::All);
     let i = of_matcher(&compile("kind = open and not file.setuid"), true);
     assert_eq!(i.open_read, PathNeed::All);
     // A glob keeps its literal start; `or` unites.
     let i = of_matcher(
-        &compile("kind = open and (file.path glob '/home/*/.ssh/id_*' or file.target startswith /x)"),
+        &compile(
+            "kind = open and (file.path glob '/home/*/.ssh/id_*' or file.target startswith /x)",
+        ),
         true,
     );
     assert_eq!(i.open_read, PathNeed::Prefixes(["/home/".into()].into()));
@@ -406,7 +435,10 @@ fn conditions_that_reduce_narrow_the_capture() {
     assert_eq!(i.tcp_states, (1 << 10) | (1 << 1));
     assert_eq!(i.kinds, [EventKind::TcpState].into());
     // A kind ruled out by every branch is not captured at all.
-    let i = of_matcher(&compile("kind = open and file.write and not file.write"), true);
+    let i = of_matcher(
+        &compile("kind = open and file.write and not file.write"),
+        true,
+    );
     assert!(i.kinds.is_empty(), "{i:?}");
 }
 
