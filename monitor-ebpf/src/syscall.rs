@@ -7,7 +7,10 @@
 //! enter; strings and data are read at exit, when the kernel has already faulted the user pages
 //! in and the result of the call is known.
 use aya_ebpf::{
-    helpers::generated::{bpf_get_current_uid_gid, bpf_probe_read_user, bpf_probe_read_user_str},
+    helpers::generated::{
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        bpf_probe_read_user, bpf_probe_read_user_str,
+    },
     macros::tracepoint,
     programs::TracePointContext,
 };
@@ -19,7 +22,8 @@ use monitor_common::{
 
 use crate::{
     event::{
-        count_filtered, count_misc, current, current_euid_egid, emit, fill_header, scratch, task,
+        Current, count_filtered, count_misc, current, current_euid_egid, emit, fill_header,
+        scratch, task,
     },
     maps::{OPEN_PATHS, PATH_KEY, STASH, SYSCALLS, conf},
 };
@@ -230,8 +234,11 @@ fn try_exit(ctx: &TracePointContext) -> Option<()> {
     {
         return None;
     }
-    let cur = current()?;
-    let saved = match STASH.get_ptr(cur.pid_tgid) {
+    // An entry exists only if the enter side captured this call, and it checked the agent and
+    // cgroup filters then: the exit side looks it up first and needs no filter of its own.
+    // SAFETY: helper without arguments.
+    let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
+    let saved = match STASH.get_ptr(pid_tgid) {
         // SAFETY: live map value of type Stash; copied out before removal.
         Some(p) => unsafe { *p },
         None => {
@@ -242,11 +249,16 @@ fn try_exit(ctx: &TracePointContext) -> Option<()> {
             return None;
         }
     };
-    let _ = STASH.remove(cur.pid_tgid);
+    let _ = STASH.remove(pid_tgid);
     if saved.nr != nr {
         count_misc(Misc::StashMiss);
         return None;
     }
+    let cur = Current {
+        pid_tgid,
+        // SAFETY: helper without arguments.
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+    };
     let ret_off = conf!(tp.sys_exit_ret);
     if ret_off == NO_OFFSET {
         return None;

@@ -36,7 +36,7 @@ impl Config {
             Config::NoAgent => "no agent",
             Config::Floor => "floor",
             Config::AgentNoRules => "agent, no rules",
-            Config::AgentDefaultRules => "agent, default rules + file",
+            Config::AgentDefaultRules => "agent, default rules + baselines + file",
         }
     }
 }
@@ -68,10 +68,13 @@ impl Agent {
         if cfg == Config::Floor {
             cmd.arg("bench-floor").arg("--ready-file").arg(&ready);
         } else {
-            cmd.arg("run")
-                .arg("--no-baselines")
-                .arg("--ready-file")
-                .arg(&ready);
+            cmd.arg("run").arg("--ready-file").arg(&ready);
+            // The default configuration learns baselines too; a bench of its own each time.
+            if cfg == Config::AgentDefaultRules {
+                cmd.arg("--baseline-dir").arg(dir.join("baselines"));
+            } else {
+                cmd.arg("--no-baselines");
+            }
             cmd.args([
                 "--metrics-addr",
                 &format!("127.0.0.1:{port}"),
