@@ -3,6 +3,8 @@
 mod attribution;
 mod build;
 mod detail;
+#[cfg(test)]
+pub(crate) mod fixtures;
 mod model;
 mod names;
 mod node;

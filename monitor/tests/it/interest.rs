@@ -30,23 +30,6 @@ const NOT_PERFORMED: &[(&str, &str)] = &[
     ),
 ];
 
-/// Writes below `dir` in a private mount namespace with a tmpfs over it (the machine's own
-/// directory is never touched).
-fn write_below(fc: &FakeContainer, dir: &str, file: &str) {
-    let script = format!("mount -t tmpfs monitor-test {dir} && touch {dir}/{file}");
-    fc.run(
-        "unshare",
-        &[
-            "--mount",
-            "--propagation",
-            "private",
-            "/bin/sh",
-            "-c",
-            &script,
-        ],
-    );
-}
-
 /// What the workload does while the baselines learn.
 fn routine(fc: &FakeContainer, work: &Path) {
     fc.run("/bin/true", &[]);
@@ -83,16 +66,8 @@ fn every_rule(fc: &FakeContainer, work: &Path) {
         "cat",
         &["/var/run/secrets/kubernetes.io/serviceaccount/token"],
     );
-    let bindir = ["/usr/local/sbin", "/usr/local/bin"]
-        .into_iter()
-        .find(|d| Path::new(d).is_dir())
-        .expect("a binary dir");
-    write_below(fc, bindir, "monitor-test-evil");
-    let etcdir = ["/etc/cron.d", "/etc/opt", "/etc/default", "/etc/apt"]
-        .into_iter()
-        .find(|d| Path::new(d).is_dir())
-        .expect("a dir below /etc");
-    write_below(fc, etcdir, "monitor-test-evil");
+    write_below(fc, binary_dir(), "monitor-test-evil");
+    write_below(fc, etc_dir(), "monitor-test-evil");
     fc.run(
         "/bin/sh",
         &["-c", &format!("cp /bin/true {w}/dropped && {w}/dropped")],
@@ -112,16 +87,9 @@ fn every_rule(fc: &FakeContainer, work: &Path) {
     fc.run(trigger(), &["init-module"]);
     let mnt = work.join("mnt");
     std::fs::create_dir_all(&mnt).expect("mnt");
-    fc.run(
-        "unshare",
-        &[
-            "--mount",
-            "--propagation",
-            "private",
-            "/bin/sh",
-            "-c",
-            &format!("mount -t tmpfs monitor-test-mnt {}", mnt.display()),
-        ],
+    in_private_mounts(
+        fc,
+        &format!("mount -t tmpfs monitor-test-mnt {}", mnt.display()),
     );
     fc.run("unshare", &["--uts", "true"]);
     fc.run(

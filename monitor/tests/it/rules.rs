@@ -212,32 +212,12 @@ fn rule_service_account_token_read() {
     );
 }
 
-/// Writes below `dir` from inside a private mount namespace with a tmpfs over `dir`: the
-/// machine's own directory is never touched.
-fn write_below(fc: &FakeContainer, dir: &str, file: &str) {
-    let script = format!("mount -t tmpfs monitor-test {dir} && touch {dir}/{file}");
-    fc.run(
-        "unshare",
-        &[
-            "--mount",
-            "--propagation",
-            "private",
-            "/bin/sh",
-            "-c",
-            &script,
-        ],
-    );
-}
-
 #[test]
 fn rule_write_below_binary_dir() {
     if !start("rule_write_below_binary_dir") {
         return;
     }
-    let dir = ["/usr/local/sbin", "/usr/local/bin"]
-        .into_iter()
-        .find(|d| Path::new(d).is_dir())
-        .expect("a binary dir");
+    let dir = binary_dir();
     let fc = FakeContainer::new("bindir");
     write_below(&fc, dir, "monitor-test-evil");
     let a = expect("write_below_binary_dir", &fc);
@@ -250,10 +230,7 @@ fn rule_write_below_etc() {
     if !start("rule_write_below_etc") {
         return;
     }
-    let dir = ["/etc/cron.d", "/etc/opt", "/etc/default", "/etc/apt"]
-        .into_iter()
-        .find(|d| Path::new(d).is_dir())
-        .expect("a dir below /etc");
+    let dir = etc_dir();
     let fc = FakeContainer::new("etc");
     write_below(&fc, dir, "monitor-test-evil");
     let a = expect("write_below_etc", &fc);
@@ -387,17 +364,9 @@ fn rule_mount_in_container() {
     }
     let dir = scratch("mount");
     let fc = FakeContainer::new("mount");
-    let script = format!("mount -t tmpfs monitor-test-mnt {}", dir.display());
-    fc.run(
-        "unshare",
-        &[
-            "--mount",
-            "--propagation",
-            "private",
-            "/bin/sh",
-            "-c",
-            &script,
-        ],
+    in_private_mounts(
+        &fc,
+        &format!("mount -t tmpfs monitor-test-mnt {}", dir.display()),
     );
     let found = alerts("mount_in_container", &fc.id);
     let ours = found

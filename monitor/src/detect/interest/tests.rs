@@ -1,8 +1,6 @@
 //! The derived interest must admit every event a rule or the baselines can use (soundness,
 //! checked over a corpus of events against the real matchers) and leave out what none can
 //! (usefulness, checked on the default rules).
-use std::sync::Arc;
-
 use monitor_common::{EventKind, interest::opens_for_write};
 
 use super::*;
@@ -12,67 +10,15 @@ use crate::{
         rules::{RuleSource, compile::Compiler, compile::Scope, load},
     },
     event::{
-        Attribution, CallResult, ContainerView, Detail, Event, ExecDetail, FileDetail,
-        MetadataStatus, NetDetail, PodMeta, PrivDetail, ProcessView, Status, TcpDetail,
+        CallResult, Detail, Event, ExecDetail, FileDetail, NetDetail, PrivDetail, TcpDetail,
+        fixtures::{self, in_container, process},
         open_flag_names,
     },
-    process::Source,
 };
 
-fn process(comm: &str) -> ProcessView {
-    ProcessView {
-        pid: 42,
-        tid: 42,
-        id: "id42".into(),
-        ppid: 1,
-        comm: comm.into(),
-        exe: format!("/usr/bin/{comm}"),
-        args: vec![comm.into()],
-        command_line: comm.into(),
-        cwd: Some("/".into()),
-        uid: 1000,
-        gid: 1000,
-        euid: 0,
-        egid: 0,
-        source: Source::Exec,
-        ancestors: vec![],
-        start_ticks: 0,
-    }
-}
-
+/// An event of `kind` by `comm` on the host.
 fn event(kind: &'static str, comm: &str, detail: Detail) -> Event {
-    Event {
-        time: "2026-12-03T00:00:00.000000000Z".into(),
-        kind,
-        node: "n".into(),
-        process: process(comm),
-        cgroup_id: 1,
-        ticks: 0,
-        attribution: Attribution::host(),
-        detail,
-    }
-}
-
-fn in_container(mut e: Event) -> Event {
-    e.attribution = Attribution {
-        container: Some(ContainerView {
-            pod_uid_from_cgroup: None,
-            id: "c1".into(),
-            runtime: "containerd".into(),
-            meta: None,
-        }),
-        pod: Some(Arc::new(PodMeta {
-            name: "p".into(),
-            namespace: "ns".into(),
-            ..PodMeta::default()
-        })),
-        metadata: MetadataStatus {
-            status: Status::Complete,
-            scope: "container",
-            reason: None,
-        },
-    };
-    e
+    fixtures::event(kind, process(42, comm, &format!("/usr/bin/{comm}")), detail)
 }
 
 fn call(syscall: &'static str, result: i64) -> CallResult {
@@ -215,7 +161,7 @@ fn corpus() -> Vec<Event> {
         };
         out.push(event(k, "bash", Detail::Privilege(d)));
     }
-    let containers: Vec<Event> = out.iter().cloned().map(in_container).collect();
+    let containers: Vec<Event> = out.iter().cloned().map(|e| in_container(e, "c1")).collect();
     out.extend(containers);
     out
 }

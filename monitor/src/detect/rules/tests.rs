@@ -1,71 +1,15 @@
 //! Unit tests of rule loading, validation, evaluation, dedup and sequences.
-use std::{sync::Arc, time::Instant};
+use std::time::Instant;
 
 use super::*;
 use crate::{
     detect::Alert,
     event::{
-        Attribution, CallResult, ContainerView, Detail, Event, ExecDetail, FileDetail,
-        MetadataStatus, NetDetail, PodMeta, PrivDetail, ProcessView, Status,
+        CallResult, Detail, Event, ExecDetail, FileDetail, NetDetail, PrivDetail, ProcessView,
+        fixtures::{event, in_container, process},
     },
-    process::{Ancestor, Source},
+    process::Ancestor,
 };
-
-fn process(pid: u32, comm: &str, exe: &str) -> ProcessView {
-    ProcessView {
-        pid,
-        tid: pid,
-        id: format!("id{pid}"),
-        ppid: 1,
-        comm: comm.into(),
-        exe: exe.into(),
-        args: vec![exe.into()],
-        command_line: exe.into(),
-        cwd: Some("/".into()),
-        uid: 0,
-        gid: 0,
-        euid: 0,
-        egid: 0,
-        source: Source::Exec,
-        ancestors: vec![],
-        start_ticks: 0,
-    }
-}
-
-fn in_container(mut e: Event, id: &str) -> Event {
-    e.attribution = Attribution {
-        container: Some(ContainerView {
-            pod_uid_from_cgroup: None,
-            id: id.into(),
-            runtime: "containerd".into(),
-            meta: None,
-        }),
-        pod: Some(Arc::new(PodMeta {
-            name: "p".into(),
-            namespace: "ns".into(),
-            ..PodMeta::default()
-        })),
-        metadata: MetadataStatus {
-            status: Status::Complete,
-            scope: "container",
-            reason: None,
-        },
-    };
-    e
-}
-
-fn event(kind: &'static str, p: ProcessView, detail: Detail) -> Event {
-    Event {
-        time: "2026-11-22T00:00:00.000000000Z".into(),
-        kind,
-        node: "n".into(),
-        process: p,
-        cgroup_id: 1,
-        ticks: 0,
-        attribution: Attribution::host(),
-        detail,
-    }
-}
 
 fn exec(pid: u32, path: &str) -> Event {
     let name = path.rsplit('/').next().unwrap_or(path);

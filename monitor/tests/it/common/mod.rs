@@ -504,6 +504,46 @@ impl Drop for FakeContainer {
     }
 }
 
+/// Runs `script` in `fc` inside a private mount namespace: its mounts never reach the machine.
+pub(crate) fn in_private_mounts(fc: &FakeContainer, script: &str) {
+    fc.run(
+        "unshare",
+        &[
+            "--mount",
+            "--propagation",
+            "private",
+            "/bin/sh",
+            "-c",
+            script,
+        ],
+    );
+}
+
+/// A system binary directory this machine has (a tmpfs goes over it in [`write_below`]).
+pub(crate) fn binary_dir() -> &'static str {
+    ["/usr/local/sbin", "/usr/local/bin"]
+        .into_iter()
+        .find(|d| Path::new(d).is_dir())
+        .expect("a binary dir")
+}
+
+/// A directory below /etc this machine has (a tmpfs goes over it in [`write_below`]).
+pub(crate) fn etc_dir() -> &'static str {
+    ["/etc/cron.d", "/etc/opt", "/etc/default", "/etc/apt"]
+        .into_iter()
+        .find(|d| Path::new(d).is_dir())
+        .expect("a dir below /etc")
+}
+
+/// Writes below `dir` from inside a private mount namespace with a tmpfs over `dir`: the
+/// machine's own directory is never touched.
+pub(crate) fn write_below(fc: &FakeContainer, dir: &str, file: &str) {
+    in_private_mounts(
+        fc,
+        &format!("mount -t tmpfs monitor-test {dir} && touch {dir}/{file}"),
+    );
+}
+
 /// One HTTP/1.1 GET on loopback; the whole response (status line, headers, body).
 pub(crate) fn http_get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
