@@ -308,8 +308,12 @@ pub mod interest {
     pub const PATH_KEY_LEN: usize = 256;
     /// Slot of [`crate::INTEREST_MAP`]: bit N set reports TCP transitions into state N.
     pub const SLOT_TCP_STATES: u32 = 0;
+    /// First of the eight slots of [`crate::INTEREST_MAP`] that hold a 256-bit set: bit B set
+    /// when some path prefix has B as its second byte (or is too short to have one), so an
+    /// absolute path whose second byte is not in the set matches no prefix.
+    pub const SLOT_SECOND_BYTE: u32 = 1;
     /// Entries of [`crate::INTEREST_MAP`].
-    pub const SLOTS: u32 = 4;
+    pub const SLOTS: u32 = 9;
 }
 
 /// A key of [`OPEN_PATHS_MAP`] (an LPM trie over path bytes): `prefix_len` is in bits.

@@ -7,6 +7,7 @@
 //! enter; strings and data are read at exit, when the kernel has already faulted the user pages
 //! in and the result of the call is known.
 use aya_ebpf::{
+    EbpfContext as _,
     helpers::generated::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         bpf_probe_read_user, bpf_probe_read_user_str,
@@ -25,7 +26,7 @@ use crate::{
         Current, count_filtered, count_misc, current, current_euid_egid, emit, fill_header,
         scratch, task,
     },
-    maps::{OPEN_PATHS, PATH_KEY, STASH, SYSCALLS, conf},
+    maps::{INTEREST, OPEN_PATHS, PATH_KEY, STASH, SYSCALLS, conf},
 };
 
 const HDR: usize = core::mem::size_of::<Header>();
@@ -36,8 +37,16 @@ fn desc_for(ctx: &TracePointContext, nr_off: u32) -> Option<(u32, &'static Sysca
     if nr_off == NO_OFFSET {
         return None;
     }
-    // SAFETY: `__syscall_nr` offset read from this tracepoint's format.
-    let nr = unsafe { ctx.read_at::<i32>(nr_off as usize) }.ok()?;
+    let nr = if nr_off == STD_NR {
+        // SAFETY: the format puts `__syscall_nr` (an int) at this constant offset; a direct
+        // load of the tracepoint record, which the verifier bounds-checks, instead of a helper.
+        unsafe {
+            core::ptr::read_volatile(ctx.as_ptr().cast::<u8>().add(STD_NR as usize).cast::<i32>())
+        }
+    } else {
+        // SAFETY: `__syscall_nr` offset read from this tracepoint's format.
+        unsafe { ctx.read_at::<i32>(nr_off as usize) }.ok()?
+    };
     if nr < 0 || nr as u32 >= MAX_SYSCALL_NR {
         return None;
     }
@@ -77,14 +86,45 @@ pub(crate) fn sys_enter(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Reads argument `i` of a `sys_enter` record whose arguments start at `base`.
+/// Where every syscall tracepoint format of the supported kernels puts `__syscall_nr` and the
+/// first argument; other layouts (read from tracefs all the same) take the helper path.
+const STD_NR: u32 = 8;
+const STD_ARGS: usize = 16;
+
+/// The record's 8-byte slot at the constant offset `OFF`, by a direct load.
 #[inline(always)]
-fn enter_arg(ctx: &TracePointContext, base: usize, i: u8) -> Option<u64> {
-    if i >= 6 {
-        return None;
+fn slot<const OFF: usize>(ctx: &TracePointContext) -> u64 {
+    // SAFETY: a constant offset inside the sys_enter record (the verifier checks it); volatile
+    // so that the compiler keeps each load at its constant offset instead of merging them into
+    // one at a computed offset, which the verifier refuses for the context.
+    unsafe { core::ptr::read_volatile(ctx.as_ptr().cast::<u8>().add(OFF).cast::<u64>()) }
+}
+
+/// The six argument slots of a `sys_enter` record whose arguments start at `base`: direct
+/// loads at constant offsets for the standard layout, the helper otherwise (0 when unreadable).
+#[inline(always)]
+fn enter_args(ctx: &TracePointContext, base: usize) -> [u64; 6] {
+    if base == STD_ARGS {
+        return [
+            slot::<STD_ARGS>(ctx),
+            slot::<{ STD_ARGS + 8 }>(ctx),
+            slot::<{ STD_ARGS + 16 }>(ctx),
+            slot::<{ STD_ARGS + 24 }>(ctx),
+            slot::<{ STD_ARGS + 32 }>(ctx),
+            slot::<{ STD_ARGS + 40 }>(ctx),
+        ];
     }
     // SAFETY: six 8-byte argument slots follow `base` in every sys_enter format.
-    unsafe { ctx.read_at::<u64>(base + 8 * i as usize) }.ok()
+    unsafe {
+        [
+            ctx.read_at::<u64>(base).unwrap_or(0),
+            ctx.read_at::<u64>(base + 8).unwrap_or(0),
+            ctx.read_at::<u64>(base + 16).unwrap_or(0),
+            ctx.read_at::<u64>(base + 24).unwrap_or(0),
+            ctx.read_at::<u64>(base + 32).unwrap_or(0),
+            ctx.read_at::<u64>(base + 40).unwrap_or(0),
+        ]
+    }
 }
 
 /// Whether the loaded rules, baselines and filters can use this call, judged from its
@@ -92,7 +132,7 @@ fn enter_arg(ctx: &TracePointContext, base: usize, i: u8) -> Option<u64> {
 /// cannot be judged (an unreadable path or flags) is kept: filtering may only ever leave out
 /// what nothing can match.
 #[inline(always)]
-fn wanted(ctx: &TracePointContext, base: usize, desc: &SyscallDesc) -> bool {
+fn wanted(desc: &SyscallDesc, args: &[u64; 6]) -> bool {
     let ib = desc.interest;
     if ib == interest::ALL {
         return true;
@@ -104,10 +144,10 @@ fn wanted(ctx: &TracePointContext, base: usize, desc: &SyscallDesc) -> bool {
     let (reads, writes) = if desc.flags_arg == NO_ARG {
         (true, true)
     } else {
-        match enter_arg(ctx, base, desc.flags_arg) {
-            Some(f) if interest::opens_for_write(f) => (false, true),
-            Some(_) => (true, false),
-            None => return true,
+        if interest::opens_for_write(arg(args, desc.flags_arg)) {
+            (false, true)
+        } else {
+            (true, false)
         }
     };
     let read_mode = (ib >> interest::READ_SHIFT) & interest::MODE_MASK;
@@ -125,15 +165,15 @@ fn wanted(ctx: &TracePointContext, base: usize, desc: &SyscallDesc) -> bool {
     if bits == 0 {
         return false;
     }
-    path_wanted(ctx, base, desc, bits)
+    path_wanted(arg(args, desc.str1_arg), bits)
 }
 
 /// Whether the open's path has a prefix in the path map with one of `bits`.
 #[inline(always)]
-fn path_wanted(ctx: &TracePointContext, base: usize, desc: &SyscallDesc, bits: u8) -> bool {
-    let Some(src) = enter_arg(ctx, base, desc.str1_arg) else {
+fn path_wanted(src: u64, bits: u8) -> bool {
+    if src == 0 {
         return true;
-    };
+    }
     let Some(key) = PATH_KEY.get_ptr_mut(0) else {
         return true;
     };
@@ -152,6 +192,17 @@ fn path_wanted(ctx: &TracePointContext, base: usize, desc: &SyscallDesc, bits: u
     if n <= 1 || unsafe { (*key).data[0] } != b'/' {
         return true;
     }
+    // Most opens are below directories no prefix starts like (/usr, /lib, /proc, /sys, /dev):
+    // the byte after the leading slash rules them out without a trie lookup.
+    // SAFETY: the helper wrote at least two bytes when it returned more than 1.
+    let second = unsafe { (*key).data[1] } as u32;
+    let word = INTEREST
+        .get(interest::SLOT_SECOND_BYTE + (second >> 5))
+        .copied()
+        .unwrap_or(u32::MAX);
+    if (word >> (second & 31)) & 1 == 0 {
+        return false;
+    }
     let len = ((n - 1) as u32) & (interest::PATH_KEY_LEN as u32 - 1);
     // SAFETY: as above; the key is packed, so the length is written unaligned.
     unsafe { (&raw mut (*key).prefix_len).write_unaligned(len * 8) };
@@ -168,25 +219,17 @@ fn try_enter(ctx: &TracePointContext) -> Option<()> {
     if base == NO_OFFSET {
         return None;
     }
-    let base = base as usize;
-    if !wanted(ctx, base, desc) {
+    let args = enter_args(ctx, base as usize);
+    if !wanted(desc, &args) {
         count_filtered(desc.kind);
         return None;
     }
     let cur = current()?;
     let mut s = Stash {
         nr,
+        args,
         ..Stash::default()
     };
-    // SAFETY: six 8-byte argument slots follow `base` in every sys_enter format.
-    unsafe {
-        s.args[0] = ctx.read_at::<u64>(base).unwrap_or(0);
-        s.args[1] = ctx.read_at::<u64>(base + 8).unwrap_or(0);
-        s.args[2] = ctx.read_at::<u64>(base + 16).unwrap_or(0);
-        s.args[3] = ctx.read_at::<u64>(base + 24).unwrap_or(0);
-        s.args[4] = ctx.read_at::<u64>(base + 32).unwrap_or(0);
-        s.args[5] = ctx.read_at::<u64>(base + 40).unwrap_or(0);
-    }
     if !passes_enter_filter(desc, &s.args) {
         return None;
     }

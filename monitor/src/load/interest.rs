@@ -157,6 +157,20 @@ impl KernelInterest {
         }
     }
 
+    /// The bytes that come second in some path prefix, as eight 32-bit words (all set when a
+    /// prefix is shorter than two bytes): an absolute path whose second byte is not among them
+    /// matches no prefix, and the kernel skips the trie lookup for it.
+    pub(crate) fn second_bytes(&self) -> [u32; 8] {
+        let mut words = [0u32; 8];
+        for p in self.open_read.prefixes().chain(self.open_write.prefixes()) {
+            match p.as_bytes().get(1) {
+                Some(b) => words[usize::from(b >> 5)] |= 1 << (b & 31),
+                None => return [u32::MAX; 8],
+            }
+        }
+        words
+    }
+
     /// The path map's entries: each prefix (cut to the bytes the kernel compares) with the
     /// accesses wanted below it, merged with those of its shorter prefixes, since the kernel
     /// finds only the longest match.
@@ -262,7 +276,13 @@ pub(super) fn write_knobs<T: BorrowMut<MapData>>(
 ) -> Result<(), LoadError> {
     knobs
         .set(interest::SLOT_TCP_STATES, x.tcp_states, 0)
-        .map_err(map_err(INTEREST_MAP))
+        .map_err(map_err(INTEREST_MAP))?;
+    for (i, w) in (0u32..).zip(x.second_bytes()) {
+        knobs
+            .set(interest::SLOT_SECOND_BYTE + i, w, 0)
+            .map_err(map_err(INTEREST_MAP))?;
+    }
+    Ok(())
 }
 
 /// `x` if its path prefixes fit the kernel map; otherwise every path of each access it wants.
@@ -438,6 +458,24 @@ mod tests {
             KernelInterest::everything().desc_byte(EventKind::Open),
             interest::ALL
         );
+    }
+
+    #[test]
+    fn second_bytes_cover_every_prefix() {
+        let i = KernelInterest {
+            open_read: prefixes(&["/etc/shadow", "/home/"]),
+            open_write: prefixes(&["/root/"]),
+            ..KernelInterest::everything()
+        };
+        let w = i.second_bytes();
+        let has = |b: u8| w[usize::from(b >> 5)] & (1 << (b & 31)) != 0;
+        assert!(has(b'e') && has(b'h') && has(b'r'));
+        assert!(!has(b'u') && !has(b'l') && !has(b'p') && !has(b'd'));
+        let short = KernelInterest {
+            open_read: prefixes(&["/"]),
+            ..i
+        };
+        assert_eq!(short.second_bytes(), [u32::MAX; 8]);
     }
 
     #[test]
