@@ -86,34 +86,24 @@ pub(crate) fn sys_enter(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Where every syscall tracepoint format of the supported kernels puts `__syscall_nr` and the
-/// first argument; other layouts (read from tracefs all the same) take the helper path.
+/// Where every syscall tracepoint format of the supported kernels puts `__syscall_nr`; other
+/// layouts (read from tracefs all the same) take the helper path.
 const STD_NR: u32 = 8;
-const STD_ARGS: usize = 16;
 
-/// The record's 8-byte slot at the constant offset `OFF`, by a direct load.
+/// Reads argument `i` of a `sys_enter` record whose arguments start at `base`.
 #[inline(always)]
-fn slot<const OFF: usize>(ctx: &TracePointContext) -> u64 {
-    // SAFETY: a constant offset inside the sys_enter record (the verifier checks it); volatile
-    // so that the compiler keeps each load at its constant offset instead of merging them into
-    // one at a computed offset, which the verifier refuses for the context.
-    unsafe { core::ptr::read_volatile(ctx.as_ptr().cast::<u8>().add(OFF).cast::<u64>()) }
+fn enter_arg(ctx: &TracePointContext, base: usize, i: u8) -> Option<u64> {
+    if i >= 6 {
+        return None;
+    }
+    // SAFETY: six 8-byte argument slots follow `base` in every sys_enter format.
+    unsafe { ctx.read_at::<u64>(base + 8 * i as usize) }.ok()
 }
 
-/// The six argument slots of a `sys_enter` record whose arguments start at `base`: direct
-/// loads at constant offsets for the standard layout, the helper otherwise (0 when unreadable).
+/// The six argument slots of a `sys_enter` record whose arguments start at `base` (0 when
+/// unreadable).
 #[inline(always)]
 fn enter_args(ctx: &TracePointContext, base: usize) -> [u64; 6] {
-    if base == STD_ARGS {
-        return [
-            slot::<STD_ARGS>(ctx),
-            slot::<{ STD_ARGS + 8 }>(ctx),
-            slot::<{ STD_ARGS + 16 }>(ctx),
-            slot::<{ STD_ARGS + 24 }>(ctx),
-            slot::<{ STD_ARGS + 32 }>(ctx),
-            slot::<{ STD_ARGS + 40 }>(ctx),
-        ];
-    }
     // SAFETY: six 8-byte argument slots follow `base` in every sys_enter format.
     unsafe {
         [
@@ -132,7 +122,7 @@ fn enter_args(ctx: &TracePointContext, base: usize) -> [u64; 6] {
 /// cannot be judged (an unreadable path or flags) is kept: filtering may only ever leave out
 /// what nothing can match.
 #[inline(always)]
-fn wanted(desc: &SyscallDesc, args: &[u64; 6]) -> bool {
+fn wanted(ctx: &TracePointContext, base: usize, desc: &SyscallDesc) -> bool {
     let ib = desc.interest;
     if ib == interest::ALL {
         return true;
@@ -144,10 +134,10 @@ fn wanted(desc: &SyscallDesc, args: &[u64; 6]) -> bool {
     let (reads, writes) = if desc.flags_arg == NO_ARG {
         (true, true)
     } else {
-        if interest::opens_for_write(arg(args, desc.flags_arg)) {
-            (false, true)
-        } else {
-            (true, false)
+        match enter_arg(ctx, base, desc.flags_arg) {
+            Some(f) if interest::opens_for_write(f) => (false, true),
+            Some(_) => (true, false),
+            None => return true,
         }
     };
     let read_mode = (ib >> interest::READ_SHIFT) & interest::MODE_MASK;
@@ -165,7 +155,10 @@ fn wanted(desc: &SyscallDesc, args: &[u64; 6]) -> bool {
     if bits == 0 {
         return false;
     }
-    path_wanted(arg(args, desc.str1_arg), bits)
+    match enter_arg(ctx, base, desc.str1_arg) {
+        Some(src) => path_wanted(src, bits),
+        None => true,
+    }
 }
 
 /// Whether the open's path has a prefix in the path map with one of `bits`.
@@ -219,15 +212,15 @@ fn try_enter(ctx: &TracePointContext) -> Option<()> {
     if base == NO_OFFSET {
         return None;
     }
-    let args = enter_args(ctx, base as usize);
-    if !wanted(desc, &args) {
+    let base = base as usize;
+    if !wanted(ctx, base, desc) {
         count_filtered(desc.kind);
         return None;
     }
     let cur = current()?;
     let mut s = Stash {
         nr,
-        args,
+        args: enter_args(ctx, base),
         ..Stash::default()
     };
     if !passes_enter_filter(desc, &s.args) {
@@ -285,8 +278,10 @@ fn try_exit(ctx: &TracePointContext) -> Option<()> {
         // SAFETY: live map value of type Stash; copied out before removal.
         Some(p) => unsafe { *p },
         None => {
-            // Enter-side filters legitimately leave no entry; anything else is a miss.
-            if desc.filter == filter::NONE && desc.interest == interest::ALL {
+            // Enter-side filters (the agent itself, other cgroups, the descriptor's filter and
+            // interest) legitimately leave no entry; anything else is a miss.
+            if desc.filter == filter::NONE && desc.interest == interest::ALL && current().is_some()
+            {
                 count_misc(Misc::StashMiss);
             }
             return None;
