@@ -120,7 +120,14 @@ impl Engine {
             let Some(q) = self.seq.get_mut(&(rule_id.to_string(), key)) else {
                 continue;
             };
-            q.retain(|x| now.duration_since(x.at) <= s.within);
+            // Entries are remembered in time order: the expired ones are at the front, so
+            // expiry stops at the first live one instead of walking the whole queue.
+            while q
+                .front()
+                .is_some_and(|x| now.duration_since(x.at) > s.within)
+            {
+                q.pop_front();
+            }
             let want = want.get_or_insert_with(|| {
                 s.same
                     .iter()

@@ -334,6 +334,37 @@ fn dedup_folds_identical_alerts_with_count_and_times() {
 }
 
 #[test]
+fn sequence_state_expires_oldest_first_and_keeps_the_live_entries() {
+    let rs = load_str(
+        "- rule: drift\n  sequence:\n    by: container\n    within: 10s\n    first: kind = open and file.write\n    then: kind = exec\n    same: {exec.filename: file.path}\n  severity: critical\n  output: 'ran {exec.filename}'\n  dedup: false\n",
+    )
+    .expect("load");
+    let mut eng = Engine::default();
+    let t0 = Instant::now();
+    let write = |p: &str| in_container(open(1, "cp", p, &["O_WRONLY", "O_CREAT"]), "c1");
+    let run = |p: &str| in_container(exec(2, p), "c1");
+    // Writes at 0 s, 5 s and 8 s; at 12 s the first has expired, the others are live.
+    for (t, p) in [(0, "/a"), (5, "/b"), (8, "/c")] {
+        assert!(
+            eng.evaluate(&rs, &write(p), t0 + Duration::from_secs(t))
+                .is_empty()
+        );
+    }
+    let at = t0 + Duration::from_secs(12);
+    assert!(eng.evaluate(&rs, &run("/a"), at).is_empty(), "expired");
+    assert_eq!(
+        eng.evaluate(&rs, &run("/c"), at).len(),
+        1,
+        "live, behind another"
+    );
+    assert_eq!(
+        eng.evaluate(&rs, &run("/b"), at).len(),
+        1,
+        "live, at the front"
+    );
+}
+
+#[test]
 fn sequences_pair_events_by_container_and_field() {
     let rs = load_str(
         "- rule: drift\n  sequence:\n    by: container\n    within: 60s\n    first: kind = open and file.write\n    then: kind = exec\n    same: {exec.filename: file.path}\n  severity: critical\n  output: 'ran {exec.filename}'\n  dedup: false\n",
