@@ -39,11 +39,13 @@ pub(crate) enum Matcher {
     Exists(Field),
 }
 
-fn strs<'a>(v: &'a Val<'a>) -> Box<dyn Iterator<Item = &'a str> + 'a> {
+/// Whether some string of `v` (itself, or an element of a list) passes `f`; nothing passes
+/// for a value that is not a string. No allocation: this runs for every string test.
+fn any_str(v: &Val<'_>, mut f: impl FnMut(&str) -> bool) -> bool {
     match v {
-        Val::Str(s) => Box::new(std::iter::once(s.as_ref())),
-        Val::List(l) => Box::new(l.iter().map(|s| s.as_ref())),
-        _ => Box::new(std::iter::empty()),
+        Val::Str(s) => f(s),
+        Val::List(l) => l.iter().any(|s| f(s)),
+        _ => false,
     }
 }
 
@@ -71,14 +73,19 @@ impl Matcher {
                 if v == Val::None {
                     return false;
                 }
-                let mut it = strs(&v);
                 match t {
-                    StrTest::In(set) => it.any(|s| set.contains(s)),
-                    StrTest::NotIn(set) => it.all(|s| !set.contains(s)),
-                    StrTest::Prefix(p) => it.any(|s| p.iter().any(|x| s.starts_with(x.as_str()))),
-                    StrTest::Suffix(p) => it.any(|s| p.iter().any(|x| s.ends_with(x.as_str()))),
-                    StrTest::Contains(p) => it.any(|s| p.iter().any(|x| s.contains(x.as_str()))),
-                    StrTest::Glob(g) => it.any(|s| g.iter().any(|x| x.matches(s))),
+                    StrTest::In(set) => any_str(&v, |s| set.contains(s)),
+                    StrTest::NotIn(set) => !any_str(&v, |s| set.contains(s)),
+                    StrTest::Prefix(p) => {
+                        any_str(&v, |s| p.iter().any(|x| s.starts_with(x.as_str())))
+                    }
+                    StrTest::Suffix(p) => {
+                        any_str(&v, |s| p.iter().any(|x| s.ends_with(x.as_str())))
+                    }
+                    StrTest::Contains(p) => {
+                        any_str(&v, |s| p.iter().any(|x| s.contains(x.as_str())))
+                    }
+                    StrTest::Glob(g) => any_str(&v, |s| g.iter().any(|x| x.matches(s))),
                 }
             }
         }
