@@ -138,21 +138,41 @@ pub(crate) struct RuleSet {
 }
 
 impl RuleSet {
-    /// Rules that may match events of `kind`, in file order.
+    /// Rules that may match events of `kind`, in file order: the kind's own and those of any
+    /// kind, two ascending index lists merged as they are walked (no allocation per event).
     pub(crate) fn for_kind(&self, kind: &str) -> impl Iterator<Item = &Rule> {
-        let mut idx: Vec<usize> = self
-            .by_kind
-            .get(kind)
-            .into_iter()
-            .flatten()
-            .chain(self.any_kind.iter())
-            .copied()
-            .collect();
-        idx.sort_unstable();
-        idx.into_iter().map(|i| &self.rules[i])
+        let own = self.by_kind.get(kind).map_or(&[][..], Vec::as_slice);
+        Merged {
+            a: own,
+            b: &self.any_kind,
+        }
+        .map(|i| &self.rules[i])
     }
     pub(crate) fn len(&self) -> usize {
         self.rules.len()
+    }
+}
+
+/// Two ascending lists of rule indexes, walked as one ascending sequence.
+struct Merged<'a> {
+    a: &'a [usize],
+    b: &'a [usize],
+}
+
+impl Iterator for Merged<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        let take_a = match (self.a.first(), self.b.first()) {
+            (Some(x), Some(y)) => x <= y,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return None,
+        };
+        let list = if take_a { &mut self.a } else { &mut self.b };
+        let (first, rest) = list.split_first()?;
+        *list = rest;
+        Some(*first)
     }
 }
 

@@ -334,6 +334,21 @@ fn dedup_folds_identical_alerts_with_count_and_times() {
 }
 
 #[test]
+fn rules_of_a_kind_come_in_file_order_with_those_of_any_kind() {
+    let rs = load_str(
+        "- rule: a\n  condition: kind = exec\n  output: a\n  severity: notice\n\
+         - rule: b\n  condition: process.name = x\n  output: b\n  severity: notice\n\
+         - rule: c\n  condition: kind in (exec, open)\n  output: c\n  severity: notice\n\
+         - rule: d\n  condition: process.pid = 1\n  output: d\n  severity: notice\n",
+    )
+    .expect("load");
+    let ids = |k: &str| -> Vec<&str> { rs.for_kind(k).map(|r| r.id.as_str()).collect() };
+    assert_eq!(ids("exec"), ["a", "b", "c", "d"]);
+    assert_eq!(ids("open"), ["b", "c", "d"]);
+    assert_eq!(ids("connect"), ["b", "d"]);
+}
+
+#[test]
 fn sequence_state_expires_oldest_first_and_keeps_the_live_entries() {
     let rs = load_str(
         "- rule: drift\n  sequence:\n    by: container\n    within: 10s\n    first: kind = open and file.write\n    then: kind = exec\n    same: {exec.filename: file.path}\n  severity: critical\n  output: 'ran {exec.filename}'\n  dedup: false\n",
