@@ -73,7 +73,8 @@ pub(crate) fn rfc3339(ns: i128) -> String {
     put(14, 2, field(sod % 3600 / 60));
     put(17, 2, field(sod % 60));
     put(20, 9, u64::from(nanos));
-    b.iter().map(|&c| char::from(c)).collect()
+    // ASCII digits and separators only: always UTF-8.
+    String::from_utf8(b.to_vec()).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -446,16 +446,17 @@ impl Glob {
     }
 
     pub(crate) fn matches(&self, s: &str) -> bool {
-        let cs: Vec<char> = s.chars().collect();
+        // Walked by byte offsets at character boundaries: no copy of the string per test.
+        let at = |i: usize| s.get(i..).and_then(|r| r.chars().next());
         // Iterative wildcard matching with one backtrack point (linear in practice).
         let (mut p, mut i) = (0usize, 0usize);
         let mut star: Option<(usize, usize)> = None;
-        while i < cs.len() {
+        while let Some(c) = at(i) {
             let step = match self.parts.get(p) {
-                Some(GlobPart::Lit(c)) => *c == cs[i],
+                Some(GlobPart::Lit(l)) => *l == c,
                 Some(GlobPart::One) => true,
                 Some(GlobPart::Class { negate, ranges }) => {
-                    ranges.iter().any(|(a, b)| (*a..=*b).contains(&cs[i])) != *negate
+                    ranges.iter().any(|(a, b)| (*a..=*b).contains(&c)) != *negate
                 }
                 Some(GlobPart::Any) => {
                     star = Some((p, i));
@@ -466,11 +467,12 @@ impl Glob {
             };
             if step {
                 p += 1;
-                i += 1;
+                i += c.len_utf8();
             } else if let Some((sp, si)) = star {
+                let next = si + at(si).map_or(1, char::len_utf8);
                 p = sp + 1;
-                i = si + 1;
-                star = Some((sp, si + 1));
+                i = next;
+                star = Some((sp, next));
             } else {
                 return false;
             }

@@ -124,4 +124,7 @@ fn globs() {
     assert!(g("[!a]x").matches("bx") && !g("[!a]x").matches("ax"));
     assert!(g("*").matches("") && g("a*b*c").matches("aXXbYYc") && !g("a*b*c").matches("aXXbYY"));
     assert!(Glob::new("[abc").is_err());
+    // Characters of several bytes are one character each, on both sides.
+    assert!(g("/tmp/é?/*.ü").matches("/tmp/éß/x.ü") && !g("/tmp/é?/*.ü").matches("/tmp/é/x.ü"));
+    assert!(g("*ö*").matches("aöb") && !g("?").matches("öö") && g("??").matches("öö"));
 }
