@@ -2,6 +2,8 @@
 //! inlined, values typed, patterns built. Evaluation never looks at strings of the rule again.
 use std::collections::{HashMap, HashSet};
 
+use rustc_hash::FxHashSet;
+
 use super::{
     fields::{self, Field, Ty, Val},
     lang::{Expr, Glob, Lit, Op, Operand},
@@ -10,8 +12,8 @@ use crate::event::Event;
 
 #[derive(Debug, Clone)]
 pub(crate) enum StrTest {
-    In(HashSet<String>),
-    NotIn(HashSet<String>),
+    In(FxHashSet<String>),
+    NotIn(FxHashSet<String>),
     Prefix(Vec<String>),
     Suffix(Vec<String>),
     Contains(Vec<String>),
@@ -97,7 +99,7 @@ impl Matcher {
             Matcher::Str(Field::Static(i), StrTest::In(set))
                 if fields::FIELDS[*i].name == "kind" =>
             {
-                Some(set.clone())
+                Some(set.iter().cloned().collect())
             }
             Matcher::And(v) => v
                 .iter()

@@ -14,7 +14,7 @@ mod template;
 #[cfg(test)]
 mod tests;
 
-use std::{collections::HashMap, fmt, path::PathBuf, time::Duration};
+use std::{fmt, path::PathBuf, time::Duration};
 
 use serde::Serialize;
 
@@ -133,7 +133,7 @@ pub(crate) struct Rule {
 #[derive(Debug, Default)]
 pub(crate) struct RuleSet {
     pub(crate) rules: Vec<Rule>,
-    by_kind: HashMap<String, Vec<usize>>,
+    by_kind: rustc_hash::FxHashMap<String, Vec<usize>>,
     any_kind: Vec<usize>,
 }
 
