@@ -24,7 +24,18 @@ struct SeqEntry {
     /// When the first event happened, in /proc clock ticks since boot.
     ticks: u64,
     same: Vec<Option<String>>,
+    /// Hash of `same`: a `then` event compares it first, the strings only when it agrees.
+    same_hash: u64,
     first: SeqFirst,
+}
+
+/// The hash a sequence entry's `same` values are looked up by (collisions only cost a full
+/// comparison, so a fast fixed hasher will do).
+fn same_hash(same: &[Option<String>]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    same.hash(&mut h);
+    h.finish()
 }
 
 /// Remembered first events per (rule, key) at most.
@@ -115,7 +126,7 @@ impl Engine {
         now: Instant,
     ) -> Option<SeqFirst> {
         // Rendered only once some state is found to compare it with.
-        let mut want: Option<Vec<Option<String>>> = None;
+        let mut want: Option<(Vec<Option<String>>, u64)> = None;
         for (key, forked) in seq_candidates(s.by, own, e) {
             let Some(q) = self.seq.get_mut(&(rule_id.to_string(), key)) else {
                 continue;
@@ -128,17 +139,22 @@ impl Engine {
             {
                 q.pop_front();
             }
-            let want = want.get_or_insert_with(|| {
-                s.same
+            let (want, want_hash) = want.get_or_insert_with(|| {
+                let v: Vec<Option<String>> = s
+                    .same
                     .iter()
                     .map(|(t, _)| fields::render(&fields::get(t, e)))
-                    .collect()
+                    .collect();
+                let h = same_hash(&v);
+                (v, h)
             });
             // An ancestor's first event counts only if the line of descent was forked after it
             // (and so inherited what it opened).
-            let pos = q
-                .iter()
-                .position(|x| x.same == *want && forked.is_none_or(|t| t != 0 && t >= x.ticks));
+            let pos = q.iter().position(|x| {
+                x.same_hash == *want_hash
+                    && x.same == *want
+                    && forked.is_none_or(|t| t != 0 && t >= x.ticks)
+            });
             if let Some(pos) = pos {
                 return q.remove(pos).map(|x| x.first);
             }
@@ -166,14 +182,16 @@ impl Engine {
             q.pop_front();
             self.evicted += 1;
         }
+        let same: Vec<Option<String>> = s
+            .same
+            .iter()
+            .map(|(_, f)| fields::render(&fields::get(f, e)))
+            .collect();
         q.push_back(SeqEntry {
             at: now,
             ticks: e.ticks,
-            same: s
-                .same
-                .iter()
-                .map(|(_, f)| fields::render(&fields::get(f, e)))
-                .collect(),
+            same_hash: same_hash(&same),
+            same,
             first: SeqFirst {
                 time: e.time.clone(),
                 kind: e.kind,
