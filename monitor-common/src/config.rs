@@ -59,6 +59,10 @@ pub struct TpOffsets {
     pub sig_group: u32,
     /// `result`: delivered, ignored, already pending, ...
     pub sig_result: u32,
+    /// `io_uring/io_uring_submit_req`: `req` (the kernel's `struct io_kiocb *`).
+    pub uring_req: u32,
+    /// `opcode` of the submitted operation.
+    pub uring_opcode: u32,
 }
 
 /// Kernel structure member offsets, read from BTF by the agent at load time.
@@ -89,6 +93,66 @@ pub struct KernelOffsets {
     pub cred_euid: u32,
     /// `cred.egid`.
     pub cred_egid: u32,
+    /// `io_kiocb.cmd`: the operation's prepared arguments (`struct io_open`, ...).
+    pub req_cmd: u32,
+    /// `io_kiocb.cqe`, whose `fd` member holds the submission's descriptor.
+    pub req_cqe: u32,
+    /// `io_cqe.fd`.
+    pub cqe_fd: u32,
+    /// `io_kiocb.async_data` (a connect's `struct io_async_msghdr`).
+    pub req_async_data: u32,
+    /// `io_async_msghdr.addr`: the kernel's copy of a connect's address.
+    pub msghdr_addr: u32,
+    /// `io_connect.addr_len`.
+    pub connect_addr_len: u32,
+    /// `io_connect.addr`: the user's address, read when the kernel copy is not at hand.
+    pub connect_addr: u32,
+    /// `io_open.dfd`.
+    pub open_dfd: u32,
+    /// `io_open.filename` (`struct filename *`).
+    pub open_filename: u32,
+    /// `io_open.how` (`struct open_how`: flags, mode, resolve).
+    pub open_how: u32,
+    /// `filename.name`: the kernel copy of a path.
+    pub filename_name: u32,
+    /// `io_unlink.dfd`.
+    pub unlink_dfd: u32,
+    /// `io_unlink.flags`.
+    pub unlink_flags: u32,
+    /// `io_unlink.filename`.
+    pub unlink_filename: u32,
+    /// `io_rename.old_dfd`.
+    pub rename_old_dfd: u32,
+    /// `io_rename.new_dfd`.
+    pub rename_new_dfd: u32,
+    /// `io_rename.oldpath`.
+    pub rename_oldpath: u32,
+    /// `io_rename.newpath`.
+    pub rename_newpath: u32,
+    /// `io_rename.flags`.
+    pub rename_flags: u32,
+    /// `io_mkdir.dfd`.
+    pub mkdir_dfd: u32,
+    /// `io_mkdir.mode`.
+    pub mkdir_mode: u32,
+    /// `io_mkdir.filename`.
+    pub mkdir_filename: u32,
+    /// `io_link.old_dfd` (symlinkat and linkat).
+    pub link_old_dfd: u32,
+    /// `io_link.new_dfd`.
+    pub link_new_dfd: u32,
+    /// `io_link.oldpath`.
+    pub link_oldpath: u32,
+    /// `io_link.newpath`.
+    pub link_newpath: u32,
+    /// `io_link.flags`.
+    pub link_flags: u32,
+    /// `io_socket.domain`.
+    pub socket_domain: u32,
+    /// `io_socket.type`.
+    pub socket_type: u32,
+    /// `io_socket.protocol`.
+    pub socket_protocol: u32,
 }
 
 /// Load-time configuration of the kernel programs (the [`CONFIG_GLOBAL`] global).
@@ -139,6 +203,8 @@ impl Config {
             sig_pid: NO_OFFSET,
             sig_group: NO_OFFSET,
             sig_result: NO_OFFSET,
+            uring_req: NO_OFFSET,
+            uring_opcode: NO_OFFSET,
         },
         k: KernelOffsets {
             task_tgid: NO_OFFSET,
@@ -153,6 +219,36 @@ impl Config {
             mm_arg_end: NO_OFFSET,
             cred_euid: NO_OFFSET,
             cred_egid: NO_OFFSET,
+            req_cmd: NO_OFFSET,
+            req_cqe: NO_OFFSET,
+            cqe_fd: NO_OFFSET,
+            req_async_data: NO_OFFSET,
+            msghdr_addr: NO_OFFSET,
+            connect_addr_len: NO_OFFSET,
+            connect_addr: NO_OFFSET,
+            open_dfd: NO_OFFSET,
+            open_filename: NO_OFFSET,
+            open_how: NO_OFFSET,
+            filename_name: NO_OFFSET,
+            unlink_dfd: NO_OFFSET,
+            unlink_flags: NO_OFFSET,
+            unlink_filename: NO_OFFSET,
+            rename_old_dfd: NO_OFFSET,
+            rename_new_dfd: NO_OFFSET,
+            rename_oldpath: NO_OFFSET,
+            rename_newpath: NO_OFFSET,
+            rename_flags: NO_OFFSET,
+            mkdir_dfd: NO_OFFSET,
+            mkdir_mode: NO_OFFSET,
+            mkdir_filename: NO_OFFSET,
+            link_old_dfd: NO_OFFSET,
+            link_new_dfd: NO_OFFSET,
+            link_oldpath: NO_OFFSET,
+            link_newpath: NO_OFFSET,
+            link_flags: NO_OFFSET,
+            socket_domain: NO_OFFSET,
+            socket_type: NO_OFFSET,
+            socket_protocol: NO_OFFSET,
         },
     };
 }

@@ -75,6 +75,10 @@ event_kinds! {
     Listen = 303, "listen", false;
     /// A TCP connection changed state (`sock/inet_sock_set_state`).
     TcpState = 304, "tcp_state", false;
+    /// A socket was created (family, type, protocol).
+    Socket = 305, "socket", false;
+    /// A datagram was sent to an explicit address (sendto with a destination).
+    SendTo = 306, "send_to", false;
     /// A process changed its user or group ids.
     SetId = 400, "setid", false;
     /// A process changed its capabilities.
@@ -97,6 +101,25 @@ event_kinds! {
     Bpf = 409, "bpf", false;
     /// A descriptor was duplicated onto standard input, output or error.
     Dup = 410, "dup", false;
+    /// A signal was sent to another process (kill, tkill, tgkill).
+    Kill = 411, "kill", false;
+    /// Another process's memory was read or written (process_vm_readv/writev).
+    ProcessVm = 412, "process_vm", false;
+    /// prctl(2): process name changes, dumpability, seccomp and capability settings.
+    Prctl = 413, "prctl", false;
+    /// The root directory changed (chroot, pivot_root).
+    Chroot = 414, "chroot", false;
+    /// A userfaultfd was created (a kernel-exploit primitive).
+    Userfaultfd = 415, "userfaultfd", false;
+    /// perf_event_open(2).
+    PerfEventOpen = 416, "perf_event_open", false;
+    /// keyctl(2): kernel keyring operations.
+    Keyctl = 417, "keyctl", false;
+    /// An io_uring instance was set up, or an operation without a file or network kind of its
+    /// own was submitted through one.
+    IoUring = 418, "io_uring", false;
+    /// The working directory changed (chdir, fchdir).
+    Chdir = 419, "chdir", false;
     /// A cgroup2 directory was created (internal: feeds container attribution, never output).
     CgroupMkdir = 500, "cgroup_mkdir", true;
     /// A cgroup2 directory was removed (internal, like [`EventKind::CgroupMkdir`]).
@@ -106,22 +129,24 @@ event_kinds! {
 }
 
 /// Number of counter slots in the stats map.
-pub const KIND_SLOTS: u32 = 32;
+pub const KIND_SLOTS: u32 = 64;
 
 /// Dense counter slot of a raw kind number; unknown numbers map to the last slot.
 #[inline(always)]
 pub const fn kind_slot(v: u32) -> u32 {
-    // Each family range gets a fixed base; families have at most 11 members.
-    let s = match v / 100 {
-        1 => v.wrapping_sub(100),
-        2 => 3 + v.wrapping_sub(200),
-        3 => 11 + v.wrapping_sub(300),
-        4 => 16 + v.wrapping_sub(400),
-        5 => 27 + v.wrapping_sub(500),
-        6 => 29 + v.wrapping_sub(600),
-        _ => KIND_SLOTS - 1,
+    // Each family range gets a fixed base and room: process 4, file 12, network 8,
+    // privilege 24, cgroup 4, signal 4; a number past its family's room maps to the last slot.
+    let (base, room, first) = match v / 100 {
+        1 => (0, 4, 100),
+        2 => (4, 12, 200),
+        3 => (16, 8, 300),
+        4 => (24, 24, 400),
+        5 => (48, 4, 500),
+        6 => (52, 4, 600),
+        _ => return KIND_SLOTS - 1,
     };
-    if s < KIND_SLOTS { s } else { KIND_SLOTS - 1 }
+    let off = v.wrapping_sub(first);
+    if off < room { base + off } else { KIND_SLOTS - 1 }
 }
 
 impl EventKind {

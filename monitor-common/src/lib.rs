@@ -188,6 +188,10 @@ pub const SYS_STR1_UNREADABLE: u32 = 4;
 pub const SYS_STR2_UNREADABLE: u32 = 8;
 /// The data block could not be read from user memory.
 pub const SYS_DATA_UNREADABLE: u32 = 16;
+/// The operation was submitted through an io_uring ring, not made as a syscall: the record is
+/// written at submission, so `ret` is 0 (the result is not known yet), and the strings are the
+/// kernel's own copies.
+pub const SYS_VIA_IO_URING: u32 = 32;
 
 /// TCP state change body ([`EventKind::TcpState`]) from `sock/inet_sock_set_state`; no tail.
 #[repr(C)]
@@ -265,6 +269,10 @@ pub mod data_mode {
     pub const FIXED: u8 = 3;
     /// NUL-terminated user string in `data_arg`, at most `fixed_len` bytes (mount's fstype).
     pub const STRING: u8 = 4;
+    /// As [`STRING`], but only when argument 0 is `PR_SET_NAME` (prctl's new process name).
+    pub const PRCTL_NAME: u8 = 5;
+    /// `prctl(2)` option that renames the calling thread.
+    pub const PR_SET_NAME: u64 = 15;
 }
 
 /// What the loaded rules, baselines and trace filters can use of a syscall, derived by the
@@ -333,6 +341,9 @@ pub mod filter {
     pub const NONE: u8 = 0;
     /// Only when argument 1 (newfd) is 0, 1 or 2 (dup2/dup3 onto stdio).
     pub const NEWFD_STDIO: u8 = 1;
+    /// Only when argument 4 (a destination address) is given (sendto to an explicit address;
+    /// sends on a connected socket were seen at connect).
+    pub const ADDR_ARG4: u8 = 2;
 }
 
 /// Per-syscall capture recipe: which arguments are strings, which is a data block.

@@ -67,6 +67,11 @@ impl Recipe {
         self.0.filter = filter::NEWFD_STDIO;
         self
     }
+    /// Only when argument 4 holds a destination address.
+    const fn addressed(mut self) -> Recipe {
+        self.0.filter = filter::ADDR_ARG4;
+        self
+    }
 }
 
 /// Declares [`Syscall`] and its lookups from one row per call:
@@ -147,7 +152,12 @@ macro_rules! syscalls {
     };
 }
 
-use data_mode::{FIXED, LEN_IN_ARG, LEN_IN_USER_PTR, STRING};
+/// Bytes of `struct io_uring_params` read at setup: sq_entries, cq_entries, flags.
+const URING_PARAMS_LEN: u16 = 12;
+/// Bytes of `struct perf_event_attr` read: type, size.
+const PERF_ATTR_LEN: u16 = 8;
+
+use data_mode::{FIXED, LEN_IN_ARG, LEN_IN_USER_PTR, PRCTL_NAME, STRING};
 
 syscalls! {
     Open = 1, "open", "open", SYS_open if "x86_64", Open, Recipe::plain().s1(0).open_flags(1);
@@ -207,6 +217,28 @@ syscalls! {
     Bpf = 57, "bpf", "bpf", SYS_bpf, Bpf, Recipe::plain();
     Dup2 = 58, "dup2", "dup2", SYS_dup2 if "x86_64", Dup, Recipe::plain().stdio();
     Dup3 = 59, "dup3", "dup3", SYS_dup3, Dup, Recipe::plain().stdio();
+    Socket = 35, "socket", "socket", SYS_socket, Socket, Recipe::plain();
+    Sendto = 36, "sendto", "sendto", SYS_sendto, SendTo,
+        Recipe::plain().data(LEN_IN_ARG, 4, 5, 0).addressed();
+    Kill = 60, "kill", "kill", SYS_kill, Kill, Recipe::plain();
+    Tkill = 61, "tkill", "tkill", SYS_tkill, Kill, Recipe::plain();
+    Tgkill = 62, "tgkill", "tgkill", SYS_tgkill, Kill, Recipe::plain();
+    ProcessVmReadv = 63, "process_vm_readv", "process_vm_readv", SYS_process_vm_readv,
+        ProcessVm, Recipe::plain();
+    ProcessVmWritev = 64, "process_vm_writev", "process_vm_writev", SYS_process_vm_writev,
+        ProcessVm, Recipe::plain();
+    Prctl = 65, "prctl", "prctl", SYS_prctl, Prctl,
+        Recipe::plain().data(PRCTL_NAME, 1, NO_ARG, 16);
+    Chroot = 66, "chroot", "chroot", SYS_chroot, Chroot, Recipe::plain().s1(0);
+    PivotRoot = 67, "pivot_root", "pivot_root", SYS_pivot_root, Chroot, Recipe::plain().s2(0, 1);
+    Userfaultfd = 68, "userfaultfd", "userfaultfd", SYS_userfaultfd, Userfaultfd, Recipe::plain();
+    PerfEventOpen = 69, "perf_event_open", "perf_event_open", SYS_perf_event_open,
+        PerfEventOpen, Recipe::plain().data(FIXED, 0, NO_ARG, PERF_ATTR_LEN);
+    Keyctl = 70, "keyctl", "keyctl", SYS_keyctl, Keyctl, Recipe::plain();
+    IoUringSetup = 71, "io_uring_setup", "io_uring_setup", SYS_io_uring_setup, IoUring,
+        Recipe::plain().data(FIXED, 1, NO_ARG, URING_PARAMS_LEN);
+    Chdir = 72, "chdir", "chdir", SYS_chdir, Chdir, Recipe::plain().s1(0);
+    Fchdir = 73, "fchdir", "fchdir", SYS_fchdir, Chdir, Recipe::plain();
 }
 
 #[cfg(all(test, feature = "user"))]

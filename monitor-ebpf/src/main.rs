@@ -25,6 +25,8 @@ mod process;
 mod signal;
 #[cfg(target_arch = "bpf")]
 mod syscall;
+#[cfg(target_arch = "bpf")]
+mod uring;
 
 /// Not a program for this target: the kernel programs are built for `bpfel-unknown-none`.
 #[cfg(not(target_arch = "bpf"))]

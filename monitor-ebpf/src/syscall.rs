@@ -74,6 +74,7 @@ fn arg(args: &[u64; 6], i: u8) -> u64 {
 fn passes_enter_filter(desc: &SyscallDesc, args: &[u64; 6]) -> bool {
     match desc.filter {
         filter::NEWFD_STDIO => args[1] <= 2,
+        filter::ADDR_ARG4 => args[4] != 0,
         _ => true,
     }
 }
@@ -400,8 +401,8 @@ fn read_data(desc: &SyscallDesc, args: &[u64; 6], ret: i64, dst: *mut u8) -> Opt
             l as u64
         }
         data_mode::FIXED => desc.fixed_len as u64,
-        data_mode::STRING => {
-            if src == 0 {
+        data_mode::STRING | data_mode::PRCTL_NAME => {
+            if src == 0 || (desc.data_mode == data_mode::PRCTL_NAME && args[0] != data_mode::PR_SET_NAME) {
                 return Some(0);
             }
             let max = if (desc.fixed_len as usize) < MAX_DATA {

@@ -9,6 +9,7 @@
     reason = "a command-line helper: it reports each call as a JSON line on stdout and fails on stderr"
 )]
 mod load;
+mod uring;
 
 use std::{ffi::CString, process::exit};
 
@@ -443,6 +444,12 @@ fn main() {
                 .unwrap_or_else(|_| die("DELAY_US must be a number")),
         ),
         "memfd-exec" => memfd_exec(),
+        "uring-open" => uring::open(a(1)),
+        "uring-files" => uring::files(a(1)),
+        "uring-connect" => uring::connect(
+            a(1).parse()
+                .unwrap_or_else(|_| die("PORT must be a number")),
+        ),
         "bench" => bench(
             a(1),
             a(2).parse()

@@ -25,9 +25,10 @@ use crate::{
     load::interest::{ALL_TCP_STATES, KernelInterest, PathNeed},
 };
 
-/// Events of these kinds are always captured: the process table, attribution and the
-/// self-protection rules depend on them.
-pub(crate) const ALWAYS: [EventKind; 6] = [
+/// Events of these kinds are always captured: the process table (its working directories
+/// included), attribution and the self-protection rules depend on them.
+pub(crate) const ALWAYS: [EventKind; 7] = [
+    EventKind::Chdir,
     EventKind::Exec,
     EventKind::Fork,
     EventKind::Exit,
@@ -110,6 +111,10 @@ fn tcp_bits<'a>(names: impl Iterator<Item = &'a String>) -> u32 {
         .fold(0, |acc, s| acc | (1 << s))
 }
 
+/// `open(2)` flag names only opens that write, create, truncate or append carry (as
+/// `file.write` and the kernel's `opens_for_write` have it).
+const WRITE_FLAG_NAMES: [&str; 5] = ["O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APPEND"];
+
 /// The path prefixes a positive string test on `file.path` can match, if it reduces to some.
 fn path_prefixes(t: &StrTest) -> Option<BTreeSet<String>> {
     match t {
@@ -152,6 +157,18 @@ fn leaf(m: &Matcher, positive: bool) -> KernelInterest {
                 open_write: PathNeed::none(),
                 ..top()
             },
+            // Flags that only writing opens carry: a read-only open has none of them.
+            ("file.flags", StrTest::In(set))
+                if positive && !set.is_empty() && set.iter().all(|f| WRITE_FLAG_NAMES.contains(&f.as_str())) =>
+            {
+                KernelInterest {
+                    open_read: PathNeed::none(),
+                    ..top()
+                }
+            }
+            // Operations submitted through io_uring are captured by their own program, whatever
+            // the syscall interest says: a test for them needs no syscall at all.
+            ("via", StrTest::In(set)) if positive && !set.is_empty() => KernelInterest::nothing(),
             ("tcp.new_state", StrTest::In(set)) if positive => KernelInterest {
                 tcp_states: tcp_bits(set.iter()),
                 ..top()

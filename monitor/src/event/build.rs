@@ -40,6 +40,15 @@ pub(crate) fn build<S: ProcSource>(
     }
     let process = process_view(h, table);
     let detail = detail_of(ev, &process, table)?;
+    // The working directory follows chdir and fchdir, so later relative paths resolve.
+    if let Detail::File(f) = &detail
+        && ev.kind == monitor_common::EventKind::Chdir
+        && f.call.result == 0
+        && f.call.via.is_none()
+        && let Some(dir) = &f.path
+    {
+        table.on_chdir(h.pid, h.start_ns, dir);
+    }
     if let Payload::Exit(_) = ev.payload {
         table.on_exit(h.pid, h.start_ns, std::time::Instant::now());
     }
@@ -91,7 +100,12 @@ fn detail_of<S: ProcSource>(
             filename,
             argv,
         } => Detail::Exec(ExecDetail {
-            filename: filename.clone(),
+            // Relative filenames (`./x`) were resolved against the cwd by the table.
+            filename: if filename.starts_with('/') {
+                filename.clone()
+            } else {
+                process.exe.clone()
+            },
             args: argv.clone(),
             args_truncated: body.flags & EXEC_ARGS_TRUNCATED != 0,
             filename_truncated: body.flags & EXEC_FILENAME_TRUNCATED != 0,

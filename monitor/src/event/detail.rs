@@ -4,11 +4,14 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use monitor_common::{EventKind, SignalBody, Syscall, SyscallBody, TcpStateBody};
 
+use crate::process::join_path;
+
 use super::{
     CallResult, Detail, FileDetail, NetDetail, PrivDetail, SignalDetail, TcpDetail,
     names::{
-        bpf_cmd, errno_name, join_path, mount_flag_names, ns_flag_names, open_flag_names,
-        ptrace_request, signal_name, signal_origin, signal_result, sockaddr, tcp_state_name,
+        bpf_cmd, errno_name, family_name, keyctl_op, mount_flag_names, ns_flag_names,
+        open_flag_names, perf_type, prctl_option, ptrace_request, signal_name, signal_origin,
+        signal_result, socket_type_name, sockaddr, tcp_state_name, uring_setup_flag_names,
     },
 };
 
@@ -70,12 +73,14 @@ pub(super) struct PathBase<'a> {
     pub(super) dir_fd: &'a dyn Fn(i64) -> Option<String>,
 }
 
-fn result(call: Syscall, ret: i64) -> CallResult {
+fn result(call: Syscall, body: &SyscallBody) -> CallResult {
+    let ret = body.ret;
     CallResult {
         syscall: call.name(),
         result: ret,
         // saturating: a malformed record may carry i64::MIN (found by the decode fuzzer).
         error: (ret < 0).then(|| errno_name(ret.saturating_neg())),
+        via: (body.flags & monitor_common::SYS_VIA_IO_URING != 0).then_some("io_uring"),
     }
 }
 
@@ -100,7 +105,9 @@ impl PathBase<'_> {
 pub(super) fn syscall_detail(r: &SyscallRecord<'_>, base: &PathBase<'_>) -> Detail {
     use Syscall as S;
     match r.call {
-        S::Connect | S::Accept | S::Accept4 | S::Bind | S::Listen => net_detail(r),
+        S::Connect | S::Accept | S::Accept4 | S::Bind | S::Listen | S::Socket | S::Sendto => {
+            net_detail(r)
+        }
         _ if matches!(
             r.kind,
             EventKind::Open
@@ -111,6 +118,7 @@ pub(super) fn syscall_detail(r: &SyscallRecord<'_>, base: &PathBase<'_>) -> Deta
                 | EventKind::Symlink
                 | EventKind::Link
                 | EventKind::Mkdir
+                | EventKind::Chdir
         ) =>
         {
             Detail::File(file_detail(r, base))
@@ -196,11 +204,17 @@ fn file_detail(r: &SyscallRecord<'_>, base: &PathBase<'_>) -> FileDetail {
         },
         other => (other.map(str::to_string), None),
     };
+    // fchdir names its directory by descriptor.
+    let path = if r.call == S::Fchdir {
+        (base.dir_fd)(a(0))
+    } else {
+        path
+    };
     let target =
         r.s2.map(|t| base.resolve(t, dirfd2).unwrap_or_else(|| t.to_string()));
     let args = file_args(r);
     FileDetail {
-        call: result(r.call, b.ret),
+        call: result(r.call, b),
         path,
         raw_path,
         target,
@@ -219,8 +233,26 @@ fn net_detail(r: &SyscallRecord<'_>) -> Detail {
     use Syscall as S;
     let b = r.body;
     let addr = sockaddr(r.data);
+    if r.call == S::Socket {
+        return Detail::Network(NetDetail {
+            call: result(r.call, b),
+            // Submitted through io_uring, the descriptor is not known yet.
+            fd: if b.flags & monitor_common::SYS_VIA_IO_URING != 0 {
+                -1
+            } else {
+                b.ret
+            },
+            family: Some(family_name(b.args[0] as i64)),
+            address: None,
+            port: None,
+            unix_path: None,
+            backlog: None,
+            socket_type: Some(socket_type_name(b.args[1] as i64)),
+            protocol: Some(b.args[2] as i64),
+        });
+    }
     Detail::Network(NetDetail {
-        call: result(r.call, b.ret),
+        call: result(r.call, b),
         // accept returns the new connection's fd.
         fd: if matches!(r.call, S::Accept | S::Accept4) {
             b.ret
@@ -232,6 +264,8 @@ fn net_detail(r: &SyscallRecord<'_>) -> Detail {
         port: addr.as_ref().and_then(|x| x.port),
         unix_path: addr.as_ref().and_then(|x| x.unix_path.clone()),
         backlog: (r.call == S::Listen).then(|| b.args[1] as i64),
+        socket_type: None,
+        protocol: None,
     })
 }
 
@@ -241,7 +275,7 @@ fn priv_detail(r: &SyscallRecord<'_>) -> PrivDetail {
     let a = |i: usize| b.args[i] as i64;
     let id = |i: usize| b.args[i] as u32 as i32 as i64;
     let mut d = PrivDetail {
-        call: Some(result(call, b.ret)),
+        call: Some(result(call, b)),
         ..PrivDetail::default()
     };
     if matches!(kind, EventKind::SetId | EventKind::Capset) {
@@ -305,6 +339,52 @@ fn priv_detail(r: &SyscallRecord<'_>) -> PrivDetail {
             d.fd = (b.ret >= 0).then_some(b.ret);
         }
         S::Bpf => d.command = Some(bpf_cmd(a(0))),
+        S::Kill => {
+            d.target_pid = Some(id(0));
+            d.signal = Some(signal_name(a(1) as i32));
+        }
+        S::Tkill => {
+            d.target_pid = Some(id(0));
+            d.signal = Some(signal_name(a(1) as i32));
+        }
+        S::Tgkill => {
+            d.target_pid = Some(id(0));
+            d.signal = Some(signal_name(a(2) as i32));
+        }
+        S::ProcessVmReadv | S::ProcessVmWritev => d.target_pid = Some(id(0)),
+        S::Prctl => {
+            d.request = Some(prctl_option(a(0)));
+            d.name = (!data.is_empty()).then(|| {
+                let end = data.iter().position(|&c| c == 0).unwrap_or(data.len());
+                String::from_utf8_lossy(&data[..end]).into_owned()
+            });
+        }
+        S::Chroot => d.target = s1.map(str::to_string),
+        S::PivotRoot => {
+            d.target = s1.map(str::to_string);
+            d.source = s2.map(str::to_string);
+        }
+        S::Userfaultfd => {
+            d.flags = Some(b.args[0]);
+            d.fd = (b.ret >= 0).then_some(b.ret);
+        }
+        S::PerfEventOpen => {
+            d.request = data
+                .get(0..4)
+                .and_then(|s| s.try_into().ok())
+                .map(|w| perf_type(u32::from_le_bytes(w)));
+            d.target_pid = Some(id(1));
+        }
+        S::Keyctl => d.request = Some(keyctl_op(a(0))),
+        S::IoUringSetup => {
+            let flags = data
+                .get(8..12)
+                .and_then(|s| s.try_into().ok())
+                .map(|w| u64::from(u32::from_le_bytes(w)));
+            d.flags = flags;
+            d.flag_names = flags.map(uring_setup_flag_names).unwrap_or_default();
+            d.fd = (b.ret >= 0).then_some(b.ret);
+        }
         S::Dup2 | S::Dup3 => {
             d.fd = Some(a(0));
             d.new_fd = Some(a(1));
@@ -320,7 +400,11 @@ mod tests {
     /// Fuzzer regression: a syscall result of i64::MIN once overflowed the errno negation.
     #[test]
     fn most_negative_result_is_not_an_overflow() {
-        let r = result(Syscall::Openat, i64::MIN);
+        let body = SyscallBody {
+            ret: i64::MIN,
+            ..SyscallBody::default()
+        };
+        let r = result(Syscall::Openat, &body);
         assert_eq!(r.result, i64::MIN);
         assert!(r.error.is_some());
     }

@@ -98,6 +98,10 @@ pub(crate) struct CallResult {
     pub(crate) result: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) error: Option<&'static str>,
+    /// `io_uring` when the operation was submitted through an io_uring ring rather than made as
+    /// a syscall (then `result` is 0: the record is written at submission).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) via: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -143,6 +147,11 @@ pub(crate) struct NetDetail {
     pub(crate) unix_path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) backlog: Option<i64>,
+    /// socket(2): the socket type (SOCK_STREAM, SOCK_RAW, ...) and protocol number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) socket_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) protocol: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -219,4 +228,7 @@ pub(crate) struct PrivDetail {
     pub(crate) new_fd: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) command: Option<String>,
+    /// kill/tkill/tgkill: the signal sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) signal: Option<String>,
 }

@@ -277,20 +277,94 @@ pub(crate) fn bpf_cmd(c: i64) -> String {
     }
 }
 
-/// Joins a relative path to a base directory, folding `.` and `..`.
-pub(crate) fn join_path(base: &str, rel: &str) -> String {
-    let mut parts: Vec<&str> = base.split('/').filter(|s| !s.is_empty()).collect();
-    for seg in rel.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            s => parts.push(s),
-        }
+/// Name of an address family (socket's first argument).
+pub(crate) fn family_name(f: i64) -> String {
+    match f as i32 {
+        libc::AF_UNIX => "unix".into(),
+        libc::AF_INET => "inet".into(),
+        libc::AF_INET6 => "inet6".into(),
+        libc::AF_NETLINK => "netlink".into(),
+        libc::AF_PACKET => "packet".into(),
+        libc::AF_VSOCK => "vsock".into(),
+        libc::AF_ALG => "alg".into(),
+        libc::AF_XDP => "xdp".into(),
+        other => other.to_string(),
     }
-    format!("/{}", parts.join("/"))
 }
+
+/// Name of a socket type (flags such as SOCK_CLOEXEC masked off).
+pub(crate) fn socket_type_name(t: i64) -> &'static str {
+    match (t as i32) & 0xf {
+        libc::SOCK_STREAM => "SOCK_STREAM",
+        libc::SOCK_DGRAM => "SOCK_DGRAM",
+        libc::SOCK_RAW => "SOCK_RAW",
+        libc::SOCK_SEQPACKET => "SOCK_SEQPACKET",
+        libc::SOCK_RDM => "SOCK_RDM",
+        10 => "SOCK_PACKET",
+        _ => "SOCK_?",
+    }
+}
+
+/// Name of a prctl(2) option, for the ones rules care about.
+pub(crate) fn prctl_option(o: i64) -> String {
+    match o {
+        1 => "PR_SET_PDEATHSIG".into(),
+        4 => "PR_SET_DUMPABLE".into(),
+        8 => "PR_SET_KEEPCAPS".into(),
+        15 => "PR_SET_NAME".into(),
+        16 => "PR_GET_NAME".into(),
+        22 => "PR_SET_SECCOMP".into(),
+        24 => "PR_CAPBSET_DROP".into(),
+        35 => "PR_SET_MM".into(),
+        36 => "PR_SET_CHILD_SUBREAPER".into(),
+        38 => "PR_SET_NO_NEW_PRIVS".into(),
+        47 => "PR_CAP_AMBIENT".into(),
+        0x59616d61 => "PR_SET_PTRACER".into(),
+        other => format!("PR_{other}"),
+    }
+}
+
+/// Name of a keyctl(2) operation.
+pub(crate) fn keyctl_op(o: i64) -> String {
+    match o {
+        0 => "KEYCTL_GET_KEYRING_ID".into(),
+        1 => "KEYCTL_JOIN_SESSION_KEYRING".into(),
+        2 => "KEYCTL_UPDATE".into(),
+        6 => "KEYCTL_DESCRIBE".into(),
+        8 => "KEYCTL_SEARCH".into(),
+        11 => "KEYCTL_READ".into(),
+        17 => "KEYCTL_INSTANTIATE".into(),
+        23 => "KEYCTL_DH_COMPUTE".into(),
+        other => format!("KEYCTL_{other}"),
+    }
+}
+
+/// Name of a perf event type (`perf_event_attr.type`).
+pub(crate) fn perf_type(t: u32) -> String {
+    match t {
+        0 => "PERF_TYPE_HARDWARE".into(),
+        1 => "PERF_TYPE_SOFTWARE".into(),
+        2 => "PERF_TYPE_TRACEPOINT".into(),
+        3 => "PERF_TYPE_HW_CACHE".into(),
+        4 => "PERF_TYPE_RAW".into(),
+        5 => "PERF_TYPE_BREAKPOINT".into(),
+        other => format!("PERF_TYPE_{other}"),
+    }
+}
+
+/// Names of io_uring_setup(2) flags.
+pub(crate) fn uring_setup_flag_names(f: u64) -> Vec<&'static str> {
+    let t: [(u64, &str); 6] = [
+        (1, "IORING_SETUP_IOPOLL"),
+        (2, "IORING_SETUP_SQPOLL"),
+        (4, "IORING_SETUP_SQ_AFF"),
+        (8, "IORING_SETUP_CQSIZE"),
+        (0x20, "IORING_SETUP_ATTACH_WQ"),
+        (0x40, "IORING_SETUP_R_DISABLED"),
+    ];
+    names(f, &t)
+}
+
 
 #[cfg(test)]
 mod tests {
@@ -326,7 +400,7 @@ mod tests {
             vec!["CLONE_NEWNS", "CLONE_NEWNET"]
         );
         assert_eq!(errno_name(2), "ENOENT");
-        assert_eq!(join_path("/a/b", "../c/./d"), "/a/c/d");
+        assert_eq!(crate::process::join_path("/a/b", "../c/./d"), "/a/c/d");
         assert_eq!(tcp_state_name(10), "LISTEN");
     }
 }

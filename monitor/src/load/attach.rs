@@ -98,6 +98,9 @@ impl Attacher<'_> {
         self.raw("sched_process_fork")?;
         let name = "inet_sock_set_state";
         self.tp(name, ("sock", name))?;
+        // Operations submitted through io_uring, which no syscall tracepoint sees.
+        let name = "io_uring_submit_req";
+        self.tp(name, ("io_uring", name))?;
         // Signals to the agent: who stops or kills it.
         let name = "signal_generate";
         self.tp(name, ("signal", name))

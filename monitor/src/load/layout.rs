@@ -26,6 +26,47 @@ pub(super) fn kernel_offsets(btf: &Btf) -> KernelOffsets {
         mm_arg_end: get("mm_struct", "arg_end"),
         cred_euid: get("cred", "euid"),
         cred_egid: get("cred", "egid"),
+        ..io_uring_offsets(btf)
+    }
+}
+
+/// Where the prepared arguments of the io_uring operations the programs report live. A kernel
+/// without io_uring (or with other structures) leaves them unknown, and those operations are
+/// then reported without their path or address.
+fn io_uring_offsets(btf: &Btf) -> KernelOffsets {
+    let get = |s: &str, m: &str| btf.member_offset(s, m).unwrap_or(NO_OFFSET);
+    KernelOffsets {
+        req_cmd: get("io_kiocb", "cmd"),
+        req_cqe: get("io_kiocb", "cqe"),
+        cqe_fd: get("io_cqe", "fd"),
+        req_async_data: get("io_kiocb", "async_data"),
+        msghdr_addr: get("io_async_msghdr", "addr"),
+        connect_addr_len: get("io_connect", "addr_len"),
+        connect_addr: get("io_connect", "addr"),
+        open_dfd: get("io_open", "dfd"),
+        open_filename: get("io_open", "filename"),
+        open_how: get("io_open", "how"),
+        filename_name: get("filename", "name"),
+        unlink_dfd: get("io_unlink", "dfd"),
+        unlink_flags: get("io_unlink", "flags"),
+        unlink_filename: get("io_unlink", "filename"),
+        rename_old_dfd: get("io_rename", "old_dfd"),
+        rename_new_dfd: get("io_rename", "new_dfd"),
+        rename_oldpath: get("io_rename", "oldpath"),
+        rename_newpath: get("io_rename", "newpath"),
+        rename_flags: get("io_rename", "flags"),
+        mkdir_dfd: get("io_mkdir", "dfd"),
+        mkdir_mode: get("io_mkdir", "mode"),
+        mkdir_filename: get("io_mkdir", "filename"),
+        link_old_dfd: get("io_link", "old_dfd"),
+        link_new_dfd: get("io_link", "new_dfd"),
+        link_oldpath: get("io_link", "oldpath"),
+        link_newpath: get("io_link", "newpath"),
+        link_flags: get("io_link", "flags"),
+        socket_domain: get("io_socket", "domain"),
+        socket_type: get("io_socket", "type"),
+        socket_protocol: get("io_socket", "protocol"),
+        ..Config::UNSET.k
     }
 }
 
@@ -107,6 +148,11 @@ pub(super) fn tp_offsets(
         tp.sig_pid = o("pid");
         tp.sig_group = o("group");
         tp.sig_result = o("result");
+    }
+    if let Ok(f) = tfs.format("io_uring", "io_uring_submit_req") {
+        let o = |n: &str| f.offset(n).unwrap_or(NO_OFFSET);
+        tp.uring_req = o("req");
+        tp.uring_opcode = o("opcode");
     }
     if let Ok(f) = tfs.format("cgroup", "cgroup_mkdir") {
         let o = |n: &str| f.offset(n).unwrap_or(NO_OFFSET);

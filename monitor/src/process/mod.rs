@@ -82,6 +82,32 @@ pub(crate) fn process_id(boot_id: &str, pid: u32, start_ticks: u64) -> String {
     format!("{h:016x}")
 }
 
+/// Joins a relative path to a base directory, folding `.` and `..`.
+pub(crate) fn join_path(base: &str, rel: &str) -> String {
+    let mut parts: Vec<&str> = base.split('/').filter(|s| !s.is_empty()).collect();
+    for seg in rel.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// The program an exec ran, as an absolute path when the filename was relative (`./x`,
+/// `bin/x`) and the working directory is known.
+pub(crate) fn resolve_exe(filename: &str, cwd: Option<&str>) -> String {
+    match cwd {
+        Some(dir) if !filename.starts_with('/') && !filename.is_empty() => {
+            join_path(dir, filename)
+        }
+        _ => filename.to_string(),
+    }
+}
+
 /// Reads process details; the real implementation is /proc, tests may supply their own.
 pub(crate) trait ProcSource {
     /// Everything about one process, or `None` when it is gone.
@@ -217,10 +243,13 @@ impl<S: ProcSource> ProcessTable<S> {
         filename: &str,
         args: Vec<String>,
     ) {
-        let cwd = self.source.cwd(pid);
         let start_ticks = self.ticks(start_ns);
         let parent_start = self.procs.get(&ppid).map(|p| p.start_ticks).unwrap_or(0);
         let entry = self.get_or_load(pid, start_ns).clone();
+        // The working directory followed through fork and chdir; /proc only when it is not
+        // known (it races the process's exit).
+        let cwd = entry.cwd.clone().or_else(|| self.source.cwd(pid));
+        let exe = resolve_exe(filename, cwd.as_deref());
         let keep_parent = entry.ppid == ppid && entry.parent_start != 0;
         self.insert(ProcInfo {
             pid,
@@ -231,14 +260,25 @@ impl<S: ProcSource> ProcessTable<S> {
                 parent_start
             },
             start_ticks,
-            exe: filename.to_string(),
+            exe,
             args,
             command_line: String::new(),
             id: String::new(),
-            cwd: cwd.or(entry.cwd),
+            cwd,
             exited: None,
             source: Source::Exec,
         });
+    }
+
+    /// A process changed its working directory to `dir` (absolute, already resolved).
+    pub(crate) fn on_chdir(&mut self, pid: u32, start_ns: u64, dir: &str) {
+        let start = self.ticks(start_ns);
+        if let Some(p) = self.procs.get_mut(&pid)
+            && (start_ns == 0 || p.start_ticks == start)
+            && dir.starts_with('/')
+        {
+            p.cwd = Some(dir.to_string());
+        }
     }
 
     /// The last thread of a process exited.

@@ -78,6 +78,7 @@ fn write(path: &str) -> Event {
                 syscall: "openat",
                 result: 3,
                 error: None,
+                via: None,
             },
             path: Some(path.into()),
             raw_path: None,
@@ -100,6 +101,7 @@ fn connect(addr: &str, p: u16) -> Event {
                 syscall: "connect",
                 result: 0,
                 error: None,
+                via: None,
             },
             fd: 3,
             family: Some("inet".into()),
@@ -107,6 +109,8 @@ fn connect(addr: &str, p: u16) -> Event {
             port: Some(p),
             unix_path: None,
             backlog: None,
+            socket_type: None,
+            protocol: None,
         }),
     )
 }

@@ -26,6 +26,7 @@ fn call(syscall: &'static str, result: i64) -> CallResult {
         syscall,
         result,
         error: None,
+        via: None,
     }
 }
 
@@ -119,6 +120,8 @@ fn corpus() -> Vec<Event> {
                 port: Some(80),
                 unix_path: None,
                 backlog: None,
+                socket_type: None,
+                protocol: None,
             };
             out.push(event(k, "curl", Detail::Network(net)));
         }
@@ -175,6 +178,8 @@ fn admits(i: &KernelInterest, e: &Event) -> bool {
         return true;
     }
     match (&e.detail, kind) {
+        // io_uring operations have their own program, which no syscall interest filters.
+        (Detail::File(d), _) if d.call.via.is_some() => true,
         (Detail::File(d), EventKind::Open) => {
             if !i.kinds.contains(&EventKind::Open) {
                 return false;
@@ -380,6 +385,16 @@ fn conditions_that_reduce_narrow_the_capture() {
     );
     assert_eq!(i.tcp_states, (1 << 10) | (1 << 1));
     assert_eq!(i.kinds, [EventKind::TcpState].into());
+    // Flags only writing opens carry rule read-only opens out; a read flag does not.
+    let i = of_matcher(&compile("kind = open and file.flags in (O_TRUNC, O_CREAT)"), true);
+    assert!(i.open_read.is_none() && i.open_write == PathNeed::All);
+    let i = of_matcher(&compile("kind = open and file.flags in (O_TRUNC, O_CLOEXEC)"), true);
+    assert_eq!(i.open_read, PathNeed::All);
+    // io_uring operations are captured by their own program: no syscall is needed for them.
+    let i = of_matcher(&compile("kind = open and via = io_uring"), true);
+    assert!(i.kinds.is_empty(), "{i:?}");
+    let i = of_matcher(&compile("kind = open and not via = io_uring"), true);
+    assert_eq!(i.open_read, PathNeed::All);
     // A kind ruled out by every branch is not captured at all.
     let i = of_matcher(
         &compile("kind = open and file.write and not file.write"),

@@ -113,6 +113,16 @@ pub(crate) static FIELDS: &[FieldDef] = &[
         },
     },
     FieldDef {
+        name: "via",
+        ty: Ty::Str,
+        doc: "io_uring when the operation was submitted through an io_uring ring instead of a syscall",
+        get: |e| match &e.detail {
+            Detail::File(d) => os(d.call.via),
+            Detail::Network(d) => os(d.call.via),
+            _ => Val::None,
+        },
+    },
+    FieldDef {
         name: "result",
         ty: Ty::Int,
         doc: "syscall return value",
@@ -334,6 +344,18 @@ pub(crate) static FIELDS: &[FieldDef] = &[
         get: |e| detail!(e, Network, |d| os(d.unix_path.as_deref())),
     },
     FieldDef {
+        name: "network.type",
+        ty: Ty::Str,
+        doc: "socket type of a new socket (SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, ...)",
+        get: |e| detail!(e, Network, |d| os(d.socket_type)),
+    },
+    FieldDef {
+        name: "network.protocol",
+        ty: Ty::Int,
+        doc: "protocol number of a new socket",
+        get: |e| detail!(e, Network, |d| oi(d.protocol)),
+    },
+    FieldDef {
         name: "network.fd",
         ty: Ty::Int,
         doc: "socket fd (accept: the new connection)",
@@ -390,25 +412,25 @@ pub(crate) static FIELDS: &[FieldDef] = &[
     FieldDef {
         name: "privilege.request",
         ty: Ty::Str,
-        doc: "ptrace request",
+        doc: "ptrace request, prctl option, keyctl operation, perf event type",
         get: |e| detail!(e, Privilege, |d| os(d.request.as_deref())),
     },
     FieldDef {
         name: "privilege.target_pid",
         ty: Ty::Int,
-        doc: "ptrace target (caller's pid namespace)",
+        doc: "target process of ptrace, kill, process_vm_readv/writev, perf_event_open (caller's pid namespace)",
         get: |e| detail!(e, Privilege, |d| oi(d.target_pid)),
     },
     FieldDef {
         name: "privilege.source",
         ty: Ty::Str,
-        doc: "mount source, module parameters",
+        doc: "mount source, module parameters, pivot_root's old root",
         get: |e| detail!(e, Privilege, |d| os(d.source.as_deref())),
     },
     FieldDef {
         name: "privilege.target",
         ty: Ty::Str,
-        doc: "mount point",
+        doc: "mount point, new root of chroot and pivot_root",
         get: |e| detail!(e, Privilege, |d| os(d.target.as_deref())),
     },
     FieldDef {
@@ -420,13 +442,13 @@ pub(crate) static FIELDS: &[FieldDef] = &[
     FieldDef {
         name: "privilege.name",
         ty: Ty::Str,
-        doc: "memfd name",
+        doc: "memfd name, new process name (prctl PR_SET_NAME)",
         get: |e| detail!(e, Privilege, |d| os(d.name.as_deref())),
     },
     FieldDef {
         name: "privilege.flags",
         ty: Ty::List,
-        doc: "flag names (CLONE_NEW*, MS_*)",
+        doc: "flag names (CLONE_NEW*, MS_*, IORING_SETUP_*)",
         get: |e| detail!(e, Privilege, |d| list(d.flag_names.iter().copied())),
     },
     FieldDef {
@@ -446,6 +468,12 @@ pub(crate) static FIELDS: &[FieldDef] = &[
         ty: Ty::Str,
         doc: "bpf command",
         get: |e| detail!(e, Privilege, |d| os(d.command.as_deref())),
+    },
+    FieldDef {
+        name: "privilege.signal",
+        ty: Ty::Str,
+        doc: "signal sent by kill, tkill or tgkill (SIGKILL, ...)",
+        get: |e| detail!(e, Privilege, |d| os(d.signal.as_deref())),
     },
     FieldDef {
         name: "signal.number",

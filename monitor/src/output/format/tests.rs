@@ -139,6 +139,7 @@ fn call(syscall: &'static str, result: i64) -> CallResult {
         syscall,
         result,
         error: (result < 0).then_some("EACCES"),
+        via: None,
     }
 }
 
@@ -210,6 +211,8 @@ fn alerts() -> Vec<Alert> {
             port: Some(80),
             unix_path: None,
             backlog: None,
+            socket_type: None,
+            protocol: None,
         })
     };
     let tcp = Detail::Tcp(TcpDetail {
