@@ -8,6 +8,7 @@
     clippy::print_stderr,
     reason = "a command-line helper: it reports each call as a JSON line on stdout and fails on stderr"
 )]
+mod attacks;
 mod load;
 mod uring;
 
@@ -416,6 +417,40 @@ fn pid_reuse() {
     die("the pid was never reused (a busy machine took it each time)");
 }
 
+/// Reads a file the way a client library reads its credentials (open, read, close).
+fn read_file(path: &str) {
+    match std::fs::read(path) {
+        Ok(b) => {
+            report("read", b.len() as i64);
+        }
+        Err(e) => die(&format!("read {path}: {e}")),
+    }
+}
+
+/// Writes `text` to `path` (a configuration file of a benign job).
+fn write_file(path: &str, text: &str) {
+    if let Err(e) = std::fs::write(path, text) {
+        die(&format!("write {path}: {e}"));
+    }
+    report("write", text.len() as i64);
+}
+
+/// A scheduler: runs `cmd` `times` times, `millis` apart, each as a child it waits for.
+fn periodic(times: u32, millis: u64, cmd: &[String]) {
+    let Some((prog, rest)) = cmd.split_first() else {
+        die("periodic TIMES MILLIS PROGRAM [ARGS...]");
+    };
+    for _ in 0..times {
+        match std::process::Command::new(prog).args(rest).status() {
+            Ok(st) => {
+                report("job", i64::from(st.code().unwrap_or(-1)));
+            }
+            Err(e) => die(&format!("run {prog}: {e}")),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(millis));
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let a = |i: usize| {
@@ -444,6 +479,16 @@ fn main() {
                 .unwrap_or_else(|_| die("DELAY_US must be a number")),
         ),
         "memfd-exec" => memfd_exec(),
+        "attack" => attacks::run(a(1), args.get(2).map(String::as_str)),
+        "read-file" => read_file(a(1)),
+        "write-file" => write_file(a(1), a(2)),
+        "periodic" => periodic(
+            a(1).parse()
+                .unwrap_or_else(|_| die("TIMES must be a number")),
+            a(2).parse()
+                .unwrap_or_else(|_| die("MILLIS must be a number")),
+            &args[3..],
+        ),
         "uring-open" => uring::open(a(1)),
         "uring-files" => uring::files(a(1)),
         "uring-connect" => uring::connect(

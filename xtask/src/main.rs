@@ -33,7 +33,8 @@ const APT_LINKER: &[&str] = &["llvm-22-dev", "libpolly-22-dev"];
 /// promtool (package prometheus) to scrape the agent and test the alerting rules, kubectl
 /// (kustomize) to render the manifests, buildah to build the image offline, rsyslog with its
 /// TLS driver as the syslog receiver, openssl for the test certificates, and iproute2 for the
-/// pod-shaped tests' network namespace.
+/// pod-shaped tests' network namespace; the benign suite's real programs: a C compiler, sqlite3
+/// (a database writing its files) and logrotate.
 const APT_ALWAYS: &[&str] = &[
     "protobuf-compiler",
     "util-linux",
@@ -48,6 +49,10 @@ const APT_ALWAYS: &[&str] = &[
     "rsyslog-gnutls",
     "openssl",
     "iproute2",
+    "gcc",
+    "libc6-dev",
+    "sqlite3",
+    "logrotate",
 ];
 
 /// Debian packages for Node.js and npm, installed only when no `npm` is on the machine (the

@@ -258,7 +258,7 @@ pub(crate) fn of_baselines() -> KernelInterest {
         monitor_common::Syscall::ALL
             .iter()
             .map(|c| c.kind())
-            .filter(|k| (*k as u32) / 100 == 4),
+            .filter(|k| (*k as u32) / 100 == 4 && !baseline::NOT_LEARNED.contains(&k.name())),
     );
     KernelInterest {
         kinds,

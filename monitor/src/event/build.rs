@@ -100,7 +100,9 @@ fn detail_of<S: ProcSource>(
             filename,
             argv,
         } => Detail::Exec(ExecDetail {
-            // Relative filenames (`./x`) were resolved against the cwd by the table.
+            // Relative filenames (`./x`) were resolved against the cwd by the table; a
+            // re-execution through /proc/self/exe stays as the kernel saw it (its program is
+            // named by argv[0], see `exec.name`).
             filename: if filename.starts_with('/') {
                 filename.clone()
             } else {

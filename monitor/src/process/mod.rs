@@ -98,15 +98,23 @@ pub(crate) fn join_path(base: &str, rel: &str) -> String {
 }
 
 /// The program an exec ran, as an absolute path when the filename was relative (`./x`,
-/// `bin/x`) and the working directory is known.
-pub(crate) fn resolve_exe(filename: &str, cwd: Option<&str>) -> String {
-    match cwd {
-        Some(dir) if !filename.starts_with('/') && !filename.is_empty() => {
+/// `bin/x`) and the working directory is known, and as the process's own binary when it
+/// re-executed itself through `/proc/self/exe` (multi-call binaries such as busybox's
+/// standalone shell run their applets that way).
+pub(crate) fn resolve_exe(filename: &str, cwd: Option<&str>, previous: Option<&str>) -> String {
+    match (cwd, previous) {
+        (_, Some(prev)) if filename == SELF_EXE && prev.starts_with('/') && prev != SELF_EXE => {
+            prev.to_string()
+        }
+        (Some(dir), _) if !filename.starts_with('/') && !filename.is_empty() => {
             join_path(dir, filename)
         }
         _ => filename.to_string(),
     }
 }
+
+/// The path a process re-executes itself through.
+pub(crate) const SELF_EXE: &str = "/proc/self/exe";
 
 /// Reads process details; the real implementation is /proc, tests may supply their own.
 pub(crate) trait ProcSource {
@@ -249,7 +257,8 @@ impl<S: ProcSource> ProcessTable<S> {
         // The working directory followed through fork and chdir; /proc only when it is not
         // known (it races the process's exit).
         let cwd = entry.cwd.clone().or_else(|| self.source.cwd(pid));
-        let exe = resolve_exe(filename, cwd.as_deref());
+        let previous = (!entry.exe.is_empty()).then_some(entry.exe.as_str());
+        let exe = resolve_exe(filename, cwd.as_deref(), previous);
         let keep_parent = entry.ppid == ppid && entry.parent_start != 0;
         self.insert(ProcInfo {
             pid,
@@ -423,6 +432,34 @@ mod tests {
         assert_eq!(exes, ["/bin/bash", "/usr/sbin/sshd", "/sbin/init"]);
         assert_eq!(a[0].id, t.id_of(20, 7));
         assert_eq!(t.ancestry(30, 1).len(), 1);
+    }
+
+    #[test]
+    fn working_directory_follows_chdir_and_resolves_relative_execs() {
+        let mut t = table();
+        t.on_fork(10, 5 * TICK, 20, 7 * TICK);
+        t.on_chdir(20, 7 * TICK, "/srv/app");
+        // The fork's child inherits the directory; /proc is not asked.
+        t.on_fork(20, 7 * TICK, 30, 8 * TICK);
+        assert_eq!(t.get(30).and_then(|p| p.cwd.as_deref()), Some("/srv/app"));
+        t.on_exec(30, 8 * TICK, 20, "./bin/run", vec!["./bin/run".into()]);
+        assert_eq!(t.get(30).expect("exec'd").exe, "/srv/app/bin/run");
+        t.on_exec(30, 8 * TICK, 20, "../tool", vec!["../tool".into()]);
+        assert_eq!(t.get(30).expect("exec'd").exe, "/srv/tool");
+        // A relative chdir target is never stored (the builder resolves it first).
+        t.on_chdir(30, 8 * TICK, "relative");
+        assert_eq!(t.get(30).and_then(|p| p.cwd.as_deref()), Some("/srv/app"));
+    }
+
+    #[test]
+    fn a_re_execution_through_proc_self_exe_keeps_the_binary() {
+        let mut t = table();
+        t.on_fork(10, 5 * TICK, 20, 7 * TICK);
+        t.on_exec(20, 7 * TICK, 10, "/bin/busybox", vec!["sh".into()]);
+        t.on_fork(20, 7 * TICK, 30, 8 * TICK);
+        t.on_exec(30, 8 * TICK, 20, SELF_EXE, vec!["wget".into()]);
+        assert_eq!(t.get(30).expect("exec'd").exe, "/bin/busybox");
+        assert_eq!(resolve_exe(SELF_EXE, None, None), SELF_EXE);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod common;
 mod attribution;
 mod baseline;
 mod capture;
+mod coverage;
 mod delivery;
 mod deploy;
 mod faults;

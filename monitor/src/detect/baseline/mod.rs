@@ -283,7 +283,7 @@ pub(crate) fn items_of(e: &Event) -> Vec<(ItemKind, String)> {
         Detail::Tcp(t) if t.new_state == "LISTEN" => {
             out.push((ItemKind::Listen, listen_port(t.sport)))
         }
-        Detail::Privilege(d) => {
+        Detail::Privilege(d) if !NOT_LEARNED.contains(&e.kind) => {
             if let Some(c) = &d.call {
                 let target = match e.kind {
                     "setid" if e.process.uid == 0 || e.process.euid == 0 => " to root",
@@ -296,6 +296,10 @@ pub(crate) fn items_of(e: &Event) -> Vec<(ItemKind, String)> {
     }
     out
 }
+
+/// Privilege-family kinds the baselines leave to the rules: signals and prctl are part of
+/// ordinary process management (shells, supervisors, thread naming), too common to be news.
+pub(crate) const NOT_LEARNED: [&str; 2] = ["kill", "prctl"];
 
 struct Limiter {
     window_start: Instant,

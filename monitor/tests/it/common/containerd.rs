@@ -12,7 +12,7 @@ use std::{
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::{
     ContainerConfig, ContainerMetadata, CreateContainerRequest, ExecSyncRequest, ImageSpec,
-    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
+    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, Mount, NamespaceMode, NamespaceOption,
     PodSandboxConfig, PodSandboxMetadata, RemovePodSandboxRequest, RunPodSandboxRequest,
     StartContainerRequest, StatusRequest, StopPodSandboxRequest,
     runtime_service_client::RuntimeServiceClient,
@@ -86,17 +86,74 @@ pub(crate) fn available(test: &str) -> bool {
     false
 }
 
+/// Copies `prog` into `root` below `dir`, and every shared library it links (as `ldd` lists
+/// them) to the same path inside `root`.
+fn copy_with_libraries(prog: &Path, root: &Path, dir: &Path) {
+    let name = prog.file_name().expect("program name");
+    let dest = root.join(dir.strip_prefix("/").expect("absolute")).join(name);
+    std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+    std::fs::copy(prog, &dest).unwrap_or_else(|e| panic!("copy {}: {e}", prog.display()));
+    let out = Command::new("ldd").arg(prog).output().expect("ldd");
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        // `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)` or `/lib64/ld-linux-x86-64.so.2 (0x...)`
+        let lib = line
+            .split("=>")
+            .last()
+            .and_then(|r| r.split_whitespace().next())
+            .filter(|p| p.starts_with('/'));
+        if let Some(lib) = lib {
+            let to = root.join(&lib[1..]);
+            if !to.exists() {
+                std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+                std::fs::copy(lib, &to).unwrap_or_else(|e| panic!("copy {lib}: {e}"));
+            }
+        }
+    }
+}
+
 /// Writes a `docker save` style archive of a busybox image and returns its path.
 fn build_image(dir: &Path) -> PathBuf {
     let root = dir.join("image-rootfs");
     let bin = root.join("bin");
     std::fs::create_dir_all(&bin).expect("mkdir rootfs");
     std::fs::copy("/bin/busybox", bin.join("busybox")).expect("copy busybox");
-    for tool in ["sh", "sleep", "cat", "true", "hostname", "id"] {
-        symlink("busybox", bin.join(tool)).expect("symlink");
+    // Every applet under its own name, as a distribution image has its tools.
+    let list = Command::new("/bin/busybox")
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
+    for tool in String::from_utf8_lossy(&list.stdout).lines() {
+        if !tool.is_empty() && tool != "busybox" && !tool.contains('/') {
+            symlink("busybox", bin.join(tool)).expect("symlink");
+        }
     }
     for d in ["etc", "proc", "sys", "dev", "tmp"] {
         std::fs::create_dir_all(root.join(d)).expect("mkdir");
+    }
+    // Host programs the tests run inside containers, with the libraries they link.
+    for prog in [
+        super::trigger().to_string(),
+        "/usr/bin/sqlite3".to_string(),
+        "/usr/sbin/logrotate".to_string(),
+    ] {
+        copy_with_libraries(Path::new(&prog), &root, Path::new("/usr/bin"));
+    }
+    // What a lived-in image holds: accounts, credentials, logs, package and cron state.
+    for (path, text) in [
+        ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"),
+        ("etc/group", "root:x:0:\napp:x:1000:\n"),
+        ("etc/shadow", "root:*:19000:0:99999:7:::\napp:!:19000:0:99999:7:::\n"),
+        ("etc/profile", "export PATH=/bin:/usr/bin\n"),
+        ("root/.aws/credentials", "[default]\naws_access_key_id = AKIAEXAMPLE\n"),
+        ("etc/kubernetes/pki/ca.key", "not a real key\n"),
+        ("var/log/app.log", "started\n"),
+        ("var/lib/dpkg/status", "Package: busybox\nStatus: install ok installed\n"),
+        ("var/spool/cron/crontabs/.keep", ""),
+        ("www/index.html", "<h1>hello</h1>\n"),
+    ] {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, text).expect("seed file");
     }
     let img = dir.join("image");
     std::fs::create_dir_all(&img).expect("mkdir image");
@@ -334,6 +391,19 @@ state = "{d}/state"
         name: &str,
         command: &[&str],
     ) -> String {
+        self.run_container_with_mounts(sandbox, pod, name, command, &[])
+    }
+
+    /// As [`Containerd::run_container`], with host directories mounted read-only as kubelet
+    /// mounts volumes (host path, container path).
+    pub(crate) fn run_container_with_mounts(
+        &mut self,
+        sandbox: &str,
+        pod: (&str, &str, &str, &HashMap<String, String>),
+        name: &str,
+        command: &[&str],
+        mounts: &[(&Path, &str)],
+    ) -> String {
         let (pod_name, ns, uid, pod_labels) = pod;
         let labels: HashMap<String, String> = [
             ("io.kubernetes.pod.name", pod_name),
@@ -354,6 +424,15 @@ state = "{d}/state"
                 ..Default::default()
             }),
             command: command.iter().map(|s| s.to_string()).collect(),
+            mounts: mounts
+                .iter()
+                .map(|(host, path)| Mount {
+                    container_path: (*path).to_string(),
+                    host_path: host.display().to_string(),
+                    readonly: true,
+                    ..Default::default()
+                })
+                .collect(),
             labels,
             log_path: format!("{name}.log"),
             ..Default::default()
@@ -378,6 +457,28 @@ state = "{d}/state"
             .await
             .expect("StartContainer");
             id
+        })
+    }
+
+    /// Runs a command inside a running container (CRI ExecSync); returns its exit code, stdout
+    /// and stderr, whatever the code (attack steps are often refused, and still attempts).
+    pub(crate) fn exec_status(&self, container: &str, cmd: &[&str]) -> (i32, String, String) {
+        self.rt.block_on(async {
+            let mut c = self.client().await.expect("client");
+            let r = c
+                .exec_sync(ExecSyncRequest {
+                    container_id: container.into(),
+                    cmd: cmd.iter().map(|s| s.to_string()).collect(),
+                    timeout: 20,
+                })
+                .await
+                .expect("ExecSync")
+                .into_inner();
+            (
+                r.exit_code,
+                String::from_utf8_lossy(&r.stdout).into_owned(),
+                String::from_utf8_lossy(&r.stderr).into_owned(),
+            )
         })
     }
 
