@@ -99,13 +99,9 @@ pub struct KernelOffsets {
     pub req_cqe: u32,
     /// `io_cqe.fd`.
     pub cqe_fd: u32,
-    /// `io_kiocb.async_data` (a connect's `struct io_async_msghdr`).
-    pub req_async_data: u32,
-    /// `io_async_msghdr.addr`: the kernel's copy of a connect's address.
-    pub msghdr_addr: u32,
     /// `io_connect.addr_len`.
     pub connect_addr_len: u32,
-    /// `io_connect.addr`: the user's address, read when the kernel copy is not at hand.
+    /// `io_connect.addr`: the address as the submitter passed it (user memory).
     pub connect_addr: u32,
     /// `io_open.dfd`.
     pub open_dfd: u32,
@@ -222,8 +218,6 @@ impl Config {
             req_cmd: NO_OFFSET,
             req_cqe: NO_OFFSET,
             cqe_fd: NO_OFFSET,
-            req_async_data: NO_OFFSET,
-            msghdr_addr: NO_OFFSET,
             connect_addr_len: NO_OFFSET,
             connect_addr: NO_OFFSET,
             open_dfd: NO_OFFSET,

@@ -146,7 +146,11 @@ pub const fn kind_slot(v: u32) -> u32 {
         _ => return KIND_SLOTS - 1,
     };
     let off = v.wrapping_sub(first);
-    if off < room { base + off } else { KIND_SLOTS - 1 }
+    if off < room {
+        base + off
+    } else {
+        KIND_SLOTS - 1
+    }
 }
 
 impl EventKind {

@@ -202,7 +202,30 @@ fn path_wanted(src: u64, bits: u8) -> bool {
     unsafe { (&raw mut (*key).prefix_len).write_unaligned(len * 8) };
     // SAFETY: PathKey has the layout of the trie's key (a packed u32 and the data bytes).
     let k = unsafe { &*key.cast::<aya_ebpf::maps::lpm_trie::Key<[u8; interest::PATH_KEY_LEN]>>() };
-    matches!(OPEN_PATHS.get(k), Some(v) if *v & bits != 0)
+    if matches!(OPEN_PATHS.get(k), Some(v) if *v & bits != 0) {
+        return true;
+    }
+    // `/etc/../etc/shadow`, `/etc/./shadow` and `//etc/shadow` name a wanted file under
+    // another spelling: the agent folds them, the trie cannot, so they are kept.
+    // SAFETY: `key` is this CPU's PathKey, valid for the whole program run.
+    odd_spelling(unsafe { &(*key).data }, len as usize)
+}
+
+/// Whether the first `len` bytes of a path have a segment starting with `.` or an empty one
+/// (a `/` followed by `.` or `/`).
+#[inline(always)]
+fn odd_spelling(data: &[u8; interest::PATH_KEY_LEN], len: usize) -> bool {
+    let mut i = 1;
+    while i < interest::PATH_KEY_LEN {
+        if i >= len {
+            return false;
+        }
+        if data[i - 1] == b'/' && (data[i] == b'.' || data[i] == b'/') {
+            return true;
+        }
+        i += 1;
+    }
+    false
 }
 
 const _: () = assert!(core::mem::size_of::<PathKey>() == 4 + interest::PATH_KEY_LEN);
@@ -402,7 +425,9 @@ fn read_data(desc: &SyscallDesc, args: &[u64; 6], ret: i64, dst: *mut u8) -> Opt
         }
         data_mode::FIXED => desc.fixed_len as u64,
         data_mode::STRING | data_mode::PRCTL_NAME => {
-            if src == 0 || (desc.data_mode == data_mode::PRCTL_NAME && args[0] != data_mode::PR_SET_NAME) {
+            if src == 0
+                || (desc.data_mode == data_mode::PRCTL_NAME && args[0] != data_mode::PR_SET_NAME)
+            {
                 return Some(0);
             }
             let max = if (desc.fixed_len as usize) < MAX_DATA {

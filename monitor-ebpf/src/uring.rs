@@ -10,12 +10,11 @@
 //! The record is written at submission: the result is not known yet (`ret` 0). Paths are the
 //! kernel's own copies (`struct filename`), so a process cannot change them after the fact.
 use aya_ebpf::{
-    helpers::generated::bpf_probe_read_kernel_str, macros::tracepoint,
-    programs::TracePointContext,
+    helpers::generated::bpf_probe_read_kernel_str, macros::tracepoint, programs::TracePointContext,
 };
 use monitor_common::{
-    EventKind, Header, MAX_DATA, MAX_PATH, NO_OFFSET, SYS_STR1_TRUNCATED, SYS_STR1_UNREADABLE,
-    SYS_STR2_TRUNCATED, SYS_STR2_UNREADABLE, SYS_DATA_UNREADABLE, SYS_VIA_IO_URING, Syscall,
+    EventKind, Header, MAX_DATA, MAX_PATH, NO_OFFSET, SYS_DATA_UNREADABLE, SYS_STR1_TRUNCATED,
+    SYS_STR1_UNREADABLE, SYS_STR2_TRUNCATED, SYS_STR2_UNREADABLE, SYS_VIA_IO_URING, Syscall,
     SyscallBody,
 };
 
@@ -56,7 +55,9 @@ fn at(base: u64, a: u32, b: u32) -> Option<u64> {
 /// An `int` member of the operation's arguments, sign-extended as a syscall argument would be.
 #[inline(always)]
 fn cmd_i32(cmd: u64, off: u32) -> u64 {
-    read_kernel::<i32>(cmd, off).map(|v| v as i64 as u64).unwrap_or(0)
+    read_kernel::<i32>(cmd, off)
+        .map(|v| v as i64 as u64)
+        .unwrap_or(0)
 }
 
 /// Copies the kernel path of a `struct filename *` member into `dst` (MAX_PATH bytes of room).
@@ -95,18 +96,40 @@ struct Mirror {
 
 #[inline(always)]
 fn mirror(op: u8) -> Option<Mirror> {
-    let m = |kind, call, path1, path2| Some(Mirror { kind, call, path1, path2 });
+    let m = |kind, call, path1, path2| {
+        Some(Mirror {
+            kind,
+            call,
+            path1,
+            path2,
+        })
+    };
     match op {
-        OP_OPENAT | OP_OPENAT2 => m(EventKind::Open, Syscall::Openat, conf!(k.open_filename), NO_OFFSET),
+        OP_OPENAT | OP_OPENAT2 => m(
+            EventKind::Open,
+            Syscall::Openat,
+            conf!(k.open_filename),
+            NO_OFFSET,
+        ),
         OP_CONNECT => m(EventKind::Connect, Syscall::Connect, NO_OFFSET, NO_OFFSET),
-        OP_UNLINKAT => m(EventKind::Unlink, Syscall::Unlinkat, conf!(k.unlink_filename), NO_OFFSET),
+        OP_UNLINKAT => m(
+            EventKind::Unlink,
+            Syscall::Unlinkat,
+            conf!(k.unlink_filename),
+            NO_OFFSET,
+        ),
         OP_RENAMEAT => m(
             EventKind::Rename,
             Syscall::Renameat2,
             conf!(k.rename_oldpath),
             conf!(k.rename_newpath),
         ),
-        OP_MKDIRAT => m(EventKind::Mkdir, Syscall::Mkdirat, conf!(k.mkdir_filename), NO_OFFSET),
+        OP_MKDIRAT => m(
+            EventKind::Mkdir,
+            Syscall::Mkdirat,
+            conf!(k.mkdir_filename),
+            NO_OFFSET,
+        ),
         OP_SYMLINKAT => m(
             EventKind::Symlink,
             Syscall::Symlinkat,
@@ -141,7 +164,9 @@ fn mirrored_args(op: u8, req: u64, cmd: u64) -> [u64; 6] {
         OP_CONNECT => {
             // connect(fd, addr, addrlen): the fd the submission named.
             if let Some(p) = at(req, conf!(k.req_cqe), conf!(k.cqe_fd)) {
-                a[0] = read_kernel::<i32>(p, 0).map(|v| v as i64 as u64).unwrap_or(u64::MAX);
+                a[0] = read_kernel::<i32>(p, 0)
+                    .map(|v| v as i64 as u64)
+                    .unwrap_or(u64::MAX);
             }
             a[2] = cmd_i32(cmd, conf!(k.connect_addr_len));
         }
@@ -243,37 +268,21 @@ fn try_submit(ctx: &TracePointContext) -> Option<()> {
         }
         // SAFETY: see above.
         let tail3 = unsafe { tail2.add(len2) };
-        // The kernel's copy (made when the operation was prepared) where it has one with an
-        // address family, else the submitter's own buffer (its memory, since the tracepoint
-        // runs in its context).
-        let kernel_copy = read_kernel::<u64>(req, conf!(k.req_async_data))
-            .and_then(|d| at(d, conf!(k.msghdr_addr), 0))
-            .is_some_and(|src| {
-                want > 0
-                    // SAFETY: the helper checks the kernel address; tail3 has MAX_DATA bytes.
-                    && unsafe {
-                        aya_ebpf::helpers::generated::bpf_probe_read_kernel(
-                            tail3.cast(),
-                            want as u32,
-                            src as *const _,
-                        )
-                    } == 0
-                    // SAFETY: at least two bytes were just written.
-                    && unsafe { tail3.cast::<u16>().read_unaligned() } != 0
-            });
-        let copied = kernel_copy
-            || read_kernel::<u64>(cmd, conf!(k.connect_addr)).is_some_and(|src| {
-                want > 0
-                    && src != 0
-                    // SAFETY: the helper checks the user address; tail3 has MAX_DATA bytes.
-                    && unsafe {
-                        aya_ebpf::helpers::generated::bpf_probe_read_user(
-                            tail3.cast(),
-                            want as u32,
-                            src as *const _,
-                        )
-                    } == 0
-            });
+        // The address as the submitter wrote it, read in its context right after the kernel
+        // prepared the operation from it. (The kernel's own copy lives in the request's
+        // async data, whose layout differs between kernels: reading it gave garbage on 6.18.)
+        let copied = read_kernel::<u64>(cmd, conf!(k.connect_addr)).is_some_and(|src| {
+            want > 0
+                && src != 0
+                // SAFETY: the helper checks the user address; tail3 has MAX_DATA bytes.
+                && unsafe {
+                    aya_ebpf::helpers::generated::bpf_probe_read_user(
+                        tail3.cast(),
+                        want as u32,
+                        src as *const _,
+                    )
+                } == 0
+        });
         if copied {
             dlen = want;
         } else {

@@ -132,10 +132,7 @@ pub(crate) fn run(step: &str, arg: Option<&str>) {
                 let argv: [*const libc::c_char; 1] = [ptr::null()];
                 let envp: [*const libc::c_char; 1] = [ptr::null()];
                 libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
-                die(&format!(
-                    "execve: {}",
-                    std::io::Error::last_os_error()
-                ));
+                die(&format!("execve: {}", std::io::Error::last_os_error()));
             }
             "module-load" => {
                 // finit_module of /dev/null: refused, still an attempt to load a module.

@@ -435,6 +435,31 @@ fn write_file(path: &str, text: &str) {
     report("write", text.len() as i64);
 }
 
+/// Drops to `uid` (and the same gid, no supplementary groups) and executes `cmd`: how a
+/// non-root workload runs a program (a setuid one, say).
+fn run_as(uid: u32, cmd: &[String]) -> ! {
+    let Some(prog) = cmd.first() else {
+        die("run-as UID PROGRAM [ARGS...]");
+    };
+    let argv: Vec<std::ffi::CString> = cmd.iter().map(|a| c(a)).collect();
+    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    // SAFETY: credential calls, then execv with NUL-terminated strings we own.
+    unsafe {
+        if libc::setgroups(0, std::ptr::null()) != 0
+            || libc::setresgid(uid, uid, uid) != 0
+            || libc::setresuid(uid, uid, uid) != 0
+        {
+            die(&format!(
+                "dropping to {uid}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        libc::execv(c(prog).as_ptr(), ptrs.as_ptr());
+    }
+    die(&format!("exec {prog}: {}", std::io::Error::last_os_error()))
+}
+
 /// A scheduler: runs `cmd` `times` times, `millis` apart, each as a child it waits for.
 fn periodic(times: u32, millis: u64, cmd: &[String]) {
     let Some((prog, rest)) = cmd.split_first() else {
@@ -481,6 +506,10 @@ fn main() {
         "memfd-exec" => memfd_exec(),
         "attack" => attacks::run(a(1), args.get(2).map(String::as_str)),
         "read-file" => read_file(a(1)),
+        "run-as" => run_as(
+            a(1).parse().unwrap_or_else(|_| die("UID must be a number")),
+            &args[2..],
+        ),
         "write-file" => write_file(a(1), a(2)),
         "periodic" => periodic(
             a(1).parse()

@@ -106,7 +106,10 @@ fn map(fd: i32, len: usize, off: i64) -> *mut u8 {
         )
     };
     if m == libc::MAP_FAILED {
-        die(&format!("mmap of the io_uring ring: {}", std::io::Error::last_os_error()));
+        die(&format!(
+            "mmap of the io_uring ring: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     m.cast()
 }
@@ -124,8 +127,19 @@ impl Ring {
         let cq_len = p.cq_off.cqes as usize + p.cq_entries as usize * 16;
         let sq = map(fd, sq_len, IORING_OFF_SQ_RING);
         let cq = map(fd, cq_len, IORING_OFF_CQ_RING);
-        let sqes = map(fd, p.sq_entries as usize * size_of::<Sqe>(), IORING_OFF_SQES).cast();
-        Ring { fd, sq, cq, sqes, p }
+        let sqes = map(
+            fd,
+            p.sq_entries as usize * size_of::<Sqe>(),
+            IORING_OFF_SQES,
+        )
+        .cast();
+        Ring {
+            fd,
+            sq,
+            cq,
+            sqes,
+            p,
+        }
     }
 
     /// Submits `sqe`, waits for its completion and returns its result.
@@ -140,7 +154,9 @@ impl Ring {
             let tail = ptr::read_volatile(tail_p);
             let idx = tail & mask;
             self.sqes.add(idx as usize).write(sqe);
-            at(self.sq, self.p.sq_off.array).add(idx as usize).write(idx);
+            at(self.sq, self.p.sq_off.array)
+                .add(idx as usize)
+                .write(idx);
             std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
             ptr::write_volatile(tail_p, tail.wrapping_add(1));
             let r = libc::syscall(
@@ -153,7 +169,10 @@ impl Ring {
                 0usize,
             );
             if r < 0 {
-                die(&format!("io_uring_enter: {}", std::io::Error::last_os_error()));
+                die(&format!(
+                    "io_uring_enter: {}",
+                    std::io::Error::last_os_error()
+                ));
             }
             std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
             let head_p = at(self.cq, self.p.cq_off.head);
@@ -194,10 +213,13 @@ fn path_sqe(opcode: u8, dfd: i32, path: &CString) -> Sqe {
 pub(crate) fn open(path: &str) {
     let mut ring = Ring::new();
     let p = c(path);
-    let fd = ring.run("openat", Sqe {
-        op_flags: libc::O_RDONLY as u32,
-        ..path_sqe(OP_OPENAT, libc::AT_FDCWD, &p)
-    });
+    let fd = ring.run(
+        "openat",
+        Sqe {
+            op_flags: libc::O_RDONLY as u32,
+            ..path_sqe(OP_OPENAT, libc::AT_FDCWD, &p)
+        },
+    );
     if fd >= 0 {
         // SAFETY: the descriptor the ring opened for us.
         unsafe { libc::close(fd as i32) };
@@ -212,58 +234,79 @@ pub(crate) fn files(dir: &str) {
     let d = c(&format!("{dir}/ud"));
     let h = c(&format!("{dir}/uh"));
     let s = c(&format!("{dir}/us"));
-    let fd = ring.run("openat", Sqe {
-        op_flags: (libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC) as u32,
-        len: 0o640,
-        ..path_sqe(OP_OPENAT, libc::AT_FDCWD, &f)
-    });
+    let fd = ring.run(
+        "openat",
+        Sqe {
+            op_flags: (libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC) as u32,
+            len: 0o640,
+            ..path_sqe(OP_OPENAT, libc::AT_FDCWD, &f)
+        },
+    );
     if fd >= 0 {
         // SAFETY: the descriptor the ring opened for us.
         unsafe { libc::close(fd as i32) };
     }
-    ring.run("mkdirat", Sqe {
-        len: 0o750,
-        ..path_sqe(OP_MKDIRAT, libc::AT_FDCWD, &d)
-    });
-    ring.run("renameat", Sqe {
-        len: libc::AT_FDCWD as u32,
-        off: g.as_ptr() as u64,
-        ..path_sqe(OP_RENAMEAT, libc::AT_FDCWD, &f)
-    });
-    ring.run("linkat", Sqe {
-        len: libc::AT_FDCWD as u32,
-        off: h.as_ptr() as u64,
-        ..path_sqe(OP_LINKAT, libc::AT_FDCWD, &g)
-    });
+    ring.run(
+        "mkdirat",
+        Sqe {
+            len: 0o750,
+            ..path_sqe(OP_MKDIRAT, libc::AT_FDCWD, &d)
+        },
+    );
+    ring.run(
+        "renameat",
+        Sqe {
+            len: libc::AT_FDCWD as u32,
+            off: g.as_ptr() as u64,
+            ..path_sqe(OP_RENAMEAT, libc::AT_FDCWD, &f)
+        },
+    );
+    ring.run(
+        "linkat",
+        Sqe {
+            len: libc::AT_FDCWD as u32,
+            off: h.as_ptr() as u64,
+            ..path_sqe(OP_LINKAT, libc::AT_FDCWD, &g)
+        },
+    );
     let target = c("ug");
-    ring.run("symlinkat", Sqe {
-        addr: target.as_ptr() as u64,
-        off: s.as_ptr() as u64,
-        ..path_sqe(OP_SYMLINKAT, libc::AT_FDCWD, &target)
-    });
+    ring.run(
+        "symlinkat",
+        Sqe {
+            addr: target.as_ptr() as u64,
+            off: s.as_ptr() as u64,
+            ..path_sqe(OP_SYMLINKAT, libc::AT_FDCWD, &target)
+        },
+    );
     for (name, p, flags) in [
         ("unlinkat", &h, 0),
         ("unlinkat", &s, 0),
         ("unlinkat", &g, 0),
         ("unlinkat", &d, libc::AT_REMOVEDIR),
     ] {
-        ring.run(name, Sqe {
-            op_flags: flags as u32,
-            ..path_sqe(OP_UNLINKAT, libc::AT_FDCWD, p)
-        });
+        ring.run(
+            name,
+            Sqe {
+                op_flags: flags as u32,
+                ..path_sqe(OP_UNLINKAT, libc::AT_FDCWD, p)
+            },
+        );
     }
 }
 
 /// Creates a TCP socket and connects it to 127.0.0.1:`port` through io_uring.
 pub(crate) fn connect(port: u16) {
     let mut ring = Ring::new();
-    let fd = ring.run("socket", Sqe {
-        opcode: OP_SOCKET,
-        fd: libc::AF_INET,
-        off: libc::SOCK_STREAM as u64,
-        len: 0,
-        ..Sqe::default()
-    });
+    let fd = ring.run(
+        "socket",
+        Sqe {
+            opcode: OP_SOCKET,
+            fd: libc::AF_INET,
+            off: libc::SOCK_STREAM as u64,
+            len: 0,
+            ..Sqe::default()
+        },
+    );
     if fd < 0 {
         die("socket through io_uring failed");
     }
@@ -272,13 +315,16 @@ pub(crate) fn connect(port: u16) {
     sa.sin_family = libc::AF_INET as u16;
     sa.sin_port = port.to_be();
     sa.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
-    ring.run("connect", Sqe {
-        opcode: OP_CONNECT,
-        fd: fd as i32,
-        addr: (&raw const sa) as u64,
-        off: size_of::<libc::sockaddr_in>() as u64,
-        ..Sqe::default()
-    });
+    ring.run(
+        "connect",
+        Sqe {
+            opcode: OP_CONNECT,
+            fd: fd as i32,
+            addr: (&raw const sa) as u64,
+            off: size_of::<libc::sockaddr_in>() as u64,
+            ..Sqe::default()
+        },
+    );
     // SAFETY: the socket the ring made for us.
     unsafe { libc::close(fd as i32) };
 }

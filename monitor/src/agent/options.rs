@@ -3,9 +3,9 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use crate::{
     config::{Config, SinkConfig, SinkKind},
-    detect::interest,
     detect::{
         baseline::BaselineConfig,
+        interest,
         rules::{RuleError, RuleSet, load_for_agent},
     },
     load::{LoadOptions, interest::KernelInterest},

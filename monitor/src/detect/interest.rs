@@ -159,7 +159,9 @@ fn leaf(m: &Matcher, positive: bool) -> KernelInterest {
             },
             // Flags that only writing opens carry: a read-only open has none of them.
             ("file.flags", StrTest::In(set))
-                if positive && !set.is_empty() && set.iter().all(|f| WRITE_FLAG_NAMES.contains(&f.as_str())) =>
+                if positive
+                    && !set.is_empty()
+                    && set.iter().all(|f| WRITE_FLAG_NAMES.contains(&f.as_str())) =>
             {
                 KernelInterest {
                     open_read: PathNeed::none(),

@@ -4,16 +4,15 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use monitor_common::{EventKind, SignalBody, Syscall, SyscallBody, TcpStateBody};
 
-use crate::process::join_path;
-
 use super::{
     CallResult, Detail, FileDetail, NetDetail, PrivDetail, SignalDetail, TcpDetail,
     names::{
         bpf_cmd, errno_name, family_name, keyctl_op, mount_flag_names, ns_flag_names,
         open_flag_names, perf_type, prctl_option, ptrace_request, signal_name, signal_origin,
-        signal_result, socket_type_name, sockaddr, tcp_state_name, uring_setup_flag_names,
+        signal_result, sockaddr, socket_type_name, tcp_state_name, uring_setup_flag_names,
     },
 };
+use crate::process::join_path;
 
 /// The detail of a signal sent to the agent.
 pub(super) fn signal_detail(b: &SignalBody) -> SignalDetail {
@@ -90,7 +89,13 @@ impl PathBase<'_> {
     /// Makes `path` absolute: relative to the cwd for AT_FDCWD, to the directory fd otherwise;
     /// `None` when it already is absolute or its base is unknown.
     fn resolve(&self, path: &str, dirfd: Option<i64>) -> Option<String> {
-        if path.starts_with('/') || path.is_empty() {
+        if path.starts_with('/') {
+            // `/etc/../etc/shadow` and `//etc/./shadow` name /etc/shadow: a rule about the
+            // file must not be passed by by spelling its path another way.
+            let odd = path.contains("//") || path.split('/').any(|seg| seg == "." || seg == "..");
+            return odd.then(|| join_path("/", path));
+        }
+        if path.is_empty() {
             return None;
         }
         let base = match dirfd {
@@ -182,6 +187,9 @@ fn file_detail(r: &SyscallRecord<'_>, base: &PathBase<'_>) -> FileDetail {
     use Syscall as S;
     let b = r.body;
     let a = |i: usize| b.args[i] as i64;
+    // A descriptor is an `int`: the kernel reads the low 32 bits of its register, whose upper
+    // half callers may leave unextended (AT_FDCWD arrives as 0xffffff9c from static busybox).
+    let fd = |i: usize| i64::from(b.args[i] as u32 as i32);
     // dirfd argument of the first and second path, for the *at calls.
     let (dirfd1, dirfd2) = match r.call {
         S::Openat
@@ -190,9 +198,9 @@ fn file_detail(r: &SyscallRecord<'_>, base: &PathBase<'_>) -> FileDetail {
         | S::Fchmodat
         | S::Fchmodat2
         | S::Fchownat
-        | S::Mkdirat => (Some(a(0)), None),
-        S::Renameat | S::Renameat2 | S::Linkat => (Some(a(0)), Some(a(2))),
-        S::Symlinkat => (None, Some(a(1))),
+        | S::Mkdirat => (Some(fd(0)), None),
+        S::Renameat | S::Renameat2 | S::Linkat => (Some(fd(0)), Some(fd(2))),
+        S::Symlinkat => (None, Some(fd(1))),
         _ => (None, None),
     };
     // A symlink's first string is its content, not a path: kept as written.
@@ -206,7 +214,7 @@ fn file_detail(r: &SyscallRecord<'_>, base: &PathBase<'_>) -> FileDetail {
     };
     // fchdir names its directory by descriptor.
     let path = if r.call == S::Fchdir {
-        (base.dir_fd)(a(0))
+        (base.dir_fd)(fd(0))
     } else {
         path
     };
@@ -412,6 +420,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_unextended_at_fdcwd_is_still_the_working_directory() {
+        let body = SyscallBody {
+            ret: 3,
+            args: [0xffff_ff9c, 0, 0, 0, 0, 0],
+            call: Syscall::Openat as u16,
+            ..SyscallBody::default()
+        };
+        let r = SyscallRecord {
+            kind: EventKind::Open,
+            body: &body,
+            call: Syscall::Openat,
+            s1: Some("../etc/hostname"),
+            s2: None,
+            data: &[],
+        };
+        let no_fd = |_: i64| None;
+        let base = PathBase {
+            cwd: Some("/tmp"),
+            dir_fd: &no_fd,
+        };
+        let d = file_detail(&r, &base);
+        assert_eq!(d.path.as_deref(), Some("/etc/hostname"));
+        assert_eq!(d.raw_path.as_deref(), Some("../etc/hostname"));
+    }
+
+    #[test]
     fn relative_paths_resolve_against_cwd_or_the_directory_fd() {
         let dir_fd = |fd: i64| (fd == 7).then(|| "/srv/d".to_string());
         let base = PathBase {
@@ -425,6 +459,16 @@ mod tests {
         assert_eq!(base.resolve("a", Some(7)).as_deref(), Some("/srv/d/a"));
         assert_eq!(base.resolve("a", Some(8)), None);
         assert_eq!(base.resolve("/x", Some(AT_FDCWD)), None);
+        // Absolute paths are folded too, so that no spelling passes a path rule by.
+        assert_eq!(
+            base.resolve("/etc/../etc/./shadow", Some(AT_FDCWD))
+                .as_deref(),
+            Some("/etc/shadow")
+        );
+        assert_eq!(
+            base.resolve("//etc//shadow", None).as_deref(),
+            Some("/etc/shadow")
+        );
         let none = PathBase {
             cwd: None,
             dir_fd: &dir_fd,

@@ -14,7 +14,7 @@ pub(crate) use build::build;
 pub(crate) use model::*;
 #[cfg(test)]
 pub(crate) use names::open_flag_names;
-pub(crate) use names::tcp_state_name;
+pub(crate) use names::{program_name, tcp_state_name};
 pub(crate) use node::NodeContext;
 #[cfg(test)]
 pub(crate) use node::rfc3339;

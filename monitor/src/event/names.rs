@@ -277,6 +277,37 @@ pub(crate) fn bpf_cmd(c: i64) -> String {
     }
 }
 
+/// The last segment of a path.
+fn base(p: &str) -> &str {
+    p.rsplit('/').next().unwrap_or(p)
+}
+
+/// Binaries that are many programs, chosen by the name they are run as (`argv[0]`), or by
+/// their first argument when run under their own name (`busybox nc ...`).
+const MULTI_CALL: [&str; 3] = ["busybox", "toybox", "busybox.static"];
+
+/// The program an exec runs: the executable's file name, or the applet of a multi-call binary,
+/// or, when a process re-executed itself through /proc/self/exe (as busybox's standalone shell
+/// runs its applets), the name it gave itself in argv[0].
+pub(crate) fn program_name<'a>(filename: &'a str, args: &'a [String]) -> &'a str {
+    let file = base(filename);
+    if filename == crate::process::SELF_EXE {
+        return match args.first().map(|a| base(a)) {
+            Some(a0) if MULTI_CALL.contains(&a0) => args.get(1).map_or(a0, |a1| base(a1)),
+            Some(a0) if !a0.is_empty() => a0,
+            _ => file,
+        };
+    }
+    if !MULTI_CALL.contains(&file) {
+        return file;
+    }
+    match args.first().map(|a| base(a)) {
+        Some(a0) if MULTI_CALL.contains(&a0) => args.get(1).map_or(file, |a1| base(a1)),
+        Some(a0) if !a0.is_empty() => a0,
+        _ => file,
+    }
+}
+
 /// Name of an address family (socket's first argument).
 pub(crate) fn family_name(f: i64) -> String {
     match f as i32 {
@@ -365,7 +396,6 @@ pub(crate) fn uring_setup_flag_names(f: u64) -> Vec<&'static str> {
     names(f, &t)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,5 +432,34 @@ mod tests {
         assert_eq!(errno_name(2), "ENOENT");
         assert_eq!(crate::process::join_path("/a/b", "../c/./d"), "/a/c/d");
         assert_eq!(tcp_state_name(10), "LISTEN");
+    }
+
+    fn args(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_string()).collect()
+    }
+
+    #[test]
+    fn multi_call_binaries_are_named_by_their_applet() {
+        assert_eq!(program_name("/usr/bin/curl", &args(&["curl", "x"])), "curl");
+        // busybox's standalone shell re-executes itself with the applet as argv[0].
+        assert_eq!(program_name("/bin/busybox", &args(&["wget", "-q"])), "wget");
+        assert_eq!(
+            program_name("/bin/busybox", &args(&["/bin/busybox", "nc", "-e"])),
+            "nc"
+        );
+        assert_eq!(program_name("/bin/busybox", &args(&["busybox"])), "busybox");
+        assert_eq!(program_name("/bin/busybox", &[]), "busybox");
+        // A re-execution through /proc/self/exe is named by argv[0].
+        assert_eq!(
+            program_name("/proc/self/exe", &args(&["wget", "-q"])),
+            "wget"
+        );
+        assert_eq!(
+            program_name("/proc/self/exe", &args(&["runc", "init"])),
+            "runc"
+        );
+        assert_eq!(program_name("/proc/self/exe", &[]), "exe");
+        // A symlink named after the applet is its own name already.
+        assert_eq!(program_name("/bin/nc", &args(&["nc"])), "nc");
     }
 }

@@ -12,7 +12,10 @@ use std::{
     collections::{BTreeMap, BTreeSet},
 };
 
-use aya::maps::{Array, MapData, lpm_trie::Key, lpm_trie::LpmTrie};
+use aya::maps::{
+    Array, MapData,
+    lpm_trie::{Key, LpmTrie},
+};
 use monitor_common::{
     EventKind, INTEREST_MAP, OPEN_PATHS_ENTRIES, OPEN_PATHS_MAP, SYSCALLS_MAP, SyscallDesc,
     interest,

@@ -39,8 +39,6 @@ fn io_uring_offsets(btf: &Btf) -> KernelOffsets {
         req_cmd: get("io_kiocb", "cmd"),
         req_cqe: get("io_kiocb", "cqe"),
         cqe_fd: get("io_cqe", "fd"),
-        req_async_data: get("io_kiocb", "async_data"),
-        msghdr_addr: get("io_async_msghdr", "addr"),
         connect_addr_len: get("io_connect", "addr_len"),
         connect_addr: get("io_connect", "addr"),
         open_dfd: get("io_open", "dfd"),

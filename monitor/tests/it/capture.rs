@@ -591,3 +591,90 @@ fn the_bench_floor_attaches_exactly_the_agents_tracepoints() {
         "the floor must hook what the agent hooks, no more, no less"
     );
 }
+
+/// Operations submitted through io_uring make no syscall: they must still be reported, as the
+/// events their syscalls would produce, with every field, marked `via: io_uring`.
+#[test]
+fn io_uring_operations_are_reported_as_their_syscalls() {
+    if !require_root("io_uring_operations_are_reported_as_their_syscalls") {
+        return;
+    }
+    let cg = TestCgroup::new("uring");
+    let dir = TempDir::new("uring");
+    let d = dir.path().to_string_lossy().into_owned();
+    let agent = Agent::start(&[]);
+    let log = run(in_namespaces(&cg, trigger(), &["uring-files", &d]));
+    assert!(
+        log.contains("\"call\":\"io_uring:unlinkat\",\"result\":0"),
+        "{log}"
+    );
+    // The listener and the connect in one new network namespace: loopback only.
+    let script = format!(
+        "ip link set lo up && {t} uring-open /etc/hostname && (busybox nc -l -p 47390 >/dev/null & sleep 0.3; {t} uring-connect 47390)",
+        t = trigger()
+    );
+    let log = run(in_namespaces(&cg, "/bin/sh", &["-c", &script]));
+    assert!(
+        log.contains("\"call\":\"io_uring:connect\",\"result\":0"),
+        "{log}"
+    );
+    let out = agent.stop();
+    let ev = &out.events;
+    let p = |n: &str| format!("{d}/{n}");
+    let via: Vec<&Value> = ev
+        .iter()
+        .filter(|e| {
+            e["cgroup_id"] == cg.id
+                && (e["file"]["via"] == "io_uring" || e["network"]["via"] == "io_uring")
+        })
+        .collect();
+    let find = |kind: &str, f: &dyn Fn(&Value) -> bool| -> &Value {
+        via.iter()
+            .copied()
+            .find(|e| e["kind"] == kind && f(e))
+            .unwrap_or_else(|| panic!("no io_uring {kind}: {via:#?}"))
+    };
+    let open = find("open", &|e| e["file"]["path"] == p("uf"));
+    assert_eq!(open["file"]["syscall"], "openat");
+    assert_eq!(
+        open["file"]["flag_names"],
+        serde_json::json!(["O_WRONLY", "O_CREAT", "O_CLOEXEC"])
+    );
+    assert_eq!(open["file"]["mode"], "0640");
+    assert_eq!(open["file"]["result"], 0, "written at submission");
+    let read = find("open", &|e| e["file"]["path"] == "/etc/hostname");
+    assert_eq!(read["file"]["flag_names"], serde_json::json!(["O_RDONLY"]));
+    assert_eq!(
+        find("mkdir", &|e| e["file"]["path"] == p("ud"))["file"]["mode"],
+        "0750"
+    );
+    let rn = find("rename", &|e| e["file"]["path"] == p("uf"));
+    assert_eq!(rn["file"]["target"], p("ug"));
+    let ln = find("link", &|e| e["file"]["path"] == p("ug"));
+    assert_eq!(ln["file"]["target"], p("uh"));
+    let sl = find("symlink", &|e| e["file"]["path"] == "ug");
+    assert_eq!(sl["file"]["target"], p("us"));
+    for n in ["uh", "us", "ug", "ud"] {
+        find("unlink", &|e| e["file"]["path"] == p(n));
+    }
+    let sock = find("socket", &|_| true);
+    assert_eq!(
+        (
+            sock["network"]["family"].as_str(),
+            sock["network"]["socket_type"].as_str()
+        ),
+        (Some("inet"), Some("SOCK_STREAM"))
+    );
+    let conn = find("connect", &|_| true);
+    assert_eq!(
+        (
+            conn["network"]["address"].as_str(),
+            conn["network"]["port"].as_i64()
+        ),
+        (Some("127.0.0.1"), Some(47390))
+    );
+    // The ring's set-up is a syscall of its own.
+    assert!(ev.iter().any(|e| e["cgroup_id"] == cg.id
+        && e["kind"] == "io_uring"
+        && e["privilege"]["syscall"] == "io_uring_setup"));
+}

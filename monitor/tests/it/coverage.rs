@@ -68,7 +68,11 @@ impl Case {
 /// command's parent is then the shell, as in an interactive session).
 const CASES: &[Case] = &[
     // Execution
-    case("shell_in_container", "sh -c 'echo hi'; true", &[("exec.filename", "/bin/sh")]),
+    case(
+        "shell_in_container",
+        "sh -c 'echo hi'; true",
+        &[("exec.filename", "/bin/sh")],
+    ),
     case(
         "package_manager_in_container",
         "ln -sf /bin/busybox /tmp/apk; /tmp/apk add curl; true",
@@ -164,6 +168,22 @@ const CASES: &[Case] = &[
         "sensitive_file_read",
         "cat /etc/shadow > /dev/null; true",
         &[("file.path", "/etc/shadow")],
+    ),
+    case(
+        "sensitive_file_read",
+        "cat /etc/../etc/./gshadow > /dev/null; true",
+        &[
+            ("file.path", "/etc/gshadow"),
+            ("process.command_line", "/etc/../etc/./gshadow"),
+        ],
+    ),
+    case(
+        "sensitive_file_read",
+        "cd /tmp && cat ../etc/sudoers > /dev/null; true",
+        &[
+            ("file.path", "/etc/sudoers"),
+            ("file.raw_path", "../etc/sudoers"),
+        ],
     ),
     case(
         "secret_search",
@@ -263,6 +283,15 @@ const CASES: &[Case] = &[
         &[("file.path", "/etc/shadow"), ("file.target", "/tmp/s")],
     ),
     case(
+        "symlink_to_sensitive_file",
+        "ln -f /etc/shadow /tmp/h 2>/dev/null; true",
+        &[
+            ("file.path", "/etc/shadow"),
+            ("file.target", "/tmp/h"),
+            ("kind", "link"),
+        ],
+    ),
+    case(
         "process_renamed_in_container",
         "/usr/bin/monitor-trigger attack rename kworker > /dev/null; true",
         &[("privilege.name", "kworker")],
@@ -287,6 +316,15 @@ const CASES: &[Case] = &[
         "setuid_setgid_bit_set",
         "echo x > /tmp/su; chmod 4755 /tmp/su; true",
         &[("file.mode", "4755")],
+    ),
+    case(
+        "setuid_binary_executed_in_container",
+        "cp /bin/busybox /tmp/suid; chmod 4755 /tmp/suid; /usr/bin/monitor-trigger run-as 1000 /tmp/suid true; true",
+        &[
+            ("exec.filename", "/tmp/suid"),
+            ("process.uid", "1000"),
+            ("process.euid", "0"),
+        ],
     ),
     case(
         "container_drift_chmod_exec",
@@ -405,6 +443,17 @@ const CASES: &[Case] = &[
         "nc -w 1 127.0.0.1 3333 < /dev/null 2>/dev/null; true",
         &[("network.port", "3333")],
     ),
+    // The same rules see what is submitted through io_uring (no syscall is made).
+    case(
+        "miner_pool_connection",
+        "/usr/bin/monitor-trigger uring-connect 3334 > /dev/null 2>&1; true",
+        &[("network.port", "3334"), ("network.via", "io_uring")],
+    ),
+    case(
+        "write_below_etc",
+        "/usr/bin/monitor-trigger uring-files /etc > /dev/null; true",
+        &[("file.path", "/etc/uf"), ("file.via", "io_uring")],
+    ),
     case(
         "ssh_nonstandard_port",
         "cp /usr/bin/monitor-trigger /tmp/ssh; /tmp/ssh net 47320 /tmp > /dev/null 2>&1; true",
@@ -416,6 +465,11 @@ const CASES: &[Case] = &[
         &[("tcp.sport", "47330")],
     ),
 ];
+
+/// Whether the coverage cases perform the behaviour of `rule` (on this kernel).
+pub(crate) fn performs(rule: &str) -> bool {
+    CASES.iter().any(|c| c.rule == rule && c.possible())
+}
 
 /// The value at a dotted path (`process.ancestors.0.exe`) as text.
 fn at(v: &Value, path: &str) -> String {
@@ -449,7 +503,11 @@ fn every_covered_behaviour_raises_its_rule_in_a_real_container() {
     let mut ctd = Containerd::start();
     let sock = ctd.socket.display().to_string();
     let agent = Agent::start_with("run", &["--no-baselines", "--cri-socket", &sock]);
-    let (name, ns, uid) = ("attacked-7d9c", "shop", "6a1f0c2e-0b3d-4c5e-9f70-112233445566");
+    let (name, ns, uid) = (
+        "attacked-7d9c",
+        "shop",
+        "6a1f0c2e-0b3d-4c5e-9f70-112233445566",
+    );
     let labels = pod_labels();
     let sandbox = ctd.run_pod(name, ns, uid, &labels);
     let cid = ctd.run_container(
@@ -462,18 +520,26 @@ fn every_covered_behaviour_raises_its_rule_in_a_real_container() {
         let (code, _, err) = ctd.exec_status(&cid, &["/bin/sh", "-c", c.script]);
         assert_eq!(code, 0, "{}: the script itself failed: {err}", c.rule);
     }
-    let wanted: BTreeSet<&str> = CASES.iter().filter(|c| c.possible()).map(|c| c.rule).collect();
-    // Wait until every rule has fired (or the time is up: the verdict below names what is
+    let wanted: BTreeSet<&str> = CASES
+        .iter()
+        .filter(|c| c.possible())
+        .map(|c| c.rule)
+        .collect();
+    // Wait until every case has its alert (or the time is up: the verdict below names what is
     // missing, with the container's alerts).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let fired: BTreeSet<String> = agent
-            .output_so_far()
-            .iter()
-            .filter(|a| a["container"]["id"] == cid)
-            .filter_map(|a| a["rule"].as_str().map(str::to_string))
-            .collect();
-        if wanted.iter().all(|w| fired.contains(*w)) || Instant::now() > deadline {
+        let so_far = agent.output_so_far();
+        let done = CASES.iter().filter(|c| c.possible()).all(|c| {
+            so_far.iter().any(|a| {
+                a["container"]["id"] == cid
+                    && a["rule"] == c.rule
+                    && c.fields
+                        .iter()
+                        .all(|(path, want)| at(a, path).contains(want))
+            })
+        });
+        if done || Instant::now() > deadline {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -487,7 +553,11 @@ fn every_covered_behaviour_raises_its_rule_in_a_real_container() {
     for c in CASES {
         let of_rule: Vec<&&Value> = mine.iter().filter(|a| a["rule"] == c.rule).collect();
         if !c.possible() {
-            assert!(of_rule.is_empty(), "{}: impossible here, yet {of_rule:#?}", c.rule);
+            assert!(
+                of_rule.is_empty(),
+                "{}: impossible here, yet {of_rule:#?}",
+                c.rule
+            );
             eprintln!(
                 "NOTE {}: this kernel has no {:?} syscall; the behaviour cannot happen here",
                 c.rule, c.needs
@@ -518,7 +588,11 @@ fn every_covered_behaviour_raises_its_rule_in_a_real_container() {
             )),
         }
     }
-    assert!(missing.is_empty(), "behaviours without their alert:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "behaviours without their alert:\n{}",
+        missing.join("\n")
+    );
     // Every default rule that is on and can be performed here is in the table: a rule added
     // without a case fails this test.
     let untested = default_rule_ids()
@@ -527,7 +601,10 @@ fn every_covered_behaviour_raises_its_rule_in_a_real_container() {
             !CASES.iter().any(|c| c.rule == r.as_str()) && !TESTED_ELSEWHERE.contains(&r.as_str())
         })
         .collect::<Vec<_>>();
-    assert!(untested.is_empty(), "default rules without a case here: {untested:?}");
+    assert!(
+        untested.is_empty(),
+        "default rules without a case here: {untested:?}"
+    );
     drop(ctd);
 }
 
@@ -550,12 +627,16 @@ const TESTED_ELSEWHERE: &[&str] = &[
 ];
 
 /// Ids of the enabled default rules, as `monitor rules list` prints them.
-fn default_rule_ids() -> Vec<String> {
+pub(crate) fn default_rule_ids() -> Vec<String> {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_monitor"))
         .args(["rules", "list", "--json"])
         .output()
         .expect("monitor rules list");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).expect("rules list json");
     v.as_array()
         .expect("array")
@@ -596,12 +677,20 @@ fn benign_workloads_in_real_containers_and_on_the_host_raise_no_alert() {
     let mut ctd = Containerd::start();
     let sock = ctd.socket.display().to_string();
     let agent = Agent::start_with("run", &["--no-baselines", "--cri-socket", &sock]);
-    let (name, ns, uid) = ("shop-web-5f7d", "shop", "1b2c3d4e-5f60-4718-9a0b-c1d2e3f40506");
+    let (name, ns, uid) = (
+        "shop-web-5f7d",
+        "shop",
+        "1b2c3d4e-5f60-4718-9a0b-c1d2e3f40506",
+    );
     let labels = pod_labels();
     let sandbox = ctd.run_pod(name, ns, uid, &labels);
     // The service-account volume, as kubelet projects it.
     let sa = scratch("serviceaccount");
-    for (f, text) in [("token", "eyJhbGciOiJSUzI1NiJ9.e30.sig"), ("ca.crt", "ca"), ("namespace", ns)] {
+    for (f, text) in [
+        ("token", "eyJhbGciOiJSUzI1NiJ9.e30.sig"),
+        ("ca.crt", "ca"),
+        ("namespace", ns),
+    ] {
         std::fs::write(sa.join(f), text).expect("sa file");
     }
     let sa_path = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -628,7 +717,11 @@ fn benign_workloads_in_real_containers_and_on_the_host_raise_no_alert() {
     for f in ["token", "ca.crt", "namespace"] {
         let (code, out, err) = ctd.exec_status(
             &web,
-            &["/usr/bin/monitor-trigger", "read-file", &format!("{sa_path}/{f}")],
+            &[
+                "/usr/bin/monitor-trigger",
+                "read-file",
+                &format!("{sa_path}/{f}"),
+            ],
         );
         assert_eq!(code, 0, "{err}");
         assert!(out.contains("\"result\""), "{out}");
@@ -645,14 +738,17 @@ fn benign_workloads_in_real_containers_and_on_the_host_raise_no_alert() {
     // A periodic job: a scheduler running its job binary on a timer.
     let (code, _, err) = ctd.exec_status(
         &db,
-        &["/usr/bin/monitor-trigger", "periodic", "3", "200", "/bin/date"],
+        &[
+            "/usr/bin/monitor-trigger",
+            "periodic",
+            "3",
+            "200",
+            "/bin/date",
+        ],
     );
     assert_eq!(code, 0, "{err}");
     // Log rotation of the application's log.
-    let (code, _, err) = ctd.exec_status(
-        &db,
-        &["/bin/cp", "/var/log/app.log", "/tmp/app.log"],
-    );
+    let (code, _, err) = ctd.exec_status(&db, &["/bin/cp", "/var/log/app.log", "/tmp/app.log"]);
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = ctd.exec_status(
         &db,
@@ -667,7 +763,13 @@ fn benign_workloads_in_real_containers_and_on_the_host_raise_no_alert() {
     for _ in 0..2 {
         let (code, _, err) = ctd.exec_status(
             &db,
-            &["/usr/bin/logrotate", "-f", "-s", "/tmp/logrotate.state", "/tmp/logrotate.conf"],
+            &[
+                "/usr/bin/logrotate",
+                "-f",
+                "-s",
+                "/tmp/logrotate.state",
+                "/tmp/logrotate.conf",
+            ],
         );
         assert_eq!(code, 0, "logrotate: {err}");
     }
@@ -677,8 +779,11 @@ fn benign_workloads_in_real_containers_and_on_the_host_raise_no_alert() {
     let host = TestCgroup::new("benign-host");
     let dir = scratch("benign-host");
     std::fs::write(dir.join("app.log"), "started\n").expect("log");
-    std::fs::write(dir.join("logrotate.conf"), logrotate_conf(&dir.join("app.log").display().to_string()))
-        .expect("conf");
+    std::fs::write(
+        dir.join("logrotate.conf"),
+        logrotate_conf(&dir.join("app.log").display().to_string()),
+    )
+    .expect("conf");
     let script = "set -e; printf 'int main(void){return 0;}\\n' > a.c; cc -O1 -o prog a.c; ./prog; \
                   install -D -m 0755 prog stage/usr/bin/prog; install -D -m 0644 a.c stage/usr/share/doc/prog/a.c; \
                   sqlite3 shop.db 'create table t(x); insert into t values (1);'; \
@@ -690,7 +795,11 @@ fn benign_workloads_in_real_containers_and_on_the_host_raise_no_alert() {
         .current_dir(&dir)
         .output()
         .expect("host work");
-    assert!(out.status.success(), "host work: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "host work: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // A marker the agent must have judged before the verdict: then everything before it was.
     let (code, _, _) = ctd.exec_status(&db, &["/bin/sh", "-c", "true"]);
@@ -718,6 +827,248 @@ fn benign_workloads_in_real_containers_and_on_the_host_raise_no_alert() {
     assert!(
         noisy.is_empty(),
         "benign work raised alerts {by_rule:?}:\n{noisy:#?}"
+    );
+    drop(ctd);
+}
+
+/// The baseline rows of the coverage table, performed in a real container: after a workload
+/// has learned its routine, one new program, one write to a new directory, one new
+/// destination, one new listening port, one sensitive read and one privilege call are exactly
+/// the anomalies, each under its `anomaly.<kind>` rule with the item in the alert.
+#[test]
+fn baseline_kinds_flag_what_a_real_container_never_did() {
+    let test = "baseline_kinds_flag_what_a_real_container_never_did";
+    if !require_root(test) || !containerd::available(test) {
+        return;
+    }
+    // The agent learns every workload on the node: other tests' containers would get profiles.
+    alone();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut ctd = Containerd::start();
+    let sock = ctd.socket.display().to_string();
+    let state = scratch("coverage-baseline");
+    let state_arg = state.display().to_string();
+    let agent = Agent::start_with(
+        "run",
+        &[
+            "--no-default-rules",
+            "--rules",
+            "/dev/null",
+            "--cri-socket",
+            &sock,
+            "--baseline-dir",
+            &state_arg,
+            "--baseline-learn",
+            "4s",
+        ],
+    );
+    let (name, ns, uid) = (
+        "ledger-6c8d",
+        "shop",
+        "2c3d4e5f-6071-4829-8a0b-1c2d3e4f5061",
+    );
+    let labels = pod_labels();
+    let sandbox = ctd.run_pod(name, ns, uid, &labels);
+    let cid = ctd.run_container(
+        &sandbox,
+        (name, ns, uid, &labels),
+        "ledger",
+        &["/bin/sleep", "3600"],
+    );
+    let run = |cmd: &[&str]| {
+        let _ = ctd.exec_status(&cid, cmd);
+    };
+    let routine = || {
+        run(&["/bin/mkdir", "-p", "/srv/learned"]);
+        run(&["/bin/sh", "-c", "echo data > /srv/learned/out"]);
+        run(&["/bin/nc", "-w", "1", "127.0.0.1", "47411"]);
+        run(&["/bin/cat", "/etc/hostname"]);
+    };
+    routine();
+    routine();
+    // Past the learning period (counted from the workload's first event): the duration itself
+    // is what is tested, so this waits on the clock.
+    std::thread::sleep(Duration::from_secs(5));
+    routine();
+    run(&["/bin/env"]);
+    run(&[
+        "/bin/sh",
+        "-c",
+        "mkdir -p /opt/fresh && echo data > /opt/fresh/out",
+    ]);
+    run(&["/bin/nc", "-w", "1", "127.0.0.1", "47412"]);
+    run(&[
+        "/bin/sh",
+        "-c",
+        "nc -l -p 8443 & p=$!; sleep 0.3; kill $p; true",
+    ]);
+    run(&["/bin/cat", "/etc/shadow"]);
+    run(&["/usr/bin/monitor-trigger", "attack", "userfaultfd"]);
+    routine();
+    let want = [
+        "exec",
+        "write",
+        "connect",
+        "listen",
+        "sensitive_read",
+        "privilege",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let anomalies = |alerts: &[Value]| -> Vec<(String, String, String)> {
+        alerts
+            .iter()
+            .filter(|a| a["source"] == "anomaly" && a["container"]["id"] == cid)
+            .map(|a| (at(a, "anomaly.kind"), at(a, "anomaly.item"), at(a, "rule")))
+            .collect()
+    };
+    while Instant::now() < deadline {
+        let seen: BTreeSet<String> = anomalies(&agent.output_so_far())
+            .into_iter()
+            .map(|(k, _, _)| k)
+            .collect();
+        if want.iter().all(|w| seen.contains(*w)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = agent.stop();
+    let got = anomalies(&out.events);
+    let find = |kind: &str, item: &str| {
+        got.iter()
+            .any(|(k, i, r)| k == kind && i.contains(item) && *r == format!("anomaly.{kind}"))
+    };
+    for (kind, item) in [
+        ("exec", "/bin/env <- "),
+        ("write", "/opt"),
+        ("connect", ":47412"),
+        ("listen", "8443"),
+        ("sensitive_read", "/etc/shadow"),
+        ("privilege", "userfaultfd"),
+    ] {
+        assert!(
+            find(kind, item),
+            "no {kind} anomaly with {item}: {got:#?}\n{:#?}",
+            out.events
+                .iter()
+                .filter(|a| a["anomaly"]["kind"] == kind)
+                .collect::<Vec<_>>()
+        );
+    }
+    // The routine, repeated after learning, is not news.
+    assert!(
+        !got.iter()
+            .any(|(_, i, _)| i.contains("/srv/learned") || i.contains(":47411")),
+        "{got:#?}"
+    );
+    let one = out
+        .events
+        .iter()
+        .find(|a| a["source"] == "anomaly" && a["container"]["id"] == cid)
+        .expect("an anomaly");
+    assert_eq!(one["pod"]["name"], name);
+    assert_eq!(one["container"]["name"], "ledger");
+    drop(ctd);
+}
+
+/// Kernel-side interest filtering, judged on the whole coverage table: an agent that filters
+/// (the default) and one that captures everything (`capture.interest_filter: false`) watch the
+/// same container perform every covered behaviour and must raise identical alerts about it.
+#[test]
+fn filtering_on_and_off_raise_identical_alerts_in_a_real_container() {
+    let test = "filtering_on_and_off_raise_identical_alerts_in_a_real_container";
+    if !require_root(test) || !containerd::available(test) {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut ctd = Containerd::start();
+    let sock = ctd.socket.display().to_string();
+    let start = |filter: bool| {
+        let set = format!("capture.interest_filter={filter}");
+        Agent::start_with(
+            "run",
+            &["--no-baselines", "--cri-socket", &sock, "--set", &set],
+        )
+    };
+    let (on, off) = (start(true), start(false));
+    let (name, ns, uid) = ("twin-4b1e", "shop", "3d4e5f60-7182-493a-8b0c-1d2e3f405162");
+    let labels = pod_labels();
+    let sandbox = ctd.run_pod(name, ns, uid, &labels);
+    let cid = ctd.run_container(
+        &sandbox,
+        (name, ns, uid, &labels),
+        "app",
+        &["/bin/sleep", "3600"],
+    );
+    for c in CASES {
+        let _ = ctd.exec_status(&cid, &["/bin/sh", "-c", c.script]);
+    }
+    // Last: once both agents have raised this, they have judged everything before it.
+    let _ = ctd.exec_status(
+        &cid,
+        &[
+            "/bin/sh",
+            "-c",
+            "cp /bin/busybox /tmp/marker-end; /tmp/marker-end true; true",
+        ],
+    );
+    let marker = |ev: &[Value]| {
+        ev.iter().any(|a| {
+            a["container"]["id"] == cid
+                && a["exec"]["filename"] == "/tmp/marker-end"
+                && a["rule"] == "container_drift_exec"
+        })
+    };
+    on.wait_output(
+        "the end marker (filtering)",
+        Duration::from_secs(30),
+        marker,
+    );
+    off.wait_output(
+        "the end marker (everything)",
+        Duration::from_secs(30),
+        marker,
+    );
+    let (on, off) = (on.stop(), off.stop());
+    let mine = |ev: &[Value]| -> Vec<String> {
+        let mut v: Vec<String> = ev
+            .iter()
+            .filter(|a| a["container"]["id"] == cid)
+            .filter_map(crate::interest::comparable)
+            .collect();
+        v.sort();
+        v
+    };
+    let (a, b) = (mine(&on.events), mine(&off.events));
+    // The whole alerts: the difference may be in any field.
+    let brief = |l: &String| -> String { l.clone() };
+    let only = |x: &[String], y: &[String]| -> Vec<String> {
+        x.iter().filter(|l| !y.contains(l)).map(brief).collect()
+    };
+    assert!(
+        a == b,
+        "alerts differ\nonly with filtering:\n{}\nonly without:\n{}",
+        only(&a, &b).join("\n"),
+        only(&b, &a).join("\n")
+    );
+    let fired: BTreeSet<String> = a
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["rule"].as_str().map(str::to_string))
+        .collect();
+    let unfired: Vec<&str> = CASES
+        .iter()
+        .filter(|c| c.possible() && !fired.contains(c.rule))
+        .map(|c| c.rule)
+        .collect();
+    assert!(
+        unfired.is_empty(),
+        "covered rules that did not fire: {unfired:?}"
+    );
+    eprintln!(
+        "interest equivalence in a real container: {} identical alerts; opens received {} (filtering) vs {} (everything)",
+        a.len(),
+        on.stats["received"]["open"],
+        off.stats["received"]["open"]
     );
     drop(ctd);
 }

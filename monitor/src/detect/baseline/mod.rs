@@ -226,6 +226,36 @@ pub(crate) const SENSITIVE_PREFIXES: &[&str] = &[
     "/var/lib/kubelet/",
 ];
 
+/// Container runtime programs that start a container's processes: a command run in a container
+/// (`kubectl exec`, CRI ExecSync) has one of them as its parent, which one depending on a race
+/// between runc and the shim, so they are one parent to a profile.
+const RUNTIME_PARENTS: [&str; 6] = [
+    "runc",
+    "crun",
+    "conmon",
+    "containerd-shim",
+    "containerd-shim-runc-v2",
+    "containerd-shim-runc-v1",
+];
+
+/// `program <- parent` of an exec. A re-execution through /proc/self/exe (busybox's standalone
+/// shell running an applet) is the binary and the applet, `/bin/busybox[wget]`.
+fn exec_item(filename: &str, args: &[String], exe: &str, parent: &str) -> String {
+    let program = if filename == crate::process::SELF_EXE {
+        let applet = crate::event::program_name(filename, args);
+        format!("{exe}[{applet}]")
+    } else {
+        filename.to_string()
+    };
+    let base = parent.rsplit('/').next().unwrap_or(parent);
+    let parent = if RUNTIME_PARENTS.contains(&base) {
+        "<container runtime>"
+    } else {
+        parent
+    };
+    format!("{program} <- {parent}")
+}
+
 /// The profile items an event represents.
 pub(crate) fn items_of(e: &Event) -> Vec<(ItemKind, String)> {
     let mut out = Vec::new();
@@ -237,7 +267,10 @@ pub(crate) fn items_of(e: &Event) -> Vec<(ItemKind, String)> {
                 .first()
                 .map(|a| a.exe.as_str())
                 .unwrap_or("?");
-            out.push((ItemKind::Exec, format!("{} <- {parent}", d.filename)));
+            out.push((
+                ItemKind::Exec,
+                exec_item(&d.filename, &d.args, &e.process.exe, parent),
+            ));
         }
         Detail::File(d) => {
             let Some(path) = d.path.as_deref() else {

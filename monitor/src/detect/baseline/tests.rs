@@ -356,3 +356,31 @@ fn workload_keys() {
         Some("shop/Deployment/web")
     );
 }
+
+#[test]
+fn exec_items_name_the_runtime_once_and_busybox_applets_by_name() {
+    let args = |v: &[&str]| v.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
+    // runc or the shim, whichever won the race, is the same parent.
+    assert_eq!(
+        super::exec_item("/bin/env", &args(&["env"]), "/bin/env", "/usr/sbin/runc"),
+        super::exec_item(
+            "/bin/env",
+            &args(&["env"]),
+            "/bin/env",
+            "/usr/bin/containerd-shim-runc-v2"
+        )
+    );
+    assert_eq!(
+        super::exec_item("/bin/env", &args(&["env"]), "/bin/env", "/bin/sh"),
+        "/bin/env <- /bin/sh"
+    );
+    assert_eq!(
+        super::exec_item(
+            "/proc/self/exe",
+            &args(&["wget", "-q"]),
+            "/bin/busybox",
+            "/bin/sh"
+        ),
+        "/bin/busybox[wget] <- /bin/sh"
+    );
+}

@@ -7,7 +7,11 @@ use super::*;
 use crate::{
     detect::{
         baseline::items_of,
-        rules::{RuleSource, compile::Compiler, compile::Scope, load},
+        rules::{
+            RuleSource,
+            compile::{Compiler, Scope},
+            load,
+        },
     },
     event::{
         CallResult, Detail, Event, ExecDetail, FileDetail, NetDetail, PrivDetail, TcpDetail,
@@ -386,9 +390,15 @@ fn conditions_that_reduce_narrow_the_capture() {
     assert_eq!(i.tcp_states, (1 << 10) | (1 << 1));
     assert_eq!(i.kinds, [EventKind::TcpState].into());
     // Flags only writing opens carry rule read-only opens out; a read flag does not.
-    let i = of_matcher(&compile("kind = open and file.flags in (O_TRUNC, O_CREAT)"), true);
+    let i = of_matcher(
+        &compile("kind = open and file.flags in (O_TRUNC, O_CREAT)"),
+        true,
+    );
     assert!(i.open_read.is_none() && i.open_write == PathNeed::All);
-    let i = of_matcher(&compile("kind = open and file.flags in (O_TRUNC, O_CLOEXEC)"), true);
+    let i = of_matcher(
+        &compile("kind = open and file.flags in (O_TRUNC, O_CLOEXEC)"),
+        true,
+    );
     assert_eq!(i.open_read, PathNeed::All);
     // io_uring operations are captured by their own program: no syscall is needed for them.
     let i = of_matcher(&compile("kind = open and via = io_uring"), true);

@@ -90,7 +90,9 @@ pub(crate) fn available(test: &str) -> bool {
 /// them) to the same path inside `root`.
 fn copy_with_libraries(prog: &Path, root: &Path, dir: &Path) {
     let name = prog.file_name().expect("program name");
-    let dest = root.join(dir.strip_prefix("/").expect("absolute")).join(name);
+    let dest = root
+        .join(dir.strip_prefix("/").expect("absolute"))
+        .join(name);
     std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
     std::fs::copy(prog, &dest).unwrap_or_else(|e| panic!("copy {}: {e}", prog.display()));
     let out = Command::new("ldd").arg(prog).output().expect("ldd");
@@ -140,14 +142,28 @@ fn build_image(dir: &Path) -> PathBuf {
     }
     // What a lived-in image holds: accounts, credentials, logs, package and cron state.
     for (path, text) in [
-        ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"),
+        (
+            "etc/passwd",
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+        ),
         ("etc/group", "root:x:0:\napp:x:1000:\n"),
-        ("etc/shadow", "root:*:19000:0:99999:7:::\napp:!:19000:0:99999:7:::\n"),
+        (
+            "etc/shadow",
+            "root:*:19000:0:99999:7:::\napp:!:19000:0:99999:7:::\n",
+        ),
+        ("etc/gshadow", "root:*::\napp:!::\n"),
+        ("etc/sudoers", "root ALL=(ALL) ALL\n"),
         ("etc/profile", "export PATH=/bin:/usr/bin\n"),
-        ("root/.aws/credentials", "[default]\naws_access_key_id = AKIAEXAMPLE\n"),
+        (
+            "root/.aws/credentials",
+            "[default]\naws_access_key_id = AKIAEXAMPLE\n",
+        ),
         ("etc/kubernetes/pki/ca.key", "not a real key\n"),
         ("var/log/app.log", "started\n"),
-        ("var/lib/dpkg/status", "Package: busybox\nStatus: install ok installed\n"),
+        (
+            "var/lib/dpkg/status",
+            "Package: busybox\nStatus: install ok installed\n",
+        ),
         ("var/spool/cron/crontabs/.keep", ""),
         ("www/index.html", "<h1>hello</h1>\n"),
     ] {
