@@ -186,7 +186,6 @@ fn file_args(r: &SyscallRecord<'_>) -> FileArgs {
 fn file_detail(r: &SyscallRecord<'_>, base: &PathBase<'_>) -> FileDetail {
     use Syscall as S;
     let b = r.body;
-    let a = |i: usize| b.args[i] as i64;
     // A descriptor is an `int`: the kernel reads the low 32 bits of its register, whose upper
     // half callers may leave unextended (AT_FDCWD arrives as 0xffffff9c from static busybox).
     let fd = |i: usize| i64::from(b.args[i] as u32 as i32);
