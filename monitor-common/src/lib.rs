@@ -317,11 +317,13 @@ pub mod interest {
     /// Slot of [`crate::INTEREST_MAP`]: bit N set reports TCP transitions into state N.
     pub const SLOT_TCP_STATES: u32 = 0;
     /// First of the eight slots of [`crate::INTEREST_MAP`] that hold a 256-bit set: bit B set
-    /// when some path prefix has B as its second byte (or is too short to have one), so an
-    /// absolute path whose second byte is not in the set matches no prefix.
-    pub const SLOT_SECOND_BYTE: u32 = 1;
+    /// when some path prefix of read-only opens has B as its second byte (or is too short to
+    /// have one), so an absolute path whose second byte is not in the set matches no prefix.
+    pub const SLOT_SECOND_BYTE_READ: u32 = 1;
+    /// The same set for the prefixes of writing opens (eight slots).
+    pub const SLOT_SECOND_BYTE_WRITE: u32 = 9;
     /// Entries of [`crate::INTEREST_MAP`].
-    pub const SLOTS: u32 = 9;
+    pub const SLOTS: u32 = 17;
 }
 
 /// A key of [`OPEN_PATHS_MAP`] (an LPM trie over path bytes): `prefix_len` is in bits.
@@ -334,6 +336,29 @@ pub struct PathKey {
     pub data: [u8; interest::PATH_KEY_LEN],
 }
 const _: () = assert!(core::mem::size_of::<PathKey>() == 4 + interest::PATH_KEY_LEN);
+
+/// `enum io_uring_op` values (include/uapi/linux/io_uring.h, stable ABI) of the operations the
+/// kernel programs report, shared with the test helper that submits them.
+pub mod uring_op {
+    /// IORING_OP_CONNECT.
+    pub const CONNECT: u8 = 16;
+    /// IORING_OP_OPENAT.
+    pub const OPENAT: u8 = 18;
+    /// IORING_OP_OPENAT2.
+    pub const OPENAT2: u8 = 28;
+    /// IORING_OP_RENAMEAT.
+    pub const RENAMEAT: u8 = 35;
+    /// IORING_OP_UNLINKAT.
+    pub const UNLINKAT: u8 = 36;
+    /// IORING_OP_MKDIRAT.
+    pub const MKDIRAT: u8 = 37;
+    /// IORING_OP_SYMLINKAT.
+    pub const SYMLINKAT: u8 = 38;
+    /// IORING_OP_LINKAT.
+    pub const LINKAT: u8 = 39;
+    /// IORING_OP_SOCKET.
+    pub const SOCKET: u8 = 45;
+}
 
 /// Kernel-side filters applied at sys_enter, before anything is saved.
 pub mod filter {

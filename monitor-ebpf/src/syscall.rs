@@ -186,42 +186,63 @@ fn path_wanted(src: u64, bits: u8) -> bool {
     if n <= 1 || unsafe { (*key).data[0] } != b'/' {
         return true;
     }
-    // Most opens are below directories no prefix starts like (/usr, /lib, /proc, /sys, /dev):
-    // the byte after the leading slash rules them out without a trie lookup.
+    let len = ((n - 1) as u32) & (interest::PATH_KEY_LEN as u32 - 1);
+    // `/etc/../etc/shadow`, `/usr/../etc/./shadow` and `//etc/shadow` name a wanted file under
+    // another spelling: the agent folds them, the prefix checks below cannot, so they are kept.
+    // SAFETY: `key` is this CPU's PathKey, valid for the whole program run.
+    if odd_spelling(unsafe { &(*key).data }, len as usize) {
+        return true;
+    }
+    // Most opens are below directories no prefix of their access starts like (/usr, /lib,
+    // /sys, /dev): the byte after the leading slash rules them out without a trie lookup.
     // SAFETY: the helper wrote at least two bytes when it returned more than 1.
     let second = unsafe { (*key).data[1] } as u32;
-    let word = INTEREST
-        .get(interest::SLOT_SECOND_BYTE + (second >> 5))
-        .copied()
-        .unwrap_or(u32::MAX);
-    if (word >> (second & 31)) & 1 == 0 {
+    let in_set = |base: u32| {
+        let word = INTEREST
+            .get(base + (second >> 5))
+            .copied()
+            .unwrap_or(u32::MAX);
+        (word >> (second & 31)) & 1 != 0
+    };
+    let read_may = bits & interest::PATH_READ != 0 && in_set(interest::SLOT_SECOND_BYTE_READ);
+    let write_may = bits & interest::PATH_WRITE != 0 && in_set(interest::SLOT_SECOND_BYTE_WRITE);
+    if !read_may && !write_may {
         return false;
     }
-    let len = ((n - 1) as u32) & (interest::PATH_KEY_LEN as u32 - 1);
     // SAFETY: as above; the key is packed, so the length is written unaligned.
     unsafe { (&raw mut (*key).prefix_len).write_unaligned(len * 8) };
     // SAFETY: PathKey has the layout of the trie's key (a packed u32 and the data bytes).
     let k = unsafe { &*key.cast::<aya_ebpf::maps::lpm_trie::Key<[u8; interest::PATH_KEY_LEN]>>() };
-    if matches!(OPEN_PATHS.get(k), Some(v) if *v & bits != 0) {
-        return true;
-    }
-    // `/etc/../etc/shadow`, `/etc/./shadow` and `//etc/shadow` name a wanted file under
-    // another spelling: the agent folds them, the trie cannot, so they are kept.
-    // SAFETY: `key` is this CPU's PathKey, valid for the whole program run.
-    odd_spelling(unsafe { &(*key).data }, len as usize)
+    matches!(OPEN_PATHS.get(k), Some(v) if *v & bits != 0)
 }
 
-/// Whether the first `len` bytes of a path have a segment starting with `.` or an empty one
-/// (a `/` followed by `.` or `/`).
+/// Whether the first `len` bytes of a path have an empty, `.` or `..` segment (`//`, `/./`,
+/// `/../`, or `/.` / `/..` at the end). Hidden names (`/.cargo`) are ordinary segments.
 #[inline(always)]
 fn odd_spelling(data: &[u8; interest::PATH_KEY_LEN], len: usize) -> bool {
+    let at = |i: usize| {
+        if i < len && i < interest::PATH_KEY_LEN {
+            data[i]
+        } else {
+            0
+        }
+    };
     let mut i = 1;
     while i < interest::PATH_KEY_LEN {
         if i >= len {
             return false;
         }
-        if data[i - 1] == b'/' && (data[i] == b'.' || data[i] == b'/') {
-            return true;
+        if data[i - 1] == b'/' {
+            let c = data[i];
+            if c == b'/' {
+                return true;
+            }
+            if c == b'.' {
+                let n = at(i + 1);
+                if n == 0 || n == b'/' || (n == b'.' && matches!(at(i + 2), 0 | b'/')) {
+                    return true;
+                }
+            }
         }
         i += 1;
     }

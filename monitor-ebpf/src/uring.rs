@@ -26,16 +26,11 @@ use crate::{
 const HDR: usize = core::mem::size_of::<Header>();
 const BODY: usize = core::mem::size_of::<SyscallBody>();
 
-/// `enum io_uring_op` values of the operations reported.
-const OP_CONNECT: u8 = 16;
-const OP_OPENAT: u8 = 18;
-const OP_OPENAT2: u8 = 28;
-const OP_RENAMEAT: u8 = 35;
-const OP_UNLINKAT: u8 = 36;
-const OP_MKDIRAT: u8 = 37;
-const OP_SYMLINKAT: u8 = 38;
-const OP_LINKAT: u8 = 39;
-const OP_SOCKET: u8 = 45;
+use monitor_common::uring_op::{
+    CONNECT as OP_CONNECT, LINKAT as OP_LINKAT, MKDIRAT as OP_MKDIRAT, OPENAT as OP_OPENAT,
+    OPENAT2 as OP_OPENAT2, RENAMEAT as OP_RENAMEAT, SOCKET as OP_SOCKET, SYMLINKAT as OP_SYMLINKAT,
+    UNLINKAT as OP_UNLINKAT,
+};
 
 #[tracepoint]
 pub(crate) fn io_uring_submit_req(ctx: TracePointContext) -> u32 {

@@ -11,14 +11,11 @@ const IORING_OFF_CQ_RING: i64 = 0x800_0000;
 const IORING_OFF_SQES: i64 = 0x1000_0000;
 const IORING_ENTER_GETEVENTS: u32 = 1;
 
-const OP_CONNECT: u8 = 16;
-const OP_OPENAT: u8 = 18;
-const OP_RENAMEAT: u8 = 35;
-const OP_UNLINKAT: u8 = 36;
-const OP_MKDIRAT: u8 = 37;
-const OP_SYMLINKAT: u8 = 38;
-const OP_LINKAT: u8 = 39;
-const OP_SOCKET: u8 = 45;
+use monitor_common::uring_op::{
+    CONNECT as OP_CONNECT, LINKAT as OP_LINKAT, MKDIRAT as OP_MKDIRAT, OPENAT as OP_OPENAT,
+    RENAMEAT as OP_RENAMEAT, SOCKET as OP_SOCKET, SYMLINKAT as OP_SYMLINKAT,
+    UNLINKAT as OP_UNLINKAT,
+};
 
 #[repr(C)]
 #[derive(Default)]

@@ -160,12 +160,19 @@ impl KernelInterest {
         }
     }
 
-    /// The bytes that come second in some path prefix, as eight 32-bit words (all set when a
-    /// prefix is shorter than two bytes): an absolute path whose second byte is not among them
-    /// matches no prefix, and the kernel skips the trie lookup for it.
-    pub(crate) fn second_bytes(&self) -> [u32; 8] {
+    /// The bytes that come second in some path prefix of one access (`write` false: read-only
+    /// opens), as eight 32-bit words (all set when a prefix is shorter than two bytes): an
+    /// absolute path whose second byte is not among them matches no prefix of that access, and
+    /// the kernel skips the trie lookup for it. One set per access, so that prefixes only writes
+    /// need (`/lib/ld-linux*`) do not send every read-only open of a library to the trie.
+    pub(crate) fn second_bytes(&self, write: bool) -> [u32; 8] {
         let mut words = [0u32; 8];
-        for p in self.open_read.prefixes().chain(self.open_write.prefixes()) {
+        let need = if write {
+            &self.open_write
+        } else {
+            &self.open_read
+        };
+        for p in need.prefixes() {
             match p.as_bytes().get(1) {
                 Some(b) => words[usize::from(b >> 5)] |= 1 << (b & 31),
                 None => return [u32::MAX; 8],
@@ -280,10 +287,13 @@ pub(super) fn write_knobs<T: BorrowMut<MapData>>(
     knobs
         .set(interest::SLOT_TCP_STATES, x.tcp_states, 0)
         .map_err(map_err(INTEREST_MAP))?;
-    for (i, w) in (0u32..).zip(x.second_bytes()) {
-        knobs
-            .set(interest::SLOT_SECOND_BYTE + i, w, 0)
-            .map_err(map_err(INTEREST_MAP))?;
+    for (base, write) in [
+        (interest::SLOT_SECOND_BYTE_READ, false),
+        (interest::SLOT_SECOND_BYTE_WRITE, true),
+    ] {
+        for (i, w) in (0u32..).zip(x.second_bytes(write)) {
+            knobs.set(base + i, w, 0).map_err(map_err(INTEREST_MAP))?;
+        }
     }
     Ok(())
 }
@@ -470,15 +480,19 @@ mod tests {
             open_write: prefixes(&["/root/"]),
             ..KernelInterest::everything()
         };
-        let w = i.second_bytes();
-        let has = |b: u8| w[usize::from(b >> 5)] & (1 << (b & 31)) != 0;
-        assert!(has(b'e') && has(b'h') && has(b'r'));
-        assert!(!has(b'u') && !has(b'l') && !has(b'p') && !has(b'd'));
+        let (r, w) = (i.second_bytes(false), i.second_bytes(true));
+        let has = |w: &[u32; 8], b: u8| w[usize::from(b >> 5)] & (1 << (b & 31)) != 0;
+        assert!(has(&r, b'e') && has(&r, b'h') && !has(&r, b'r'));
+        assert!(has(&w, b'r') && !has(&w, b'e'));
+        for b in [b'u', b'l', b'p', b'd'] {
+            assert!(!has(&r, b) && !has(&w, b));
+        }
         let short = KernelInterest {
             open_read: prefixes(&["/"]),
             ..i
         };
-        assert_eq!(short.second_bytes(), [u32::MAX; 8]);
+        assert_eq!(short.second_bytes(false), [u32::MAX; 8]);
+        assert_eq!(short.second_bytes(true), w);
     }
 
     #[test]

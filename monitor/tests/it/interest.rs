@@ -152,6 +152,40 @@ pub(crate) fn comparable(a: &Value) -> Option<String> {
     Some(a.to_string())
 }
 
+/// Fails naming what tells two agents' sorted, comparable alerts apart (the whole alerts are
+/// compared; the message shows the fields that usually differ). `MONITOR_TEST_DUMP=DIR` also
+/// writes both sides there.
+pub(crate) fn assert_same_alerts(a: &[String], b: &[String]) {
+    if a == b {
+        return;
+    }
+    if let Ok(d) = std::env::var("MONITOR_TEST_DUMP") {
+        let _ = std::fs::write(format!("{d}/on.jsonl"), a.join("\n"));
+        let _ = std::fs::write(format!("{d}/off.jsonl"), b.join("\n"));
+    }
+    let brief = |l: &String| -> String {
+        let v: Value = serde_json::from_str(l).unwrap_or_default();
+        format!(
+            "{} {} pid={} count={} {} {} {}",
+            v["rule"],
+            v["kind"],
+            v["process"]["pid"],
+            v["dedup"]["count"],
+            v["anomaly"]["item"],
+            v["process"]["command_line"],
+            v["file"]["path"]
+        )
+    };
+    let only = |x: &[String], y: &[String]| -> Vec<String> {
+        x.iter().filter(|l| !y.contains(l)).map(brief).collect()
+    };
+    panic!(
+        "alerts differ\nonly with filtering:\n{}\nonly without:\n{}",
+        only(a, b).join("\n"),
+        only(b, a).join("\n")
+    );
+}
+
 fn received(stats: &Value, kind: &str) -> u64 {
     stats["received"][kind].as_u64().unwrap_or(0)
 }
@@ -222,32 +256,7 @@ fn filtering_on_and_off_raise_identical_alerts_for_every_default_rule_and_the_ba
     let mut b: Vec<String> = off.events.iter().filter_map(comparable).collect();
     a.sort();
     b.sort();
-    if a != b {
-        if let Ok(d) = std::env::var("MONITOR_TEST_DUMP") {
-            let _ = std::fs::write(format!("{d}/on.jsonl"), a.join("\n"));
-            let _ = std::fs::write(format!("{d}/off.jsonl"), b.join("\n"));
-        }
-        // What tells the alerts apart, for the message (the whole alerts are compared).
-        let brief = |l: &String| -> String {
-            let v: Value = serde_json::from_str(l).unwrap_or_default();
-            format!(
-                "{} {} pid={} count={} {}",
-                v["rule"],
-                v["kind"],
-                v["process"]["pid"],
-                v["dedup"]["count"],
-                v["anomaly"]["item"]
-            )
-        };
-        let only = |x: &[String], y: &[String]| -> Vec<String> {
-            x.iter().filter(|l| !y.contains(l)).map(brief).collect()
-        };
-        panic!(
-            "alerts differ\nonly with filtering:\n{}\nonly without:\n{}",
-            only(&a, &b).join("\n"),
-            only(&b, &a).join("\n")
-        );
-    }
+    assert_same_alerts(&a, &b);
     // Every default rule performed fired, and the baselines flagged every kind of item.
     let rules: std::collections::BTreeSet<&str> = on
         .events

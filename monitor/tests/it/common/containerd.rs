@@ -498,27 +498,12 @@ state = "{d}/state"
         })
     }
 
-    /// Runs a command inside a running container (CRI ExecSync) and returns its stdout.
+    /// Runs a command inside a running container (CRI ExecSync) and returns its stdout; it must
+    /// succeed.
     pub(crate) fn exec(&self, container: &str, cmd: &[&str]) -> String {
-        self.rt.block_on(async {
-            let mut c = self.client().await.expect("client");
-            let r = c
-                .exec_sync(ExecSyncRequest {
-                    container_id: container.into(),
-                    cmd: cmd.iter().map(|s| s.to_string()).collect(),
-                    timeout: 10,
-                })
-                .await
-                .expect("ExecSync")
-                .into_inner();
-            assert_eq!(
-                r.exit_code,
-                0,
-                "exec {cmd:?}: {}",
-                String::from_utf8_lossy(&r.stderr)
-            );
-            String::from_utf8_lossy(&r.stdout).into_owned()
-        })
+        let (code, out, err) = self.exec_status(container, cmd);
+        assert_eq!(code, 0, "exec {cmd:?}: {err}");
+        out
     }
 }
 
