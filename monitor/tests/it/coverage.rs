@@ -803,6 +803,38 @@ fn benign_workloads_in_real_containers_and_on_the_host_raise_no_alert() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // A build and an install into a staging directory inside a container cgroup laid out as
+    // kubelet does (the busybox image has no compiler): the agent sees a container. Each step
+    // is its own program, as a build system runs them; the result is not run here (running a
+    // binary built inside a running container is drift, by design).
+    let build = FakeContainer::new("benign-build");
+    let bdir = scratch("benign-build");
+    std::fs::write(bdir.join("a.c"), "int main(void){return 0;}\n").expect("source");
+    for step in [
+        &["cc", "-O1", "-o", "prog", "a.c"][..],
+        &["install", "-D", "-m", "0755", "prog", "stage/usr/bin/prog"],
+        &[
+            "install",
+            "-D",
+            "-m",
+            "0644",
+            "a.c",
+            "stage/usr/share/doc/prog/a.c",
+        ],
+        &[
+            "sqlite3",
+            "shop.db",
+            "create table t(x); insert into t values (1);",
+        ],
+    ] {
+        let st = build
+            .command(step[0])
+            .args(&step[1..])
+            .current_dir(&bdir)
+            .status()
+            .expect("build step");
+        assert!(st.success(), "{step:?}");
+    }
     // A marker the agent must have judged before the verdict: then everything before it was.
     let (code, _, _) = ctd.exec_status(&db, &["/bin/sh", "-c", "true"]);
     assert_eq!(code, 0);
@@ -817,6 +849,7 @@ fn benign_workloads_in_real_containers_and_on_the_host_raise_no_alert() {
         .filter(|a| {
             let ours = a["container"]["id"] == web
                 || a["container"]["id"] == db
+                || a["container"]["id"] == build.id.as_str()
                 || a["cgroup_id"] == host.id;
             let marker = a["rule"] == "shell_in_container" && a["container"]["id"] == db;
             ours && !marker
