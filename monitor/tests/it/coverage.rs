@@ -779,7 +779,7 @@ fn benign_workloads_in_real_containers_and_on_the_host_raise_no_alert() {
     // The same kinds of work on the host: a build, an install into a staging directory, the
     // database, log rotation and a periodic job, in a cgroup of the test's own.
     let host = TestCgroup::new("benign-host");
-    let dir = scratch("benign-host");
+    let dir = work_dir("benign-host");
     std::fs::write(dir.join("app.log"), "started\n").expect("log");
     std::fs::write(
         dir.join("logrotate.conf"),

@@ -472,7 +472,7 @@ fn benign_workloads_raise_no_alert() {
     }
     // A build and ordinary reads on the host, in a cgroup of our own.
     let host = TestCgroup::new("benign");
-    let dir = scratch("build");
+    let dir = work_dir("build");
     let script = "printf 'int main(void){return 0;}\\n' > a.c && cc -o prog a.c && ./prog && cat /etc/os-release > /dev/null \
                   && ls -la /usr/bin > /dev/null && tar cf a.tar a.c && gzip a.tar && rm -f a.tar.gz prog a.c";
     let status = host

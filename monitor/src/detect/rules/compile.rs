@@ -47,6 +47,8 @@ fn any_str(v: &Val<'_>, mut f: impl FnMut(&str) -> bool) -> bool {
     match v {
         Val::Str(s) => f(s),
         Val::List(l) => l.iter().any(|s| f(s)),
+        Val::Names(l) => l.iter().any(|s| f(s)),
+        Val::Strings(l) => l.iter().any(|s| f(s)),
         _ => false,
     }
 }

@@ -31,6 +31,10 @@ pub(crate) enum Val<'a> {
     Int(i64),
     Bool(bool),
     List(Vec<Cow<'a, str>>),
+    /// A list of names held by the event (flag names): no copy per test.
+    Names(&'a [&'static str]),
+    /// A list of strings held by the event (argv): no copy per test.
+    Strings(&'a [String]),
 }
 
 pub(crate) struct FieldDef {
@@ -191,7 +195,7 @@ pub(crate) static FIELDS: &[FieldDef] = &[
         name: "process.args",
         ty: Ty::List,
         doc: "argv",
-        get: |e| list(e.process.args.iter().map(String::as_str)),
+        get: |e| Val::Strings(&e.process.args),
     },
     FieldDef {
         name: "process.cwd",
@@ -248,7 +252,7 @@ pub(crate) static FIELDS: &[FieldDef] = &[
             detail!(e, Exec, |d| if d.args.is_empty() {
                 Val::None
             } else {
-                list(d.args.iter().map(String::as_str))
+                Val::Strings(&d.args)
             })
         },
     },
@@ -286,7 +290,7 @@ pub(crate) static FIELDS: &[FieldDef] = &[
         name: "file.flags",
         ty: Ty::List,
         doc: "open flags (O_WRONLY, O_CREAT, ...)",
-        get: |e| detail!(e, File, |d| list(d.flag_names.iter().copied())),
+        get: |e| detail!(e, File, |d| Val::Names(&d.flag_names)),
     },
     FieldDef {
         name: "file.write",
@@ -460,7 +464,7 @@ pub(crate) static FIELDS: &[FieldDef] = &[
         name: "privilege.flags",
         ty: Ty::List,
         doc: "flag names (CLONE_NEW*, MS_*, IORING_SETUP_*)",
-        get: |e| detail!(e, Privilege, |d| list(d.flag_names.iter().copied())),
+        get: |e| detail!(e, Privilege, |d| Val::Names(&d.flag_names)),
     },
     FieldDef {
         name: "privilege.fd",
@@ -646,6 +650,8 @@ pub(crate) fn render(v: &Val<'_>) -> Option<String> {
         Val::Int(i) => Some(i.to_string()),
         Val::Bool(b) => Some(b.to_string()),
         Val::List(l) => Some(l.join(" ")),
+        Val::Names(l) => Some(l.join(" ")),
+        Val::Strings(l) => Some(l.join(" ")),
     }
 }
 

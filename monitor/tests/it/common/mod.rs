@@ -434,6 +434,19 @@ impl AsRef<Path> for Scratch {
     }
 }
 
+/// A directory for work that runs its own outputs (a build and its test binary), outside any
+/// temporary directory whatever the checkout's path: `exec_from_temp_dir` rightly flags
+/// programs run from /tmp, and a clone below /tmp puts the build directory there. Removed on
+/// drop like [`scratch`].
+pub(crate) fn work_dir(tag: &str) -> Scratch {
+    Scratch(
+        tempfile::Builder::new()
+            .prefix(&format!("monitor-test-{tag}-"))
+            .tempdir_in("/var/lib")
+            .expect("work dir below /var/lib"),
+    )
+}
+
 pub(crate) fn scratch(tag: &str) -> Scratch {
     Scratch(
         tempfile::Builder::new()
