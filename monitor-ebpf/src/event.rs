@@ -117,6 +117,24 @@ pub(crate) fn read_kernel<T: Copy>(base: u64, off: u32) -> Option<T> {
     }
 }
 
+/// The length to place a string read into a record with (below MAX_PATH), recording in
+/// `flags` whether it was cut (`truncated`) or could not be read (`unreadable`).
+#[inline(always)]
+pub(crate) fn place_str(
+    (len, cut, failed): (usize, bool, bool),
+    truncated: u32,
+    unreadable: u32,
+    flags: &mut u32,
+) -> usize {
+    if cut {
+        *flags |= truncated;
+    }
+    if failed {
+        *flags |= unreadable;
+    }
+    if len >= MAX_PATH { MAX_PATH - 1 } else { len }
+}
+
 /// The current task_struct pointer.
 #[inline(always)]
 pub(crate) fn task() -> u64 {

@@ -24,7 +24,7 @@ use monitor_common::{
 use crate::{
     event::{
         Current, count_filtered, count_misc, current, current_euid_egid, emit, fill_header,
-        scratch, task,
+        place_str, scratch, task,
     },
     maps::{INTEREST, OPEN_PATHS, PATH_KEY, STASH, SYSCALLS, conf},
 };
@@ -357,36 +357,28 @@ fn try_exit(ctx: &TracePointContext) -> Option<()> {
     // SAFETY: every offset below stays inside the SCRATCH_SIZE buffer: HDR + BODY + 2 strings of
     // at most MAX_PATH - 1 bytes + MAX_DATA.
     let tail = unsafe { buf.add(HDR + BODY) };
-    let mut len1 = 0usize;
-    if desc.str1_arg != NO_ARG {
-        let (l, t, u) = read_str(tail, arg(&args, desc.str1_arg));
-        len1 = l;
-        if t {
-            flags |= SYS_STR1_TRUNCATED;
-        }
-        if u {
-            flags |= SYS_STR1_UNREADABLE;
-        }
-    }
-    if len1 >= MAX_PATH {
-        len1 = MAX_PATH - 1;
-    }
+    let len1 = if desc.str1_arg != NO_ARG {
+        place_str(
+            read_str(tail, arg(&args, desc.str1_arg)),
+            SYS_STR1_TRUNCATED,
+            SYS_STR1_UNREADABLE,
+            &mut flags,
+        )
+    } else {
+        0
+    };
     // SAFETY: see above.
     let tail2 = unsafe { tail.add(len1) };
-    let mut len2 = 0usize;
-    if desc.str2_arg != NO_ARG {
-        let (l, t, u) = read_str(tail2, arg(&args, desc.str2_arg));
-        len2 = l;
-        if t {
-            flags |= SYS_STR2_TRUNCATED;
-        }
-        if u {
-            flags |= SYS_STR2_UNREADABLE;
-        }
-    }
-    if len2 >= MAX_PATH {
-        len2 = MAX_PATH - 1;
-    }
+    let len2 = if desc.str2_arg != NO_ARG {
+        place_str(
+            read_str(tail2, arg(&args, desc.str2_arg)),
+            SYS_STR2_TRUNCATED,
+            SYS_STR2_UNREADABLE,
+            &mut flags,
+        )
+    } else {
+        0
+    };
     // SAFETY: see above.
     let tail3 = unsafe { tail2.add(len2) };
     let dlen = read_data(desc, &args, ret, tail3);

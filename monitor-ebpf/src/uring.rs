@@ -19,7 +19,7 @@ use monitor_common::{
 };
 
 use crate::{
-    event::{current, emit, fill_header, read_kernel, scratch},
+    event::{current, emit, fill_header, place_str, read_kernel, scratch},
     maps::conf,
 };
 
@@ -223,36 +223,28 @@ fn try_submit(ctx: &TracePointContext) -> Option<()> {
     // SAFETY: every offset below stays inside the SCRATCH_SIZE buffer: HDR + BODY + 2 strings of
     // at most MAX_PATH - 1 bytes + MAX_DATA.
     let tail = unsafe { buf.add(HDR + BODY) };
-    let mut len1 = 0usize;
-    if m.path1 != NO_OFFSET {
-        let (l, t, u) = read_filename(cmd, m.path1, tail);
-        len1 = l;
-        if t {
-            flags |= SYS_STR1_TRUNCATED;
-        }
-        if u {
-            flags |= SYS_STR1_UNREADABLE;
-        }
-    }
-    if len1 >= MAX_PATH {
-        len1 = MAX_PATH - 1;
-    }
+    let len1 = if m.path1 != NO_OFFSET {
+        place_str(
+            read_filename(cmd, m.path1, tail),
+            SYS_STR1_TRUNCATED,
+            SYS_STR1_UNREADABLE,
+            &mut flags,
+        )
+    } else {
+        0
+    };
     // SAFETY: see above.
     let tail2 = unsafe { tail.add(len1) };
-    let mut len2 = 0usize;
-    if m.path2 != NO_OFFSET {
-        let (l, t, u) = read_filename(cmd, m.path2, tail2);
-        len2 = l;
-        if t {
-            flags |= SYS_STR2_TRUNCATED;
-        }
-        if u {
-            flags |= SYS_STR2_UNREADABLE;
-        }
-    }
-    if len2 >= MAX_PATH {
-        len2 = MAX_PATH - 1;
-    }
+    let len2 = if m.path2 != NO_OFFSET {
+        place_str(
+            read_filename(cmd, m.path2, tail2),
+            SYS_STR2_TRUNCATED,
+            SYS_STR2_UNREADABLE,
+            &mut flags,
+        )
+    } else {
+        0
+    };
     let args = mirrored_args(op, req, cmd);
     let mut dlen = 0usize;
     if op == OP_CONNECT {

@@ -486,6 +486,18 @@ fn at(v: &Value, path: &str) -> String {
     }
 }
 
+/// Root, the runtime binaries, this process's turn at containerd, and a containerd of the
+/// test's own with its CRI socket path; `None` when the test cannot run (it then says why).
+fn runtime(test: &str) -> Option<(std::sync::MutexGuard<'static, ()>, Containerd, String)> {
+    if !require_root(test) || !containerd::available(test) {
+        return None;
+    }
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ctd = Containerd::start();
+    let sock = ctd.socket.display().to_string();
+    Some((guard, ctd, sock))
+}
+
 /// A pod with one container that sleeps (behaviours are run in it through ExecSync); returns
 /// the container's id.
 fn idle_container(ctd: &mut Containerd, pod: (&str, &str, &str), container: &str) -> String {
@@ -509,13 +521,11 @@ fn pod_labels() -> HashMap<String, String> {
 
 #[test]
 fn every_covered_behaviour_raises_its_rule_in_a_real_container() {
-    let test = "every_covered_behaviour_raises_its_rule_in_a_real_container";
-    if !require_root(test) || !containerd::available(test) {
+    let Some((_g, mut ctd, sock)) =
+        runtime("every_covered_behaviour_raises_its_rule_in_a_real_container")
+    else {
         return;
-    }
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut ctd = Containerd::start();
-    let sock = ctd.socket.display().to_string();
+    };
     let agent = Agent::start_with("run", &["--no-baselines", "--cri-socket", &sock]);
     let (name, ns, uid) = (
         "attacked-7d9c",
@@ -671,13 +681,11 @@ fn logrotate_conf(log: &str) -> String {
 
 #[test]
 fn benign_workloads_in_real_containers_and_on_the_host_raise_no_alert() {
-    let test = "benign_workloads_in_real_containers_and_on_the_host_raise_no_alert";
-    if !require_root(test) || !containerd::available(test) {
+    let Some((_g, mut ctd, sock)) =
+        runtime("benign_workloads_in_real_containers_and_on_the_host_raise_no_alert")
+    else {
         return;
-    }
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut ctd = Containerd::start();
-    let sock = ctd.socket.display().to_string();
+    };
     let agent = Agent::start_with("run", &["--no-baselines", "--cri-socket", &sock]);
     let (name, ns, uid) = (
         "shop-web-5f7d",
@@ -873,14 +881,14 @@ fn benign_workloads_in_real_containers_and_on_the_host_raise_no_alert() {
 #[test]
 fn baseline_kinds_flag_what_a_real_container_never_did() {
     let test = "baseline_kinds_flag_what_a_real_container_never_did";
-    if !require_root(test) || !containerd::available(test) {
+    if !require_root(test) {
         return;
     }
     // The agent learns every workload on the node: other tests' containers would get profiles.
     alone();
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut ctd = Containerd::start();
-    let sock = ctd.socket.display().to_string();
+    let Some((_g, mut ctd, sock)) = runtime(test) else {
+        return;
+    };
     let state = scratch("coverage-baseline");
     let state_arg = state.display().to_string();
     let agent = Agent::start_with(
@@ -1003,13 +1011,11 @@ fn baseline_kinds_flag_what_a_real_container_never_did() {
 /// same container perform every covered behaviour and must raise identical alerts about it.
 #[test]
 fn filtering_on_and_off_raise_identical_alerts_in_a_real_container() {
-    let test = "filtering_on_and_off_raise_identical_alerts_in_a_real_container";
-    if !require_root(test) || !containerd::available(test) {
+    let Some((_g, mut ctd, sock)) =
+        runtime("filtering_on_and_off_raise_identical_alerts_in_a_real_container")
+    else {
         return;
-    }
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut ctd = Containerd::start();
-    let sock = ctd.socket.display().to_string();
+    };
     let start = |filter: bool| {
         let set = format!("capture.interest_filter={filter}");
         Agent::start_with(
@@ -1039,17 +1045,7 @@ fn filtering_on_and_off_raise_identical_alerts_in_a_real_container() {
                 && a["rule"] == "container_drift_exec"
         })
     };
-    on.wait_output(
-        "the end marker (filtering)",
-        Duration::from_secs(30),
-        marker,
-    );
-    off.wait_output(
-        "the end marker (everything)",
-        Duration::from_secs(30),
-        marker,
-    );
-    let (on, off) = (on.stop(), off.stop());
+    let (on, off) = crate::interest::stop_after(on, off, marker);
     let mine = |ev: &[Value]| -> Vec<String> {
         let mut v: Vec<String> = ev
             .iter()

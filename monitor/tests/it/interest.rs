@@ -186,6 +186,26 @@ pub(crate) fn assert_same_alerts(a: &[String], b: &[String]) {
     );
 }
 
+/// Waits until both agents (filtering and not) have written what `marker` looks for, then
+/// stops them: everything before the marker has been judged by both.
+pub(crate) fn stop_after(
+    on: Agent,
+    off: Agent,
+    marker: impl Fn(&[Value]) -> bool,
+) -> (Output, Output) {
+    on.wait_output(
+        "the end marker (filtering)",
+        Duration::from_secs(30),
+        &marker,
+    );
+    off.wait_output(
+        "the end marker (everything)",
+        Duration::from_secs(30),
+        &marker,
+    );
+    (on.stop(), off.stop())
+}
+
 fn received(stats: &Value, kind: &str) -> u64 {
     stats["received"][kind].as_u64().unwrap_or(0)
 }
@@ -240,17 +260,7 @@ fn filtering_on_and_off_raise_identical_alerts_for_every_default_rule_and_the_ba
                 .is_some_and(|f| f.ends_with("/marker-end"))
         })
     };
-    on.wait_output(
-        "the end marker (filtering)",
-        Duration::from_secs(30),
-        marker,
-    );
-    off.wait_output(
-        "the end marker (everything)",
-        Duration::from_secs(30),
-        marker,
-    );
-    let (on, off) = (on.stop(), off.stop());
+    let (on, off) = stop_after(on, off, marker);
 
     let mut a: Vec<String> = on.events.iter().filter_map(comparable).collect();
     let mut b: Vec<String> = off.events.iter().filter_map(comparable).collect();
