@@ -69,7 +69,10 @@ fn syscall(
     record(header(kind, pid, t), &body, &[s1, &[], data])
 }
 
-/// A mix shaped like a busy node: mostly opens, some connects and unlinks, process churn.
+/// A mix shaped like a busy node: mostly opens, some connects and unlinks, process churn, and
+/// events the default rules alert on: one in 40 reads `/etc/shadow` (`sensitive_file_read`)
+/// and one in 160 runs a shell (`shell_in_container`), folded by their dedup windows as a
+/// flood of them would be.
 pub(crate) fn records(n: usize) -> Vec<Vec<u8>> {
     let mut out = Vec::with_capacity(n);
     let addr = [2u8, 0, 1, 187, 10, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0];
@@ -87,6 +90,21 @@ pub(crate) fn records(n: usize) -> Vec<Vec<u8>> {
                 },
                 &[],
             )),
+            1 if i % 160 == 1 => {
+                let argv = b"/bin/sh\0-c\0id\0";
+                let body = ExecBody {
+                    ppid: 999,
+                    filename_len: 7,
+                    args_len: argv.len() as u16,
+                    flags: 0,
+                    old_pid: pid,
+                };
+                out.push(record(
+                    header(EventKind::Exec, pid, t),
+                    &body,
+                    &[b"/bin/sh", argv],
+                ));
+            }
             1 => {
                 let argv = b"/usr/bin/python3\0-m\0app.worker\0--queue\0jobs\0";
                 let body = ExecBody {
@@ -132,6 +150,16 @@ pub(crate) fn records(n: usize) -> Vec<Vec<u8>> {
                 b"/tmp/app-cache/item",
                 &[],
             )),
+            18 if i % 40 == 18 => out.push(syscall(
+                EventKind::Open,
+                Syscall::Openat,
+                pid,
+                t,
+                5,
+                [u64::MAX - 99, 0, 0, 0, 0, 0],
+                b"/etc/shadow",
+                &[],
+            )),
             18 => out.push(syscall(
                 EventKind::Open,
                 Syscall::Openat,
@@ -162,7 +190,10 @@ pub(crate) struct PipelineResult {
     pub(crate) events: usize,
     pub(crate) secs: f64,
     pub(crate) events_per_sec: f64,
+    /// Alerts delivered (dedup windows fold repeated ones).
     pub(crate) alerts: usize,
+    /// Events that matched a rule (delivered or folded).
+    pub(crate) matched: usize,
 }
 
 /// Runs `n` records through the whole user-space pipeline on this thread; with `every_event`
@@ -196,7 +227,7 @@ pub(crate) fn run(n: usize, every_event: bool) -> PipelineResult {
         },
     };
     let mut sink = std::io::sink();
-    let mut alerts = 0;
+    let (mut alerts, mut matched) = (0, 0);
     let start = Instant::now();
     for r in &recs {
         let Ok(ev) = decode(r) else { continue };
@@ -206,6 +237,7 @@ pub(crate) fn run(n: usize, every_event: bool) -> PipelineResult {
         e.attribution = container.clone();
         for a in engine.evaluate(&rules, &e, start) {
             alerts += 1;
+            matched += 1;
             let _ = serde_json::to_writer(&mut sink, &a);
         }
         if every_event {
@@ -213,11 +245,19 @@ pub(crate) fn run(n: usize, every_event: bool) -> PipelineResult {
             let _ = sink.write_all(b"\n");
         }
     }
+    // The windows' folded alerts, each with the count of the events it stands for (the first
+    // of which went out at once).
+    for a in engine.flush(Instant::now(), true) {
+        alerts += 1;
+        matched += a.dedup.count.saturating_sub(1) as usize;
+        let _ = serde_json::to_writer(&mut sink, &a);
+    }
     let secs = start.elapsed().as_secs_f64();
     PipelineResult {
         events: recs.len(),
         secs,
         events_per_sec: recs.len() as f64 / secs,
         alerts,
+        matched,
     }
 }

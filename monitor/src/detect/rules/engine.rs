@@ -5,7 +5,7 @@ use std::{
     time::Instant,
 };
 
-use super::{Rule, RuleSet, SeqBy, Sequence, fields};
+use super::{Rule, RuleSet, SeqBy, Sequence, fields, index::Bits};
 use crate::{
     detect::{Alert, DedupInfo, SeqFirst},
     event::{Detail, Event},
@@ -16,6 +16,7 @@ struct DedupState {
     last_seen: String,
     window_end: Instant,
     suppressed: u64,
+    /// The first folded alert, delivered with the count when the window ends.
     last: Option<Alert>,
 }
 
@@ -50,6 +51,8 @@ pub(crate) struct Engine {
     seq: HashMap<(String, String), VecDeque<SeqEntry>>,
     /// State entries dropped because a bound was reached.
     pub(crate) evicted: u64,
+    /// The rules an event is judged by (reused between events).
+    scratch: Bits,
 }
 
 /// Sequence state keys a `then` event may continue, in order: its own key; for `by: process`
@@ -73,8 +76,17 @@ impl Engine {
     /// Evaluates every rule that applies to `e`; returns the alerts to deliver now.
     pub(crate) fn evaluate(&mut self, rules: &RuleSet, e: &Event, now: Instant) -> Vec<Alert> {
         let mut out = Vec::new();
-        for rule in rules.for_kind(e.kind) {
-            let (fired, seq_first) = match (&rule.condition, &rule.sequence) {
+        let ix = rules.index.for_kind(e.kind);
+        let mut judge = std::mem::take(&mut self.scratch);
+        ix.candidates(e, &mut judge);
+        for pos in judge.iter() {
+            let Some(entry) = ix.entries.get(pos) else {
+                continue;
+            };
+            let Some(rule) = rules.rules.get(entry.rule) else {
+                continue;
+            };
+            let (fired, seq_first) = match (&entry.condition, &rule.sequence) {
                 (Some(c), _) => (c.matches(e), None),
                 (None, Some(s)) => self.sequence_step(&rule.id, s, e, now),
                 _ => (false, None),
@@ -82,9 +94,9 @@ impl Engine {
             if !fired || rule.exceptions.iter().any(|(_, m)| m.matches(e)) {
                 continue;
             }
-            let alert = alert_of(rule, e, seq_first);
-            self.fold(rule, e, alert, now, &mut out);
+            self.fold(rule, e, seq_first, now, &mut out);
         }
+        self.scratch = judge;
         out
     }
 
@@ -201,10 +213,20 @@ impl Engine {
         });
     }
 
-    /// Delivers `alert` now, or folds it into the open dedup window of its key.
-    fn fold(&mut self, rule: &Rule, e: &Event, alert: Alert, now: Instant, out: &mut Vec<Alert>) {
+    /// Delivers the rule's alert for `e` now, or folds it into the open dedup window of its
+    /// key. An alert is built (the event copied, the output rendered) only when it goes out now
+    /// or is the first folded one, which the window's end delivers with the count: a flood
+    /// costs a count, not a copy per event.
+    fn fold(
+        &mut self,
+        rule: &Rule,
+        e: &Event,
+        seq_first: Option<SeqFirst>,
+        now: Instant,
+        out: &mut Vec<Alert>,
+    ) {
         let Some(d) = &rule.dedup else {
-            out.push(alert);
+            out.push(alert_of(rule, e, seq_first));
             return;
         };
         let mut key = e
@@ -219,8 +241,10 @@ impl Engine {
         match self.dedup.get_mut(&k) {
             Some(st) if now < st.window_end => {
                 st.suppressed += 1;
-                st.last_seen = e.time.clone();
-                st.last = Some(alert);
+                st.last_seen.clone_from(&e.time);
+                if st.last.is_none() {
+                    st.last = Some(alert_of(rule, e, seq_first));
+                }
             }
             _ => {
                 if self.dedup.len() >= MAX_KEYS {
@@ -236,7 +260,7 @@ impl Engine {
                         last: None,
                     },
                 );
-                out.push(alert);
+                out.push(alert_of(rule, e, seq_first));
             }
         }
     }

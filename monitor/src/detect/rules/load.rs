@@ -467,6 +467,11 @@ impl RuleSet {
         }
         self.rules.push(rule);
     }
+
+    /// Builds the per-kind index once every rule is in.
+    fn finish(&mut self) {
+        self.index = super::index::Index::build(self);
+    }
 }
 
 /// Loads, validates and compiles rules from `sources`; every error is reported, not just the
@@ -520,6 +525,7 @@ pub(crate) fn load(sources: &[RuleSource]) -> Result<RuleSet, Vec<RuleError>> {
         }
     }
     if errors.is_empty() {
+        set.finish();
         Ok(set)
     } else {
         Err(errors)

@@ -7,6 +7,7 @@
 pub(crate) mod compile;
 mod engine;
 pub(crate) mod fields;
+pub(crate) mod index;
 pub(crate) mod lang;
 mod load;
 pub(crate) mod reload;
@@ -135,18 +136,24 @@ pub(crate) struct RuleSet {
     pub(crate) rules: Vec<Rule>,
     by_kind: rustc_hash::FxHashMap<String, Vec<usize>>,
     any_kind: Vec<usize>,
+    /// Per kind, the rules specialised to it with their anchors (built once all are pushed).
+    pub(crate) index: index::Index,
 }
 
 impl RuleSet {
     /// Rules that may match events of `kind`, in file order: the kind's own and those of any
     /// kind, two ascending index lists merged as they are walked (no allocation per event).
+    #[cfg(test)]
     pub(crate) fn for_kind(&self, kind: &str) -> impl Iterator<Item = &Rule> {
+        self.indexes_for_kind(kind).map(|i| &self.rules[i])
+    }
+    /// Indexes in [`RuleSet::rules`] of the rules that may match events of `kind`, ascending.
+    fn indexes_for_kind(&self, kind: &str) -> impl Iterator<Item = usize> {
         let own = self.by_kind.get(kind).map_or(&[][..], Vec::as_slice);
         Merged {
             a: own,
             b: &self.any_kind,
         }
-        .map(|i| &self.rules[i])
     }
     pub(crate) fn len(&self) -> usize {
         self.rules.len()
