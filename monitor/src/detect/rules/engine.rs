@@ -30,6 +30,47 @@ struct SeqEntry {
     first: SeqFirst,
 }
 
+/// The remembered first events of one (rule, key), oldest first, with a count of each `same`
+/// hash so that a `then` event with no counterpart, and a repeated first event, cost a lookup
+/// instead of a walk over up to [`SEQ_PER_KEY`] entries.
+#[derive(Default)]
+struct SeqQueue {
+    q: VecDeque<SeqEntry>,
+    hashes: rustc_hash::FxHashMap<u64, u32>,
+}
+
+impl SeqQueue {
+    fn pop_front(&mut self) -> Option<SeqEntry> {
+        let x = self.q.pop_front()?;
+        self.forget(x.same_hash);
+        Some(x)
+    }
+
+    fn remove(&mut self, pos: usize) -> Option<SeqEntry> {
+        let x = self.q.remove(pos)?;
+        self.forget(x.same_hash);
+        Some(x)
+    }
+
+    fn forget(&mut self, h: u64) {
+        if let Some(n) = self.hashes.get_mut(&h) {
+            *n -= 1;
+            if *n == 0 {
+                self.hashes.remove(&h);
+            }
+        }
+    }
+
+    fn push_back(&mut self, x: SeqEntry) {
+        *self.hashes.entry(x.same_hash).or_default() += 1;
+        self.q.push_back(x);
+    }
+
+    fn has(&self, h: u64) -> bool {
+        self.hashes.contains_key(&h)
+    }
+}
+
 /// The hash a sequence entry's `same` values are looked up by (collisions only cost a full
 /// comparison, so a fast fixed hasher will do).
 fn same_hash(same: &[Option<String>]) -> u64 {
@@ -48,7 +89,7 @@ const MAX_KEYS: usize = 65_536;
 #[derive(Default)]
 pub(crate) struct Engine {
     dedup: HashMap<(String, String), DedupState>,
-    seq: HashMap<(String, String), VecDeque<SeqEntry>>,
+    seq: HashMap<(String, String), SeqQueue>,
     /// State entries dropped because a bound was reached.
     pub(crate) evicted: u64,
     /// The rules an event is judged by (reused between events).
@@ -146,6 +187,7 @@ impl Engine {
             // Entries are remembered in time order: the expired ones are at the front, so
             // expiry stops at the first live one instead of walking the whole queue.
             while q
+                .q
                 .front()
                 .is_some_and(|x| now.duration_since(x.at) > s.within)
             {
@@ -162,7 +204,10 @@ impl Engine {
             });
             // An ancestor's first event counts only if the line of descent was forked after it
             // (and so inherited what it opened).
-            let pos = q.iter().position(|x| {
+            if !q.has(*want_hash) {
+                continue;
+            }
+            let pos = q.q.iter().position(|x| {
                 x.same_hash == *want_hash
                     && x.same == *want
                     && forked.is_none_or(|t| t != 0 && t >= x.ticks)
@@ -190,19 +235,31 @@ impl Engine {
             }
         }
         let q = self.seq.entry(k).or_default();
-        if q.len() >= SEQ_PER_KEY {
-            q.pop_front();
-            self.evicted += 1;
-        }
         let same: Vec<Option<String>> = s
             .same
             .iter()
             .map(|(_, f)| fields::render(&fields::get(f, e)))
             .collect();
+        let hash = same_hash(&same);
+        // The same first event again (a file written twice): one entry, now the newest, that
+        // expires last and pairs with any line of descent the earlier one paired with.
+        if q.has(hash)
+            && let Some(pos) = q.q.iter().rposition(|x| x.same_hash == hash && x.same == same)
+            && let Some(mut x) = q.remove(pos)
+        {
+            x.at = now;
+            x.ticks = x.ticks.min(e.ticks);
+            q.push_back(x);
+            return;
+        }
+        if q.q.len() >= SEQ_PER_KEY {
+            q.pop_front();
+            self.evicted += 1;
+        }
         q.push_back(SeqEntry {
             at: now,
             ticks: e.ticks,
-            same_hash: same_hash(&same),
+            same_hash: hash,
             same,
             first: SeqFirst {
                 time: e.time.clone(),

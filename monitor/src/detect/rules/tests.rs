@@ -378,6 +378,17 @@ fn sequence_state_expires_oldest_first_and_keeps_the_live_entries() {
         1,
         "live, at the front"
     );
+    // A file written again is remembered once, from its latest write: written at 0 s and
+    // 9 s, it is still live at 15 s and pairs with one exec only.
+    for t in [0, 9] {
+        assert!(
+            eng.evaluate(&rs, &write("/d"), t0 + Duration::from_secs(t))
+                .is_empty()
+        );
+    }
+    let at = t0 + Duration::from_secs(15);
+    assert_eq!(eng.evaluate(&rs, &run("/d"), at).len(), 1, "the rewrite");
+    assert!(eng.evaluate(&rs, &run("/d"), at).is_empty(), "one entry");
 }
 
 #[test]
