@@ -48,8 +48,18 @@ pub const AGENT_MAP: &str = "AGENT";
 pub const AGENT_TGID: u32 = 0;
 /// Slot of [`AGENT_MAP`]: non-zero while capture is paused (nothing is written or counted).
 pub const AGENT_PAUSED: u32 = 1;
+/// Slot of [`AGENT_MAP`]: the fold window in milliseconds (0: every record is sent). Within a
+/// window, a syscall record identical to one already sent (same process, kind, call, outcome,
+/// flags and captured strings or address) is counted in [`FOLD_MAP`] instead of sent; the next
+/// one sent after the window carries the count ([`SyscallBody::folded`]).
+pub const AGENT_FOLD_MS: u32 = 2;
 /// Entries of [`AGENT_MAP`].
-pub const AGENT_SLOTS: u32 = 2;
+pub const AGENT_SLOTS: u32 = 3;
+/// [`FoldKey`] -> [`FoldState`]: identical syscall records folded in the kernel (LRU bound).
+pub const FOLD_MAP: &str = "FOLD";
+/// Entries of [`FOLD_MAP`]: distinct records remembered at once; the least recently seen go
+/// first (their next occurrence is simply sent).
+pub const FOLD_ENTRIES: u32 = 16384;
 /// Name of the load-time global holding [`Config`].
 pub const CONFIG_GLOBAL: &str = "CONFIG";
 
@@ -174,10 +184,35 @@ pub struct SyscallBody {
     pub old_uid: u32,
     /// Effective uid before the call.
     pub old_euid: u32,
-    /// Explicit padding; always zero.
-    pub _pad: u32,
+    /// Identical records folded in the kernel since the last one of this key was sent (see
+    /// [`AGENT_FOLD_MS`]); this record stands for them too.
+    pub folded: u32,
 }
 const _: () = assert!(core::mem::size_of::<SyscallBody>() == 80);
+
+/// What makes two syscall records identical for folding.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FoldKey {
+    /// Process (tgid).
+    pub pid: u32,
+    /// [`EventKind`] number.
+    pub kind: u32,
+    /// Hash of the call, its outcome, its flags and the captured strings and data.
+    pub hash: u64,
+}
+const _: () = assert!(core::mem::size_of::<FoldKey>() == 16);
+
+/// The fold window of one [`FoldKey`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FoldState {
+    /// When the last record of the key was sent (CLOCK_BOOTTIME ns): the window's start.
+    pub sent_ns: u64,
+    /// Records folded since.
+    pub folded: u64,
+}
+const _: () = assert!(core::mem::size_of::<FoldState>() == 16);
 /// The first string was cut at [`MAX_PATH`].
 pub const SYS_STR1_TRUNCATED: u32 = 1;
 /// The second string was cut at [`MAX_PATH`].
@@ -401,8 +436,10 @@ pub struct SyscallDesc {
     /// Argument index of the `open` flags (read-only opens are told apart at enter), or
     /// [`NO_ARG`] for calls that always write or are not opens.
     pub flags_arg: u8,
-    /// Explicit padding; always zero.
-    pub _pad: u8,
+    /// Bit `i` set: argument `i` exists and is a value, not a pointer (from the call's
+    /// tracepoint format, written at load): what identifies a call for folding besides the
+    /// strings and data read through its pointers. 0 in the static table.
+    pub value_args: u8,
 }
 const _: () = assert!(core::mem::size_of::<SyscallDesc>() == 20);
 
@@ -433,8 +470,11 @@ pub struct KindStats {
     pub dropped: u64,
     /// Calls left out on purpose because nothing loaded can use them ([`interest`]).
     pub filtered: u64,
+    /// Records not sent because an identical one was sent within the fold window
+    /// ([`AGENT_FOLD_MS`]); the next one sent carries their count.
+    pub folded: u64,
 }
-const _: () = assert!(core::mem::size_of::<KindStats>() == 24);
+const _: () = assert!(core::mem::size_of::<KindStats>() == 32);
 
 /// Indexes of [`MISC_MAP`]: kernel-side conditions worth counting that are not drops.
 #[repr(u32)]
@@ -458,4 +498,6 @@ mod user {
     unsafe impl aya::Pod for super::SyscallDesc {}
     unsafe impl aya::Pod for super::KindStats {}
     unsafe impl aya::Pod for super::Stash {}
+    unsafe impl aya::Pod for super::FoldKey {}
+    unsafe impl aya::Pod for super::FoldState {}
 }

@@ -30,7 +30,7 @@ impl Recipe {
             save_creds: 0,
             interest: crate::interest::ALL,
             flags_arg: NO_ARG,
-            _pad: 0,
+            value_args: 0,
         })
     }
     /// Argument `a` holds the `open(2)` flags, which tell read-only opens from writing ones.

@@ -9,10 +9,13 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use monitor_common::{
-    AGENT_PAUSED, AGENT_TGID, COMM_LEN, Header, MAX_PATH, Misc, NO_OFFSET, SCRATCH_SIZE, kind_slot,
+    AGENT_FOLD_MS, AGENT_PAUSED, AGENT_TGID, COMM_LEN, FoldKey, FoldState, Header, MAX_PATH, Misc,
+    NO_OFFSET, SCRATCH_SIZE, SyscallBody, kind_slot,
 };
 
-use crate::maps::{AGENT, CGROUP_FILTER, DROPS_BY_CGROUP, EVENTS, MISC, SCRATCH, STATS, conf};
+use crate::maps::{
+    AGENT, CGROUP_FILTER, DROPS_BY_CGROUP, EVENTS, FOLD, MISC, SCRATCH, STATS, conf,
+};
 
 /// The agent's tgid, as the running agent last wrote it (0 before any agent has).
 #[inline(always)]
@@ -261,6 +264,103 @@ fn count_cgroup_drop(cgroup: u64) {
         // BPF_NOEXIST = 1: only the first CPU creates the entry.
         if DROPS_BY_CGROUP.insert(cgroup, 1, 1).is_ok() {
             return;
+        }
+    }
+}
+
+/// Bytes of a record's tail (its strings and data) that make its fold key; longer tails also
+/// differ by their length.
+const FOLD_TAIL_BYTES: usize = 256;
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// Mixes `v` into the fold hash `h`.
+#[inline(always)]
+pub(crate) fn fold_mix(h: u64, v: u64) -> u64 {
+    (h ^ v).wrapping_mul(FNV_PRIME)
+}
+
+/// The start of a fold hash.
+#[inline(always)]
+pub(crate) fn fold_seed() -> u64 {
+    FNV_OFFSET
+}
+
+/// Folds a syscall record built in `buf` (header, body, `tail_len` bytes of tail) that is
+/// identical to one of the same process sent within the fold window: `None` when it is folded
+/// (counted, not to be sent), else the number of records folded into it since the last one
+/// was sent. `key` is the hash of what identifies the call besides its tail (call, outcome,
+/// non-pointer arguments).
+#[inline(always)]
+pub(crate) fn fold(buf: *mut u8, kind: u32, key: u64, tail_len: usize) -> Option<u32> {
+    let window_ms = AGENT.get(AGENT_FOLD_MS).copied().unwrap_or(0);
+    if window_ms == 0 {
+        return Some(0);
+    }
+    let h = buf.cast::<Header>();
+    // SAFETY: the caller filled the header at the start of the scratch value.
+    let (pid, now) = unsafe { ((*h).pid, (*h).ktime_ns) };
+    let n = if tail_len < FOLD_TAIL_BYTES {
+        tail_len
+    } else {
+        FOLD_TAIL_BYTES
+    };
+    let mut hash = fold_mix(key, tail_len as u64);
+    // SAFETY: the tail starts right after the header and body, inside the scratch value.
+    let tail =
+        unsafe { buf.add(core::mem::size_of::<Header>() + core::mem::size_of::<SyscallBody>()) };
+    for i in 0..FOLD_TAIL_BYTES / 8 {
+        let at = i * 8;
+        if at >= n {
+            break;
+        }
+        // SAFETY: at < FOLD_TAIL_BYTES, far inside the SCRATCH_SIZE value.
+        let mut w = unsafe { tail.add(at).cast::<u64>().read_unaligned() };
+        let rest = n - at;
+        if rest < 8 {
+            // Bytes past the tail are left over from earlier records.
+            w &= (1u64 << (rest * 8)) - 1;
+        }
+        hash = fold_mix(hash, w);
+    }
+    let k = FoldKey { pid, kind, hash };
+    match FOLD.get_ptr_mut(k) {
+        Some(st) => {
+            // SAFETY: live map value of type FoldState.
+            let sent = unsafe { (*st).sent_ns };
+            if now.wrapping_sub(sent) < u64::from(window_ms) * 1_000_000 {
+                // SAFETY: as above; the atomic add keeps concurrent CPUs' counts.
+                atomic_inc(unsafe { &raw mut (*st).folded });
+                if let Some(s) = STATS.get_ptr_mut(kind_slot(kind)) {
+                    // SAFETY: live per-CPU map value of type KindStats.
+                    atomic_inc(unsafe { &raw mut (*s).folded });
+                }
+                return None;
+            }
+            // SAFETY: as above. A record folded on another CPU between these two lines is
+            // carried by the next window's record instead.
+            let folded = unsafe {
+                let f = (*st).folded;
+                (*st).folded = 0;
+                (*st).sent_ns = now;
+                f
+            };
+            Some(if folded > u64::from(u32::MAX) {
+                u32::MAX
+            } else {
+                folded as u32
+            })
+        }
+        None => {
+            let _ = FOLD.insert(
+                k,
+                FoldState {
+                    sent_ns: now,
+                    folded: 0,
+                },
+                0,
+            );
+            Some(0)
         }
     }
 }

@@ -4,8 +4,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    AGENT_SLOTS, Config, DROPS_BY_CGROUP_ENTRIES, KIND_SLOTS, KindStats, MAX_SYSCALL_NR,
-    MISC_SLOTS, OPEN_PATHS_ENTRIES, PathKey, SCRATCH_SIZE, Stash, SyscallDesc, interest,
+    AGENT_SLOTS, Config, DROPS_BY_CGROUP_ENTRIES, FOLD_ENTRIES, FoldKey, FoldState, KIND_SLOTS,
+    KindStats, MAX_SYSCALL_NR, MISC_SLOTS, OPEN_PATHS_ENTRIES, PathKey, SCRATCH_SIZE, Stash,
+    SyscallDesc, interest,
 };
 
 /// Event records. The agent may resize it at load time.
@@ -36,6 +37,11 @@ pub(crate) static CGROUP_FILTER: HashMap<u64, u8> = HashMap::with_max_entries(40
 #[map(name = "DROPS_BY_CGROUP")]
 pub(crate) static DROPS_BY_CGROUP: LruHashMap<u64, u64> =
     LruHashMap::with_max_entries(DROPS_BY_CGROUP_ENTRIES, 0);
+
+/// Identical syscall records folded within the fold window, per record key.
+#[map(name = "FOLD")]
+pub(crate) static FOLD: LruHashMap<FoldKey, FoldState> =
+    LruHashMap::with_max_entries(FOLD_ENTRIES, 0);
 
 /// Path prefixes the loaded rules and baselines need opens of, with the accesses wanted
 /// (`interest::PATH_READ | PATH_WRITE`, already merged with those of shorter prefixes).

@@ -23,8 +23,8 @@ use monitor_common::{
 
 use crate::{
     event::{
-        Current, count_filtered, count_misc, current, current_euid_egid, emit, fill_header,
-        place_str, scratch, task,
+        Current, count_filtered, count_misc, current, current_euid_egid, emit, fill_header, fold,
+        fold_mix, fold_seed, place_str, scratch, task,
     },
     maps::{INTEREST, OPEN_PATHS, PATH_KEY, STASH, SYSCALLS, conf},
 };
@@ -396,6 +396,10 @@ fn try_exit(ctx: &TracePointContext) -> Option<()> {
         // SAFETY: the header was filled above.
         unsafe { ((*buf.cast::<Header>()).uid, (*buf.cast::<Header>()).euid) }
     };
+    let tail_len = len1 + len2 + dlen;
+    let Some(folded) = fold(buf, kind, fold_key(desc, &args, ret, flags), tail_len) else {
+        return Some(());
+    };
     let body = SyscallBody {
         ret,
         args,
@@ -406,12 +410,29 @@ fn try_exit(ctx: &TracePointContext) -> Option<()> {
         flags,
         old_uid,
         old_euid,
-        _pad: 0,
+        folded,
     };
     // SAFETY: body slot right after the header inside the scratch buffer.
     unsafe { buf.add(HDR).cast::<SyscallBody>().write_unaligned(body) };
-    emit(buf, HDR + BODY + len1 + len2 + dlen, kind);
+    emit(buf, HDR + BODY + tail_len, kind);
     Some(())
+}
+
+/// What identifies a call for folding besides its tail: the call, its outcome (an error, or
+/// success whatever the returned fd or count), its capture flags and every argument that is a
+/// value (flags, modes, fds, ids, signals; `value_args`, from the call's tracepoint format):
+/// the contents behind its pointers are in the tail.
+#[inline(always)]
+fn fold_key(desc: &SyscallDesc, args: &[u64; 6], ret: i64, flags: u32) -> u64 {
+    let outcome = if ret < 0 { ret as u64 } else { 0 };
+    let mut h = fold_mix(fold_seed(), u64::from(desc.call));
+    h = fold_mix(h, outcome);
+    h = fold_mix(h, u64::from(flags));
+    for (i, a) in args.iter().enumerate() {
+        let value = desc.value_args & (1 << i) != 0;
+        h = fold_mix(h, if value { *a } else { 0 });
+    }
+    h
 }
 
 /// Reads the data block the descriptor asks for; `Some(0)` when there is none, `None` when it

@@ -288,7 +288,7 @@ fn try_submit(ctx: &TracePointContext) -> Option<()> {
         flags,
         old_uid: uid,
         old_euid: euid,
-        _pad: 0,
+        folded: 0,
     };
     // SAFETY: body slot right after the header inside the scratch buffer.
     unsafe { buf.add(HDR).cast::<SyscallBody>().write_unaligned(body) };

@@ -98,20 +98,44 @@ fn paced(
     (done, start.elapsed().as_secs_f64())
 }
 
-/// Generates `rate` unlink events per second for `millis`; prints the number generated.
-pub(crate) fn rate(rate: u64, millis: u64, path: &str) {
-    let p = c(path);
+/// Generates `rate` events per second for `millis`; prints how many. Each is an unlink of a
+/// path of its own below `path` (`<path>-<n>`, absent), so that none is folded in the kernel as
+/// a repeat: the agent sees every one. With `match_every` > 0, every that-many-th is instead a
+/// read of a missing file below /root/.ssh/ (one of 64 names), which the default rules alert
+/// on (`sensitive_file_read`), the way a credential search would look.
+pub(crate) fn rate(rate: u64, millis: u64, path: &str, match_every: u64) {
+    let mut buf: Vec<u8> = Vec::with_capacity(path.len() + 24);
+    let mut n: u64 = 0;
+    let mut matching: u64 = 0;
     let (done, secs) = paced(
         rate,
         millis,
         || {
-            // SAFETY: unlink of a path that does not exist.
-            unsafe { libc::unlinkat(libc::AT_FDCWD, p.as_ptr(), 0) };
+            n += 1;
+            buf.clear();
+            if match_every > 0 && n.is_multiple_of(match_every) {
+                matching += 1;
+                buf.extend_from_slice(format!("/root/.ssh/monitor-bench-{}", n % 64).as_bytes());
+                buf.push(0);
+                // SAFETY: a NUL-terminated path we own; a read-only open of a missing file.
+                let fd = unsafe { libc::open(buf.as_ptr().cast(), libc::O_RDONLY) };
+                if fd >= 0 {
+                    // SAFETY: our own descriptor.
+                    unsafe { libc::close(fd) };
+                }
+                return true;
+            }
+            buf.extend_from_slice(path.as_bytes());
+            buf.push(b'-');
+            buf.extend_from_slice(n.to_string().as_bytes());
+            buf.push(0);
+            // SAFETY: unlink of a NUL-terminated path that does not exist.
+            unsafe { libc::unlinkat(libc::AT_FDCWD, buf.as_ptr().cast(), 0) };
             true
         },
         || {},
     );
-    println!("{{\"generated\":{done},\"secs\":{secs}}}");
+    println!("{{\"generated\":{done},\"matching\":{matching},\"secs\":{secs}}}");
 }
 
 /// Forks short-lived children (each exits at once) at `rate` per second for `millis`; prints

@@ -427,6 +427,27 @@ fn read_file(path: &str) {
     }
 }
 
+/// Opens `path` read-only and closes it again, as fast as it can, for `millis`; prints how many
+/// times as JSON (a flood of identical, rule-matching events).
+fn open_flood(path: &str, millis: u64) {
+    let p = c(path);
+    let start = std::time::Instant::now();
+    let mut opens: u64 = 0;
+    while start.elapsed().as_millis() < u128::from(millis) {
+        for _ in 0..1000 {
+            // SAFETY: a NUL-terminated path we own; the descriptor is closed at once.
+            let fd = unsafe { libc::open(p.as_ptr(), libc::O_RDONLY) };
+            if fd < 0 {
+                die(&format!("open {path} failed"));
+            }
+            // SAFETY: our own descriptor.
+            unsafe { libc::close(fd) };
+        }
+        opens += 1000;
+    }
+    println!("{{\"opens\":{opens}}}");
+}
+
 /// Writes `text` to `path` (a configuration file of a benign job).
 fn write_file(path: &str, text: &str) {
     if let Err(e) = std::fs::write(path, text) {
@@ -506,6 +527,11 @@ fn main() {
         "memfd-exec" => memfd_exec(),
         "attack" => attacks::run(a(1), args.get(2).map(String::as_str)),
         "read-file" => read_file(a(1)),
+        "open-flood" => open_flood(
+            a(1),
+            a(2).parse()
+                .unwrap_or_else(|_| die("MILLIS must be a number")),
+        ),
         "run-as" => run_as(
             a(1).parse().unwrap_or_else(|_| die("UID must be a number")),
             &args[2..],
@@ -535,6 +561,12 @@ fn main() {
             a(2).parse()
                 .unwrap_or_else(|_| die("MILLIS must be a number")),
             a(3),
+            args.get(4)
+                .map(|m| {
+                    m.parse()
+                        .unwrap_or_else(|_| die("MATCH_EVERY must be a number"))
+                })
+                .unwrap_or(0),
         ),
         "regain-root" => regain_root(),
         "fork-storm" => fork_storm(

@@ -345,6 +345,9 @@ fn start<W: Write + Send + 'static>(
         health: health.clone(),
     };
     let pipeline = tokio::spawn(pipeline.run(rx, res_rx));
+    // Loading parsed the kernel's BTF and the object files: tens of MiB the heap keeps unless
+    // told to give them back.
+    crate::pipeline::trim_heap();
     Ok(Running {
         loaded,
         keep_pins,

@@ -48,6 +48,7 @@ impl Options {
             wakeup_bytes: c.wakeup_bytes,
             pin_dir: c.pin_dir.clone(),
             floor: false,
+            fold_ms: u32::try_from(c.fold_window.0.as_millis()).unwrap_or(u32::MAX),
         }
     }
 }

@@ -104,6 +104,7 @@ pub(crate) fn kernel_counts(
             slot.submitted += v.submitted;
             slot.dropped += v.dropped;
             slot.filtered += v.filtered;
+            slot.folded += v.folded;
         }
     }
     let mut m = vec![0u64; MISC_SLOTS as usize];
@@ -142,6 +143,10 @@ impl KernelCountsExporter {
             let f = c.filtered.saturating_sub(before.filtered);
             if f > 0 {
                 m.filtered.with_label_values(&[kind]).inc_by(f);
+            }
+            let f = c.folded.saturating_sub(before.folded);
+            if f > 0 {
+                m.folded.with_label_values(&[kind]).inc_by(f);
             }
         }
         for (name, now_v, before) in [

@@ -107,6 +107,11 @@ pub(crate) struct CaptureConfig {
     /// the kernel (`monitor run --explain-interest` shows what and why). false: capture every
     /// hooked call, as a debugging aid or to compare.
     pub(crate) interest_filter: bool,
+    /// Identical syscall records of one process (same call, outcome, flags, path or address)
+    /// within this window are folded in the kernel: the first is sent, the others counted, and
+    /// the next one sent carries their count (`folded`). Keeps one process's flood from
+    /// crowding out everyone else's events. 0s: send every record.
+    pub(crate) fold_window: Dur,
 }
 
 impl Default for CaptureConfig {
@@ -119,6 +124,7 @@ impl Default for CaptureConfig {
             pin_dir: None,
             unpin_on_exit: false,
             interest_filter: true,
+            fold_window: Dur(Duration::from_secs(1)),
         }
     }
 }

@@ -457,6 +457,10 @@ impl Attributor {
             c.gone_since
                 .is_none_or(|since| now.duration_since(since) < GONE_GRACE)
         });
+        crate::process::shrink_map(&mut self.per_pid);
+        crate::process::shrink_map(&mut self.cgroups);
+        crate::process::shrink_map(&mut self.created);
+        crate::process::shrink_map(&mut self.containers);
     }
 
     /// Containers whose metadata is cached.

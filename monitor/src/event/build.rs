@@ -59,6 +59,10 @@ pub(crate) fn build<S: ProcSource>(
         process,
         cgroup_id: h.cgroup_id,
         ticks: table.ticks(h.ktime_ns),
+        folded: match &ev.payload {
+            Payload::Syscall { body, .. } => u64::from(body.folded),
+            _ => 0,
+        },
         attribution: Attribution::host(),
         detail,
     })

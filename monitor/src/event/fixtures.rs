@@ -38,6 +38,7 @@ pub(crate) fn event(kind: &'static str, p: ProcessView, detail: Detail) -> Event
         process: p,
         cgroup_id: 1,
         ticks: 0,
+        folded: 0,
         attribution: Attribution::host(),
         detail,
     }

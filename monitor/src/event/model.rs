@@ -4,6 +4,10 @@ use serde::Serialize;
 use super::Attribution;
 use crate::process::{Ancestor, Source};
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// One event as users, rules and tests see it.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Event {
@@ -18,6 +22,10 @@ pub(crate) struct Event {
     /// (sequence rules use it to tell whether a child was forked after the first event).
     #[serde(skip)]
     pub(crate) ticks: u64,
+    /// Identical events of this process folded into this one in the kernel since the last one
+    /// was sent (`capture.fold_window`): it stands for `1 + folded` events.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(crate) folded: u64,
     /// `container`, `pod` and `metadata` (how complete they are).
     #[serde(flatten)]
     pub(crate) attribution: Attribution,

@@ -91,6 +91,16 @@ fn sys_enter_layout(f: &tracefs::Format) -> Option<(SysLayout, Vec<ArgField>)> {
     Some((SysLayout { nr, args: base }, args))
 }
 
+/// Bit `i` for each argument `i` of a sys_enter format that is a value rather than a pointer
+/// (registers past the call's arguments hold whatever was left there: never part of a key).
+fn value_args(f: &tracefs::Format, args: &[ArgField]) -> u8 {
+    args.iter()
+        .enumerate()
+        .take(6)
+        .filter(|(_, (name, _, _))| f.fields.get(name).is_some_and(|fl| !fl.decl.contains('*')))
+        .fold(0u8, |m, (i, _)| m | (1 << i))
+}
+
 /// Checks that a sys_enter format has its arguments in consecutive 8-byte slots from `base`.
 fn args_are_slots(args: &[ArgField], base: u32) -> bool {
     args.len() <= 6
@@ -179,15 +189,17 @@ pub(super) fn usable_syscalls(
             ));
             continue;
         }
-        let same = tfs
-            .format("syscalls", &enter)
-            .ok()
-            .and_then(|f| sys_enter_layout(&f))
+        let format = tfs.format("syscalls", &enter).ok();
+        let same = format
+            .as_ref()
+            .and_then(sys_enter_layout)
             .filter(|(l, args)| l.nr == reference.nr && args_are_slots(args, reference.args));
-        if same.is_none() {
+        let (Some(format), Some((_, args))) = (format, same) else {
             probes.push(skip(&label, "unexpected sys_enter layout".into()));
             continue;
-        }
+        };
+        let mut h = h;
+        h.desc.value_args = value_args(&format, &args);
         usable.push(h);
     }
     usable
@@ -208,5 +220,7 @@ mod tests {
         assert_eq!(layout, SysLayout { nr: 8, args: 16 });
         assert!(args_are_slots(&args, 16));
         assert!(!args_are_slots(&args, 24));
+        // dfd, flags and mode are values; filename is a pointer; there is no fifth argument.
+        assert_eq!(value_args(&f, &args), 0b1101);
     }
 }

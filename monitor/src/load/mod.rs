@@ -22,7 +22,8 @@ use aya::{
     programs::links::FdLink,
 };
 use monitor_common::{
-    AGENT_MAP, AGENT_PAUSED, AGENT_TGID, CGROUP_FILTER_MAP, CONFIG_GLOBAL, Config, EVENTS_MAP,
+    AGENT_FOLD_MS, AGENT_MAP, AGENT_PAUSED, AGENT_TGID, CGROUP_FILTER_MAP, CONFIG_GLOBAL, Config,
+    EVENTS_MAP,
 };
 use thiserror::Error;
 use tracing::{debug, info, warn};
@@ -88,6 +89,8 @@ pub(crate) struct LoadOptions {
     /// The bench's mechanism floor: the same tracepoints, with programs that return at once
     /// (never pinned).
     pub(crate) floor: bool,
+    /// Identical syscall records within this many milliseconds are folded (0: none).
+    pub(crate) fold_ms: u32,
 }
 
 impl Default for LoadOptions {
@@ -99,6 +102,7 @@ impl Default for LoadOptions {
             wakeup_bytes: crate::config::DEFAULT_WAKEUP_BYTES,
             pin_dir: None,
             floor: false,
+            fold_ms: 1000,
         }
     }
 }
@@ -252,14 +256,14 @@ pub(crate) fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     if let Some(dir) = &pins
         && let Some(adopted) = dir.adopt(&id)?
     {
-        return finish_adoption(dir.clone(), id, adopted, usable);
+        return finish_adoption(dir.clone(), id, adopted, usable, opts.fold_ms);
     }
     let mut ebpf = EbpfLoader::new()
         .override_global(CONFIG_GLOBAL, &config, true)
         .map_max_entries(EVENTS_MAP, opts.ring_bytes)
         .load(EBPF_OBJECT)?;
     // Before anything is attached, so that the agent's own work is never captured.
-    set_agent_tgid(agent_map(ebpf.map_mut(AGENT_MAP))?)?;
+    set_agent_slots(agent_map(ebpf.map_mut(AGENT_MAP))?, opts.fold_ms)?;
     if !opts.cgroups.is_empty() {
         fill_cgroup_filter(&mut ebpf, &opts.cgroups)?;
     }
@@ -320,8 +324,9 @@ fn finish_adoption(
     id: String,
     mut a: pin::Adopted,
     hooks: Vec<syscalls::Hook>,
+    fold_ms: u32,
 ) -> Result<Loaded, LoadError> {
-    set_agent_tgid(agent_map(a.maps.get_mut(AGENT_MAP))?)?;
+    set_agent_slots(agent_map(a.maps.get_mut(AGENT_MAP))?, fold_ms)?;
     let agent = take_agent_map(a.maps.remove(AGENT_MAP))?;
     let mut probes: Vec<ProbeStatus> = Vec::new();
     let links = a.held.link_names();
@@ -389,12 +394,14 @@ fn take_agent_map(map: Option<Map>) -> Result<Array<MapData, u32>, LoadError> {
     })
 }
 
-fn set_agent_tgid(mut agent: Array<&mut MapData, u32>) -> Result<(), LoadError> {
+/// Makes the programs this agent's: its tgid, capture running, its fold window.
+fn set_agent_slots(mut agent: Array<&mut MapData, u32>, fold_ms: u32) -> Result<(), LoadError> {
     let map_err = |source| LoadError::Map {
         name: AGENT_MAP.into(),
         source,
     };
     agent.set(AGENT_PAUSED, 0, 0).map_err(map_err)?;
+    agent.set(AGENT_FOLD_MS, fold_ms, 0).map_err(map_err)?;
     agent
         .set(AGENT_TGID, std::process::id(), 0)
         .map_err(map_err)

@@ -43,7 +43,7 @@ pub(crate) const PINNED_MAPS: [&str; 8] = [
     INTEREST_MAP,
 ];
 /// Bumped when the pin directory's own layout changes (names, what is pinned).
-const PIN_LAYOUT: &[u8] = b"monitor pin layout 4";
+const PIN_LAYOUT: &[u8] = b"monitor pin layout 5";
 
 #[derive(Debug, Error)]
 pub(crate) enum PinError {

@@ -125,7 +125,11 @@ impl<S: ProcSource, K: EventSink> Pipeline<S, K> {
                     Some(ev) => self.record(&ev)?,
                     None => open = false,
                 },
-                _ = tick.tick() => self.sink.tick(false),
+                _ = tick.tick() => {
+                    self.sink.tick(false);
+                    // Exits sweep the table too; this is for a node gone quiet after a storm.
+                    self.table.sweep(Instant::now());
+                }
                 () = sleep_until(next_deadline), if next_deadline.is_some() => {
                     for id in self.held.due(Instant::now()) {
                         self.release(&id)?;
@@ -139,11 +143,22 @@ impl<S: ProcSource, K: EventSink> Pipeline<S, K> {
             if last_sweep.elapsed() >= SWEEP_EVERY {
                 last_sweep = Instant::now();
                 self.attributor.sweep(last_sweep);
+                trim_heap();
             }
         }
         self.sink.tick(true);
         self.sink.flush()?;
         Ok(self.sink)
+    }
+}
+
+/// Gives the heap's free memory back to the system: glibc keeps freed memory in its arenas
+/// (after a storm of short-lived processes, tens of MiB), musl returns it by itself.
+pub(crate) fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks and releases the allocator's own free memory.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -62,6 +62,16 @@ pub(crate) struct Ancestor {
     pub(crate) start_ticks: u64,
 }
 
+/// Shrinks a map that is less than a quarter full to twice its length (never below 1024
+/// entries' room, so a steady state does not grow and shrink it again and again).
+pub(crate) fn shrink_map<K: std::hash::Hash + Eq, V, S: std::hash::BuildHasher>(
+    m: &mut HashMap<K, V, S>,
+) {
+    if m.capacity() > 1024 && m.len() * 4 < m.capacity() {
+        m.shrink_to((m.len() * 2).max(1024));
+    }
+}
+
 /// Converts CLOCK_BOOTTIME ns (task start_boottime) to /proc clock ticks.
 pub(crate) fn ns_to_ticks(ns: u64, clk_tck: u64) -> u64 {
     ns / (1_000_000_000 / clk_tck.max(1))
@@ -319,6 +329,12 @@ impl<S: ProcSource> ProcessTable<S> {
                     self.evicted_early += 1;
                 }
             }
+        }
+        // A map keeps its largest size: after a storm of short-lived processes, give the room
+        // back once most of it is empty.
+        shrink_map(&mut self.procs);
+        if self.exited.capacity() > 4096 && self.exited.len() * 4 < self.exited.capacity() {
+            self.exited.shrink_to(self.exited.len() * 2);
         }
     }
 

@@ -23,6 +23,8 @@ pub(crate) struct Metrics {
     pub(crate) kernel_misc: IntCounterVec,
     /// Calls the kernel left out on purpose: nothing loaded can use them (not drops).
     pub(crate) filtered: IntCounterVec,
+    /// Identical records the kernel folded into one it sent (not drops: that one counts them).
+    pub(crate) folded: IntCounterVec,
     /// Container metadata cache lookups, by result (`hit`, `miss`).
     pub(crate) enrich: IntCounterVec,
     /// Container metadata lookups that failed, by reason.
@@ -109,6 +111,11 @@ impl Metrics {
             filtered: mk(
                 "monitor_events_filtered_total",
                 "Calls the kernel left out because no loaded rule, baseline or trace filter can use them (by design, not a loss).",
+                &["kind"],
+            ),
+            folded: mk(
+                "monitor_events_folded_total",
+                "Identical events of one process the kernel folded within capture.fold_window: counted, and carried as `folded` by the next one sent (not a loss).",
                 &["kind"],
             ),
             kernel_misc: mk(
@@ -290,6 +297,7 @@ impl Metrics {
         for k in EventKind::ALL {
             self.received.with_label_values(&[k.name()]);
             self.filtered.with_label_values(&[k.name()]);
+            self.folded.with_label_values(&[k.name()]);
             for stage in ["kernel_ring", "user_queue"] {
                 self.dropped.with_label_values(&[k.name(), stage]);
             }
@@ -344,6 +352,7 @@ pub(crate) struct KindCount {
     pub(crate) submitted: u64,
     pub(crate) dropped: u64,
     pub(crate) filtered: u64,
+    pub(crate) folded: u64,
 }
 
 impl KernelCounts {
@@ -358,6 +367,7 @@ impl KernelCounts {
                         submitted: s.submitted,
                         dropped: s.dropped,
                         filtered: s.filtered,
+                        folded: s.folded,
                     },
                 );
             }

@@ -543,3 +543,82 @@ fn the_agent_is_no_blind_spot_and_redacts_secrets() {
     assert!(o.stderr.contains("rules reloaded"), "{}", o.stderr);
     let _ = f.dir;
 }
+
+/// One container floods rule-matching events at full speed (two processes reading
+/// /etc/shadow in a loop) while another reads it once: the kernel folds the flood's repeats, so
+/// nothing is dropped, the second container's alert arrives, and the flood's alert carries how
+/// many reads it stands for.
+#[test]
+fn a_flood_from_one_container_does_not_blind_the_agent_to_another() {
+    if !require_root("a_flood_from_one_container_does_not_blind_the_agent_to_another") {
+        return;
+    }
+    serial();
+    let out_dir = scratch("flood-out");
+    let out = out_dir.join("alerts.json");
+    let f = files(
+        "flood",
+        &format!("sinks:\n  - {{type: file, path: '{}'}}\n", out.display()),
+    );
+    let flood = FakeContainer::new("flood");
+    let quiet = FakeContainer::new("quiet");
+    // Built-in rules on (`sensitive_file_read`), every cgroup watched.
+    let agent = start_run(&f.config, &f.rules, true, None, &[]);
+    let flooders: Vec<_> = (0..2)
+        .map(|_| {
+            flood
+                .command(trigger())
+                .args(["open-flood", "/etc/shadow", "4000"])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("flooder")
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    quiet.run(trigger(), &["read-file", "/etc/shadow"]);
+    let mut opens = 0u64;
+    for f in flooders {
+        let o = f.wait_with_output().expect("flooder");
+        assert!(o.status.success());
+        let v: Value = serde_json::from_slice(&o.stdout).expect("flooder output");
+        opens += v["opens"].as_u64().expect("opens");
+    }
+    let o = agent.stop();
+    let alerts = json_lines(&out);
+    let of = |id: &str| -> Vec<&Value> {
+        alerts
+            .iter()
+            .filter(|a| a["rule"] == "sensitive_file_read" && a["container"]["id"] == id)
+            .collect()
+    };
+    assert!(
+        !of(&quiet.id).is_empty(),
+        "the quiet container's read was not reported during the flood"
+    );
+    let flood_count = of(&flood.id)
+        .iter()
+        .filter_map(|a| a["dedup"]["count"].as_u64())
+        .max()
+        .unwrap_or(0);
+    let kinds = o.stats["kernel"]["kinds"].as_object().expect("kinds");
+    let kernel_dropped: u64 = kinds.values().filter_map(|k| k["dropped"].as_u64()).sum();
+    let folded = kinds["open"]["folded"].as_u64().expect("folded");
+    let queue_dropped: u64 = o.stats["queue_dropped"]
+        .as_object()
+        .expect("queue_dropped")
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
+    eprintln!(
+        "opens={opens} folded={folded} flood alert count={flood_count} kernel_dropped={kernel_dropped} queue_dropped={queue_dropped}"
+    );
+    assert!(opens > 100_000, "the flood was too slow to be one: {opens}");
+    assert_eq!(kernel_dropped, 0, "events were dropped in the kernel");
+    assert_eq!(queue_dropped, 0, "events were dropped in the agent");
+    assert!(folded > opens / 2, "folded {folded} of {opens}");
+    // The count covers every fold window but the last, whose count no later read carries.
+    assert!(
+        flood_count > opens / 3 && flood_count <= opens,
+        "the flood's alert stands for {flood_count} of {opens} reads"
+    );
+}

@@ -40,6 +40,7 @@ fn base(kind: &'static str, detail: Detail) -> Event {
         },
         cgroup_id: 9,
         ticks: 0,
+        folded: 0,
         attribution: Attribution {
             container: Some(ContainerView {
                 pod_uid_from_cgroup: None,

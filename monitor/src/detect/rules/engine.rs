@@ -244,7 +244,9 @@ impl Engine {
         // The same first event again (a file written twice): one entry, now the newest, that
         // expires last and pairs with any line of descent the earlier one paired with.
         if q.has(hash)
-            && let Some(pos) = q.q.iter().rposition(|x| x.same_hash == hash && x.same == same)
+            && let Some(pos) =
+                q.q.iter()
+                    .rposition(|x| x.same_hash == hash && x.same == same)
             && let Some(mut x) = q.remove(pos)
         {
             x.at = now;
@@ -297,7 +299,7 @@ impl Engine {
         let k = (rule.id.clone(), key);
         match self.dedup.get_mut(&k) {
             Some(st) if now < st.window_end => {
-                st.suppressed += 1;
+                st.suppressed += 1 + e.folded;
                 st.last_seen.clone_from(&e.time);
                 if st.last.is_none() {
                     st.last = Some(alert_of(rule, e, seq_first));
@@ -313,7 +315,8 @@ impl Engine {
                         first_seen: e.time.clone(),
                         last_seen: e.time.clone(),
                         window_end: now + d.window,
-                        suppressed: 0,
+                        // Events the kernel folded into this one count as folded here too.
+                        suppressed: e.folded,
                         last: None,
                     },
                 );
@@ -340,6 +343,7 @@ impl Engine {
             }
             false
         });
+        crate::process::shrink_map(&mut self.dedup);
         out
     }
 
@@ -362,7 +366,7 @@ fn alert_of(rule: &Rule, e: &Event, sequence: Option<SeqFirst>) -> Alert {
         output: rule.output.render(e),
         description: rule.desc.clone(),
         dedup: DedupInfo {
-            count: 1,
+            count: 1 + e.folded,
             first_seen: e.time.clone(),
             last_seen: e.time.clone(),
         },

@@ -546,3 +546,34 @@ fn reverse_shell_sequence_follows_a_fork_after_the_connect_only() {
     assert!(eng.evaluate(&rs, &connect, t0).is_empty());
     assert_eq!(count(&eng.evaluate(&rs, &dup_in_child(0), t0)), 0);
 }
+
+#[test]
+fn events_folded_in_the_kernel_count_in_the_alert() {
+    let rs = load_str("- rule: r\n  condition: kind = open\n  severity: notice\n  output: x\n  dedup: {window: 10s, by: [file.path]}\n").expect("load");
+    let mut eng = Engine::default();
+    let t0 = Instant::now();
+    // The first record of a flood, then one per fold window carrying what the kernel folded.
+    let mut e = open(1, "cat", "/etc/shadow", &[]);
+    e.folded = 0;
+    let first = eng.evaluate(&rs, &e, t0);
+    assert_eq!(first[0].dedup.count, 1);
+    for _ in 0..3 {
+        e.folded = 1000;
+        assert!(
+            eng.evaluate(&rs, &e, t0 + Duration::from_secs(1))
+                .is_empty()
+        );
+    }
+    let folded = eng.flush(t0 + Duration::from_secs(11), false);
+    assert_eq!(
+        folded[0].dedup.count,
+        1 + 3 * 1001,
+        "every folded event counts"
+    );
+    // A window opened by a record that carries a count says so at once.
+    e.folded = 41;
+    let again = eng.evaluate(&rs, &e, t0 + Duration::from_secs(12));
+    assert_eq!(again[0].dedup.count, 42);
+    let json = serde_json::to_value(&again[0].event).expect("json");
+    assert_eq!(json["folded"], 41);
+}

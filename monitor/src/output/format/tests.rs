@@ -151,6 +151,7 @@ fn event(kind: &'static str, attribution: Attribution, detail: Detail) -> Event 
         process: process(),
         cgroup_id: 7,
         ticks: 3,
+        folded: 0,
         attribution,
         detail,
     }
