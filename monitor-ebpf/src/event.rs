@@ -294,7 +294,9 @@ pub(crate) fn fold_seed() -> u64 {
 #[inline(always)]
 pub(crate) fn fold(buf: *mut u8, kind: u32, key: u64, tail_len: usize) -> Option<u32> {
     let window_ms = AGENT.get(AGENT_FOLD_MS).copied().unwrap_or(0);
-    if window_ms == 0 {
+    // Only records that name what they act on (a path, an address) are folded: without one,
+    // two calls on different objects that reuse a descriptor number would look the same.
+    if window_ms == 0 || tail_len == 0 {
         return Some(0);
     }
     let h = buf.cast::<Header>();

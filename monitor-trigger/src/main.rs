@@ -250,10 +250,17 @@ fn privileged(dir: &str) {
 }
 
 fn unlink_flood(count: u64, path: &str) {
-    let p = c(path);
-    for _ in 0..count {
-        // SAFETY: unlink of a path that does not exist: only the syscall matters.
-        unsafe { libc::unlinkat(libc::AT_FDCWD, p.as_ptr(), 0) };
+    // A path of its own per call (`<path>-<n>`): identical calls would be folded in the kernel
+    // as repeats, and these are meant to be seen (and counted) one by one.
+    let mut buf: Vec<u8> = Vec::with_capacity(path.len() + 24);
+    for n in 0..count {
+        buf.clear();
+        buf.extend_from_slice(path.as_bytes());
+        buf.push(b'-');
+        buf.extend_from_slice(n.to_string().as_bytes());
+        buf.push(0);
+        // SAFETY: unlink of a NUL-terminated path that does not exist: only the syscall matters.
+        unsafe { libc::unlinkat(libc::AT_FDCWD, buf.as_ptr().cast(), 0) };
     }
 }
 
@@ -379,10 +386,11 @@ fn reverse_shell(port: u16, fork: bool) {
     die("exec /bin/sh failed");
 }
 
-/// COUNT unlinks of PATH, one every DELAY microseconds: a steady stream of events.
+/// COUNT unlinks of `PATH-<n>`, one every DELAY microseconds: a steady stream of distinct
+/// events (identical ones would be folded in the kernel).
 fn unlink_slow(count: u64, path: &str, delay_us: u64) {
-    let p = c(path);
-    for _ in 0..count {
+    for n in 0..count {
+        let p = c(&format!("{path}-{n}"));
         // SAFETY: unlink of a path that does not exist.
         unsafe { libc::unlinkat(libc::AT_FDCWD, p.as_ptr(), 0) };
         std::thread::sleep(std::time::Duration::from_micros(delay_us));

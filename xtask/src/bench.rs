@@ -544,7 +544,7 @@ pub(crate) fn run(o: Opts) -> anyhow::Result<()> {
     let agent = Agent::start(root, Config::AgentDefaultRules, &[], 19763)?;
     std::thread::sleep(Duration::from_secs(2));
     let (_, storm_before, _) = proc_stat(agent.pid());
-    let storm = cg.run(root, &["fork-storm", "20000", "20000"])?;
+    let storm = cg.run(root, &["fork-storm", "16000", "25000"])?;
     let (_, storm_peak, _) = proc_stat(agent.pid());
     std::thread::sleep(Duration::from_secs(if o.quick { 35 } else { 65 }));
     let (_, storm_after, storm_hwm) = proc_stat(agent.pid());

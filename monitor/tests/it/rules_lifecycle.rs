@@ -64,7 +64,7 @@ fn reload_swaps_rules_without_losing_events() {
     let rules = dir.join("rules.yaml");
     let marker = |name: &str, path: &str| {
         format!(
-            "- rule: {name}\n  condition: kind = unlink and file.path = {path}\n  severity: notice\n  output: 'unlink {{file.path}}'\n  dedup: false\n"
+            "- rule: {name}\n  condition: kind = unlink and file.path startswith {path}-\n  severity: notice\n  output: 'unlink {{file.path}}'\n  dedup: false\n"
         )
     };
     let (a, b) = (
