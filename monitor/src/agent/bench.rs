@@ -211,7 +211,7 @@ pub(crate) fn run(n: usize, every_event: bool) -> PipelineResult {
     let container = Attribution {
         container: Some(ContainerView {
             pod_uid_from_cgroup: None,
-            id: "c".repeat(64),
+            id: "c".repeat(64).into(),
             runtime: "containerd".into(),
             meta: None,
         }),

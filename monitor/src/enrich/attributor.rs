@@ -487,11 +487,11 @@ fn ready(
     };
     Attribution {
         container: Some(ContainerView {
-            id: id.to_string(),
+            id: id.into(),
             runtime: if meta.runtime.is_empty() {
                 runtime.name().into()
             } else {
-                meta.runtime.clone()
+                meta.runtime.as_str().into()
             },
             pod_uid_from_cgroup: if pod.is_none() && !meta.sandbox {
                 pod_uid.cloned()
@@ -524,7 +524,7 @@ fn unresolved(
 ) -> Attribution {
     Attribution {
         container: Some(ContainerView {
-            id: id.to_string(),
+            id: id.into(),
             runtime: runtime.name().into(),
             pod_uid_from_cgroup: pod_uid.cloned(),
             meta: None,

@@ -134,10 +134,7 @@ fn host_miss_pending_resolved_and_expiry() {
     };
     assert_eq!(attr.metadata.status, Status::Complete);
     assert_eq!(attr.pod.as_ref().map(|p| p.name.as_str()), Some("p"));
-    assert_eq!(
-        attr.container.as_ref().map(|c| c.runtime.as_str()),
-        Some("cri")
-    );
+    assert_eq!(attr.container.as_ref().map(|c| &*c.runtime), Some("cri"));
     assert_eq!(metrics.enrich.with_label_values(&["miss"]).get(), 1);
     assert_eq!(metrics.enrich.with_label_values(&["hit"]).get(), 1);
     // Not seen for the TTL: forgotten, the next event asks again.
@@ -348,6 +345,6 @@ fn pod_uid_comes_from_the_cgroup_path_when_the_runtime_cannot_answer() {
     assert_eq!(attr.metadata.status, Status::Missing);
     assert!(attr.pod.is_none());
     let c = attr.container.expect("container");
-    assert_eq!(c.id, ID);
+    assert_eq!(&*c.id, ID);
     assert_eq!(c.pod_uid_from_cgroup.as_deref(), Some(uid));
 }

@@ -60,8 +60,9 @@ pub(crate) struct MetadataStatus {
 /// The container part of an event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct ContainerView {
-    pub(crate) id: String,
-    pub(crate) runtime: String,
+    // Shared: every event of the container carries them.
+    pub(crate) id: Arc<str>,
+    pub(crate) runtime: Arc<str>,
     /// The pod's uid as the kubelet's cgroup path names it, given when the runtime could not
     /// name the pod (it is down, or has not answered yet): the pod is then still identifiable.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -110,7 +110,7 @@ fn detail_of<S: ProcSource>(
             filename: if filename.starts_with('/') {
                 filename.clone()
             } else {
-                process.exe.clone()
+                process.exe.to_string()
             },
             args: argv.clone(),
             args_truncated: body.flags & EXEC_ARGS_TRUNCATED != 0,

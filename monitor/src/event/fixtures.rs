@@ -12,11 +12,11 @@ pub(crate) fn process(pid: u32, comm: &str, exe: &str) -> ProcessView {
     ProcessView {
         pid,
         tid: pid,
-        id: format!("id{pid}"),
+        id: format!("id{pid}").into(),
         ppid: 1,
         comm: comm.into(),
         exe: exe.into(),
-        args: vec![exe.into()],
+        args: vec![exe.to_string()].into(),
         command_line: exe.into(),
         cwd: Some("/".into()),
         uid: 0,

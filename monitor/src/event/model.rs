@@ -1,4 +1,6 @@
 //! The event model: one enriched event as users, rules and tests see it.
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use super::Attribution;
@@ -38,14 +40,15 @@ pub(crate) struct ProcessView {
     pub(crate) pid: u32,
     pub(crate) tid: u32,
     /// Unique across pid reuse (and nodes): hash of boot id, pid and start time.
-    pub(crate) id: String,
+    pub(crate) id: Arc<str>,
     pub(crate) ppid: u32,
     pub(crate) comm: String,
-    pub(crate) exe: String,
-    pub(crate) args: Vec<String>,
-    pub(crate) command_line: String,
+    // Shared with the process table: copying an event copies no strings.
+    pub(crate) exe: Arc<str>,
+    pub(crate) args: Arc<[String]>,
+    pub(crate) command_line: Arc<str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) cwd: Option<String>,
+    pub(crate) cwd: Option<Arc<str>>,
     pub(crate) uid: u32,
     pub(crate) gid: u32,
     pub(crate) euid: u32,

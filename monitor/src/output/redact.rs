@@ -138,8 +138,13 @@ impl Redactor {
             return;
         }
         let p = &mut a.event.process;
-        self.args(&mut p.args);
-        self.field(&mut p.command_line);
+        // The event shares these with the process table: masked on a copy of the alert's own.
+        let mut args = p.args.to_vec();
+        self.args(&mut args);
+        p.args = args.into();
+        if let Some(r) = self.text(&p.command_line) {
+            p.command_line = r.into();
+        }
         if let Detail::Exec(x) = &mut a.event.detail {
             self.args(&mut x.args);
         }

@@ -8,6 +8,7 @@ pub(crate) mod procfs;
 
 use std::{
     collections::{HashMap, VecDeque},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -28,13 +29,15 @@ pub(crate) struct ProcInfo {
     /// Parent's start time in ticks (0 if unknown), to stop ancestry walks at pid reuse.
     pub(crate) parent_start: u64,
     pub(crate) start_ticks: u64,
-    pub(crate) exe: String,
-    pub(crate) args: Vec<String>,
+    // The strings are shared (reference-counted) with every event of the process and with
+    // forked children: an event costs a count, not a copy.
+    pub(crate) exe: Arc<str>,
+    pub(crate) args: Arc<[String]>,
     /// `args` joined by spaces, computed once per exec rather than per event.
-    pub(crate) command_line: String,
+    pub(crate) command_line: Arc<str>,
     /// [`process_id`] of this process, computed once when the entry is made.
-    pub(crate) id: String,
-    pub(crate) cwd: Option<String>,
+    pub(crate) id: Arc<str>,
+    pub(crate) cwd: Option<Arc<str>>,
     pub(crate) exited: Option<Instant>,
     /// Where the details came from.
     pub(crate) source: Source,
@@ -55,8 +58,8 @@ pub(crate) enum Source {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct Ancestor {
     pub(crate) pid: u32,
-    pub(crate) id: String,
-    pub(crate) exe: String,
+    pub(crate) id: Arc<str>,
+    pub(crate) exe: Arc<str>,
     /// Start time in /proc clock ticks (0 if unknown); not output.
     #[serde(skip)]
     pub(crate) start_ticks: u64,
@@ -160,10 +163,13 @@ impl<S: ProcSource> ProcessTable<S> {
         }
     }
 
-    /// Stores an entry, filling its derived fields (identity, joined command line).
-    fn insert(&mut self, mut p: ProcInfo) {
-        p.id = self.id_of(p.pid, p.start_ticks);
-        p.command_line = p.args.join(" ");
+    /// Stores an entry, filling its identity and, when it has new arguments (`join`), its
+    /// joined command line.
+    fn insert(&mut self, mut p: ProcInfo, join: bool) {
+        p.id = self.id_of(p.pid, p.start_ticks).into();
+        if join {
+            p.command_line = p.args.join(" ").into();
+        }
         self.procs.insert(p.pid, p);
     }
 
@@ -181,7 +187,7 @@ impl<S: ProcSource> ProcessTable<S> {
                 continue;
             }
             if let Some(p) = self.source.read(pid) {
-                self.insert(p);
+                self.insert(p, true);
                 n += 1;
             }
         }
@@ -219,15 +225,15 @@ impl<S: ProcSource> ProcessTable<S> {
                     ppid: 0,
                     parent_start: 0,
                     start_ticks: start.unwrap_or(0),
-                    exe: String::new(),
-                    args: Vec::new(),
-                    command_line: String::new(),
-                    id: String::new(),
+                    exe: "".into(),
+                    args: Arc::new([]),
+                    command_line: "".into(),
+                    id: "".into(),
                     cwd: None,
                     exited: None,
                     source: Source::Unknown,
                 });
-            self.insert(loaded);
+            self.insert(loaded, true);
         }
         &self.procs[&pid]
     }
@@ -249,7 +255,7 @@ impl<S: ProcSource> ProcessTable<S> {
             exited: None,
             ..parent
         };
-        self.insert(child);
+        self.insert(child, false);
     }
 
     /// A process replaced its image.
@@ -266,27 +272,33 @@ impl<S: ProcSource> ProcessTable<S> {
         let entry = self.get_or_load(pid, start_ns).clone();
         // The working directory followed through fork and chdir; /proc only when it is not
         // known (it races the process's exit).
-        let cwd = entry.cwd.clone().or_else(|| self.source.cwd(pid));
-        let previous = (!entry.exe.is_empty()).then_some(entry.exe.as_str());
-        let exe = resolve_exe(filename, cwd.as_deref(), previous);
+        let cwd = entry
+            .cwd
+            .clone()
+            .or_else(|| self.source.cwd(pid).map(Into::into));
+        let previous = (!entry.exe.is_empty()).then_some(&*entry.exe);
+        let exe = resolve_exe(filename, cwd.as_deref(), previous).into();
         let keep_parent = entry.ppid == ppid && entry.parent_start != 0;
-        self.insert(ProcInfo {
-            pid,
-            ppid,
-            parent_start: if keep_parent {
-                entry.parent_start
-            } else {
-                parent_start
+        self.insert(
+            ProcInfo {
+                pid,
+                ppid,
+                parent_start: if keep_parent {
+                    entry.parent_start
+                } else {
+                    parent_start
+                },
+                start_ticks,
+                exe,
+                args: args.into(),
+                command_line: "".into(),
+                id: "".into(),
+                cwd,
+                exited: None,
+                source: Source::Exec,
             },
-            start_ticks,
-            exe,
-            args,
-            command_line: String::new(),
-            id: String::new(),
-            cwd,
-            exited: None,
-            source: Source::Exec,
-        });
+            true,
+        );
     }
 
     /// A process changed its working directory to `dir` (absolute, already resolved).
@@ -296,7 +308,7 @@ impl<S: ProcSource> ProcessTable<S> {
             && (start_ns == 0 || p.start_ticks == start)
             && dir.starts_with('/')
         {
-            p.cwd = Some(dir.to_string());
+            p.cwd = Some(dir.into());
         }
     }
 
@@ -392,7 +404,10 @@ mod tests {
         }
 
         fn cwd(&self, pid: u32) -> Option<String> {
-            self.procs.borrow().get(&pid).and_then(|p| p.cwd.clone())
+            self.procs
+                .borrow()
+                .get(&pid)
+                .and_then(|p| p.cwd.as_deref().map(str::to_string))
         }
         fn all_pids(&self) -> Vec<u32> {
             self.procs.borrow().keys().copied().collect()
@@ -406,9 +421,9 @@ mod tests {
             parent_start: 0,
             start_ticks: start,
             exe: exe.into(),
-            args: vec![exe.into()],
-            command_line: String::new(),
-            id: String::new(),
+            args: vec![exe.to_string()].into(),
+            command_line: "".into(),
+            id: "".into(),
             cwd: Some("/".into()),
             exited: None,
             source: Source::Procfs,
@@ -433,7 +448,7 @@ mod tests {
     fn fork_exec_builds_ancestry() {
         let mut t = table();
         t.on_fork(10, 5 * TICK, 20, 7 * TICK);
-        assert_eq!(t.get(20).expect("child").exe, "/usr/sbin/sshd");
+        assert_eq!(&*t.get(20).expect("child").exe, "/usr/sbin/sshd");
         t.on_exec(20, 7 * TICK, 10, "/bin/bash", vec!["bash".into()]);
         t.on_fork(20, 7 * TICK, 30, 8 * TICK);
         t.on_exec(
@@ -444,9 +459,9 @@ mod tests {
             vec!["curl".into(), "x".into()],
         );
         let a = t.ancestry(30, 8);
-        let exes: Vec<_> = a.iter().map(|a| a.exe.as_str()).collect();
+        let exes: Vec<_> = a.iter().map(|a| &*a.exe).collect();
         assert_eq!(exes, ["/bin/bash", "/usr/sbin/sshd", "/sbin/init"]);
-        assert_eq!(a[0].id, t.id_of(20, 7));
+        assert_eq!(&*a[0].id, t.id_of(20, 7));
         assert_eq!(t.ancestry(30, 1).len(), 1);
     }
 
@@ -459,9 +474,9 @@ mod tests {
         t.on_fork(20, 7 * TICK, 30, 8 * TICK);
         assert_eq!(t.get(30).and_then(|p| p.cwd.as_deref()), Some("/srv/app"));
         t.on_exec(30, 8 * TICK, 20, "./bin/run", vec!["./bin/run".into()]);
-        assert_eq!(t.get(30).expect("exec'd").exe, "/srv/app/bin/run");
+        assert_eq!(&*t.get(30).expect("exec'd").exe, "/srv/app/bin/run");
         t.on_exec(30, 8 * TICK, 20, "../tool", vec!["../tool".into()]);
-        assert_eq!(t.get(30).expect("exec'd").exe, "/srv/tool");
+        assert_eq!(&*t.get(30).expect("exec'd").exe, "/srv/tool");
         // A relative chdir target is never stored (the builder resolves it first).
         t.on_chdir(30, 8 * TICK, "relative");
         assert_eq!(t.get(30).and_then(|p| p.cwd.as_deref()), Some("/srv/app"));
@@ -474,7 +489,7 @@ mod tests {
         t.on_exec(20, 7 * TICK, 10, "/bin/busybox", vec!["sh".into()]);
         t.on_fork(20, 7 * TICK, 30, 8 * TICK);
         t.on_exec(30, 8 * TICK, 20, SELF_EXE, vec!["wget".into()]);
-        assert_eq!(t.get(30).expect("exec'd").exe, "/bin/busybox");
+        assert_eq!(&*t.get(30).expect("exec'd").exe, "/bin/busybox");
         assert_eq!(resolve_exe(SELF_EXE, None, None), SELF_EXE);
     }
 

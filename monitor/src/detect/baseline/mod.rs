@@ -261,12 +261,7 @@ pub(crate) fn items_of(e: &Event) -> Vec<(ItemKind, String)> {
     let mut out = Vec::new();
     match &e.detail {
         Detail::Exec(d) => {
-            let parent = e
-                .process
-                .ancestors
-                .first()
-                .map(|a| a.exe.as_str())
-                .unwrap_or("?");
+            let parent = e.process.ancestors.first().map(|a| &*a.exe).unwrap_or("?");
             out.push((
                 ItemKind::Exec,
                 exec_item(&d.filename, &d.args, &e.process.exe, parent),

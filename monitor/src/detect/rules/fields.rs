@@ -207,7 +207,7 @@ pub(crate) static FIELDS: &[FieldDef] = &[
         name: "process.parent.exe",
         ty: Ty::Str,
         doc: "parent's executable",
-        get: |e| os(e.process.ancestors.first().map(|a| a.exe.as_str())),
+        get: |e| os(e.process.ancestors.first().map(|a| &*a.exe)),
     },
     FieldDef {
         name: "process.parent.name",
@@ -219,7 +219,7 @@ pub(crate) static FIELDS: &[FieldDef] = &[
         name: "process.ancestors.exe",
         ty: Ty::List,
         doc: "executables of all known ancestors",
-        get: |e| list(e.process.ancestors.iter().map(|a| a.exe.as_str())),
+        get: |e| list(e.process.ancestors.iter().map(|a| &*a.exe)),
     },
     FieldDef {
         name: "process.ancestors.name",
@@ -518,7 +518,7 @@ pub(crate) static FIELDS: &[FieldDef] = &[
         name: "container.id",
         ty: Ty::Str,
         doc: "container id (absent on the host)",
-        get: |e| os(e.attribution.container.as_ref().map(|c| c.id.as_str())),
+        get: |e| os(e.attribution.container.as_ref().map(|c| &*c.id)),
     },
     FieldDef {
         name: "container.name",

@@ -62,7 +62,7 @@ fn process() -> ProcessView {
         ppid: 4000,
         comm: "sh".into(),
         exe: "/bin/busybox".into(),
-        args: vec!["sh".into(), "-c".into(), "id".into()],
+        args: vec!["sh".to_string(), "-c".into(), "id".into()].into(),
         command_line: "sh -c id".into(),
         cwd: Some("/srv".into()),
         uid: 1000,
@@ -94,7 +94,7 @@ fn in_pod(workload: bool) -> Attribution {
     Attribution {
         container: Some(ContainerView {
             pod_uid_from_cgroup: None,
-            id: "ab".repeat(32),
+            id: "ab".repeat(32).into(),
             runtime: "containerd".into(),
             meta: Some(Arc::new(ContainerMeta {
                 id: "ab".repeat(32),
@@ -121,7 +121,7 @@ fn unresolved() -> Attribution {
     Attribution {
         container: Some(ContainerView {
             pod_uid_from_cgroup: None,
-            id: "ef".repeat(32),
+            id: "ef".repeat(32).into(),
             runtime: "containerd".into(),
             meta: None,
         }),

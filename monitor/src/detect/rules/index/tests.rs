@@ -130,7 +130,7 @@ fn exec_event(name: &str, parent_name: &str) -> Event {
     p.ancestors = vec![crate::process::Ancestor {
         pid: 1,
         id: "a".into(),
-        exe: format!("/usr/sbin/{parent_name}"),
+        exe: format!("/usr/sbin/{parent_name}").into(),
         start_ticks: 0,
     }];
     event(
