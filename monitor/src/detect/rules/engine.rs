@@ -89,11 +89,23 @@ const MAX_KEYS: usize = 65_536;
 #[derive(Default)]
 pub(crate) struct Engine {
     dedup: HashMap<(String, String), DedupState>,
-    seq: HashMap<(String, String), SeqQueue>,
+    /// Per rule id, per key: the remembered first events.
+    seq: HashMap<String, rustc_hash::FxHashMap<SeqKey, SeqQueue>>,
+    /// Keys in `seq`, over all rules.
+    seq_keys: usize,
     /// State entries dropped because a bound was reached.
     pub(crate) evicted: u64,
     /// The rules an event is judged by (reused between events).
     scratch: Bits,
+}
+
+/// What a sequence's state is kept by: a process (its identity), a container, or the host. The
+/// identities are shared strings: making a key copies none.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum SeqKey {
+    Process(std::sync::Arc<str>),
+    Container(std::sync::Arc<str>),
+    Host,
 }
 
 /// Sequence state keys a `then` event may continue, in order: its own key; for `by: process`
@@ -101,12 +113,12 @@ pub(crate) struct Engine {
 /// of descent. Descriptors and state survive fork and exec, so a connection made by a parent
 /// and put on stdio by a child it forked afterwards (`nc -e`, `bash -i >& /dev/tcp/...` run
 /// from a wrapper) is still one reverse shell.
-fn seq_candidates(by: SeqBy, own: &str, e: &Event) -> Vec<(String, Option<u64>)> {
-    let mut out = vec![(own.to_string(), None)];
+fn seq_candidates(by: SeqBy, own: SeqKey, e: &Event) -> Vec<(SeqKey, Option<u64>)> {
+    let mut out = vec![(own, None)];
     if by == SeqBy::Process {
         let mut child_start = e.process.start_ticks;
         for a in &e.process.ancestors {
-            out.push((format!("p{}", a.id), Some(child_start)));
+            out.push((SeqKey::Process(a.id.clone()), Some(child_start)));
             child_start = a.start_ticks;
         }
     }
@@ -151,20 +163,20 @@ impl Engine {
         now: Instant,
     ) -> (bool, Option<SeqFirst>) {
         let key = match s.by {
-            SeqBy::Process => format!("p{}", e.process.id),
+            SeqBy::Process => SeqKey::Process(e.process.id.clone()),
             SeqBy::Container => match &e.attribution.container {
-                Some(c) => format!("c{}", c.id),
-                None => "host".into(),
+                Some(c) => SeqKey::Container(c.id.clone()),
+                None => SeqKey::Host,
             },
         };
-        if !self.seq.is_empty()
+        if self.seq.contains_key(rule_id)
             && s.then.matches(e)
-            && let Some(first) = self.continue_sequence(rule_id, s, &key, e, now)
+            && let Some(first) = self.continue_sequence(rule_id, s, key.clone(), e, now)
         {
             return (true, Some(first));
         }
         if s.first.matches(e) {
-            self.remember_first(rule_id.to_string(), key, s, e, now);
+            self.remember_first(rule_id, key, s, e, now);
         }
         (false, None)
     }
@@ -174,14 +186,15 @@ impl Engine {
         &mut self,
         rule_id: &str,
         s: &Sequence,
-        own: &str,
+        own: SeqKey,
         e: &Event,
         now: Instant,
     ) -> Option<SeqFirst> {
         // Rendered only once some state is found to compare it with.
         let mut want: Option<(Vec<Option<String>>, u64)> = None;
+        let by_key = self.seq.get_mut(rule_id)?;
         for (key, forked) in seq_candidates(s.by, own, e) {
-            let Some(q) = self.seq.get_mut(&(rule_id.to_string(), key)) else {
+            let Some(q) = by_key.get_mut(&key) else {
                 continue;
             };
             // Entries are remembered in time order: the expired ones are at the front, so
@@ -219,22 +232,28 @@ impl Engine {
         None
     }
 
-    fn remember_first(
-        &mut self,
-        rule_id: String,
-        key: String,
-        s: &Sequence,
-        e: &Event,
-        now: Instant,
-    ) {
-        let k = (rule_id, key);
-        if self.seq.len() >= MAX_KEYS && !self.seq.contains_key(&k) {
+    fn remember_first(&mut self, rule_id: &str, key: SeqKey, s: &Sequence, e: &Event, now: Instant) {
+        let known = self.seq.get(rule_id).is_some_and(|m| m.contains_key(&key));
+        if self.seq_keys >= MAX_KEYS && !known {
             self.evicted += 1;
-            if let Some(victim) = self.seq.keys().next().cloned() {
-                self.seq.remove(&victim);
+            // Some key of some rule goes: the state is bounded, not fair.
+            if let Some(m) = self.seq.values_mut().find(|m| !m.is_empty())
+                && let Some(victim) = m.keys().next().cloned()
+            {
+                m.remove(&victim);
+                self.seq_keys -= 1;
             }
         }
-        let q = self.seq.entry(k).or_default();
+        if !self.seq.contains_key(rule_id) {
+            self.seq.insert(rule_id.to_string(), Default::default());
+        }
+        let Some(by_key) = self.seq.get_mut(rule_id) else {
+            return;
+        };
+        if !known {
+            self.seq_keys += 1;
+        }
+        let q = by_key.entry(key).or_default();
         let same: Vec<Option<String>> = s
             .same
             .iter()
@@ -350,7 +369,8 @@ impl Engine {
     /// Drops state of rules that no longer exist (after a reload).
     pub(crate) fn retain_rules(&mut self, rules: &RuleSet) {
         let ids: HashSet<&str> = rules.rules.iter().map(|r| r.id.as_str()).collect();
-        self.seq.retain(|(r, _), _| ids.contains(r.as_str()));
+        self.seq.retain(|r, _| ids.contains(r.as_str()));
+        self.seq_keys = self.seq.values().map(|m| m.len()).sum();
     }
 }
 
