@@ -32,10 +32,43 @@ fn clock_ns(clock: libc::clockid_t) -> i128 {
     i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
 }
 
+thread_local! {
+    /// The last second formatted and its text up to the fraction (`2026-12-03T21:40:07.`):
+    /// events come in time order, so most share their second with the one before.
+    static LAST_SECOND: std::cell::Cell<(i64, [u8; 20])> = const { std::cell::Cell::new((i64::MIN, [0; 20])) };
+}
+
 /// RFC 3339 UTC with nanoseconds from ns since the epoch.
 pub(crate) fn rfc3339(ns: i128) -> String {
     let secs = ns.div_euclid(1_000_000_000) as i64;
     let nanos = ns.rem_euclid(1_000_000_000) as u32;
+    let (last, prefix) = LAST_SECOND.get();
+    if last == secs {
+        let mut b = [0u8; 30];
+        b[..20].copy_from_slice(&prefix);
+        let mut v = nanos;
+        for i in (20..29).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        b[29] = b'Z';
+        // ASCII digits and separators only: always UTF-8.
+        return String::from_utf8(b.to_vec()).unwrap_or_default();
+    }
+    let s = rfc3339_full(secs, nanos);
+    if let Some(p) = s
+        .as_bytes()
+        .get(..20)
+        .and_then(|p| <[u8; 20]>::try_from(p).ok())
+        && s.len() == 30
+    {
+        LAST_SECOND.set((secs, p));
+    }
+    s
+}
+
+/// [`rfc3339`] computed from the calendar.
+fn rfc3339_full(secs: i64, nanos: u32) -> String {
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -79,6 +112,26 @@ pub(crate) fn rfc3339(ns: i128) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_cached_second_agrees_with_the_calendar() {
+        for ns in [
+            1_700_000_000_123_456_789i128,
+            1_700_000_000_999_999_999,
+            1_700_000_000_000_000_001,
+            1_700_000_001_000_000_000,
+            1_699_999_999_500_000_000,
+            1_700_000_001_000_000_007,
+        ] {
+            let full = rfc3339_full(
+                ns.div_euclid(1_000_000_000) as i64,
+                ns.rem_euclid(1_000_000_000) as u32,
+            );
+            // The first call may compute it, the second comes from the cached second.
+            assert_eq!(rfc3339(ns), full);
+            assert_eq!(rfc3339(ns), full);
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -142,7 +142,8 @@ pub(crate) trait ProcSource {
 }
 
 pub(crate) struct ProcessTable<S: ProcSource> {
-    procs: HashMap<u32, ProcInfo>,
+    /// By pid (FxHash: pids are small integers the kernel hands out, looked up on every event).
+    procs: rustc_hash::FxHashMap<u32, ProcInfo>,
     exited: VecDeque<(u32, u64, Instant)>,
     source: S,
     boot_id: String,
@@ -154,7 +155,7 @@ pub(crate) struct ProcessTable<S: ProcSource> {
 impl<S: ProcSource> ProcessTable<S> {
     pub(crate) fn new(source: S, boot_id: String, clk_tck: u64) -> Self {
         ProcessTable {
-            procs: HashMap::new(),
+            procs: rustc_hash::FxHashMap::default(),
             exited: VecDeque::new(),
             source,
             boot_id,

@@ -232,7 +232,14 @@ impl Engine {
         None
     }
 
-    fn remember_first(&mut self, rule_id: &str, key: SeqKey, s: &Sequence, e: &Event, now: Instant) {
+    fn remember_first(
+        &mut self,
+        rule_id: &str,
+        key: SeqKey,
+        s: &Sequence,
+        e: &Event,
+        now: Instant,
+    ) {
         let known = self.seq.get(rule_id).is_some_and(|m| m.contains_key(&key));
         if self.seq_keys >= MAX_KEYS && !known {
             self.evicted += 1;
