@@ -298,7 +298,9 @@ fn start<W: Write + Send + 'static>(
     let seeded = table.seed();
     info!(processes = seeded, node = %node.node, "process table seeded from /proc");
 
-    let (tx, rx) = mpsc::channel::<RawEvent>(c.capture.queue.max(1024));
+    // The queue holds `capture.queue` records at most, in batches of up to BATCH.
+    let (tx, rx) =
+        mpsc::channel::<Vec<RawEvent>>((c.capture.queue.max(1024) / capture::BATCH).max(4));
     let (stop_reader, stop_rx) = watch::channel(false);
     let reader = tokio::spawn(capture::read_ring(
         ring,

@@ -171,13 +171,69 @@ const LOGGED_DECODE_ERRORS: u64 = 20;
 /// does once `Config::wakeup_bytes` are pending).
 pub(crate) const MAX_LATENCY: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// Records handed to the pipeline at once: the queue, the wake-up and the counters are paid
+/// per batch, not per record.
+pub(crate) const BATCH: usize = 256;
+
+/// What the reader collects before handing it on: decoded records and how many of each kind.
+struct Batch {
+    events: Vec<RawEvent>,
+    /// Records received per kind slot since the counters were last published.
+    received: Vec<u64>,
+}
+
+impl Batch {
+    fn new() -> Batch {
+        Batch {
+            events: Vec::with_capacity(BATCH),
+            received: vec![0; KIND_SLOTS as usize],
+        }
+    }
+
+    /// Publishes the received counts and hands the records to `tx`; when the queue is full
+    /// they are dropped and counted, the reader never blocks.
+    fn send(
+        &mut self,
+        tx: &mpsc::Sender<Vec<RawEvent>>,
+        metrics: &Metrics,
+        drops: &drops::DropTracker,
+    ) {
+        for k in monitor_common::EventKind::ALL {
+            if let Some(n) = self.received.get_mut(k.slot() as usize)
+                && *n > 0
+            {
+                metrics.received.with_label_values(&[k.name()]).inc_by(*n);
+                *n = 0;
+            }
+        }
+        if self.events.is_empty() {
+            return;
+        }
+        let events = std::mem::replace(&mut self.events, Vec::with_capacity(BATCH));
+        if let Err(
+            mpsc::error::TrySendError::Full(lost) | mpsc::error::TrySendError::Closed(lost),
+        ) = tx.try_send(events)
+        {
+            for ev in &lost {
+                let kind = ev.kind.name();
+                metrics
+                    .dropped
+                    .with_label_values(&[kind, "user_queue"])
+                    .inc();
+                drops.user_drop(kind, ev.header.cgroup_id);
+            }
+        }
+    }
+}
+
 /// Reads records until `stop` flips, then (with `drain`) reads what is left and returns. The reader waits for
 /// the ring's epoll readiness (the kernel wakes it once enough bytes are pending) and drains on a
-/// short timer for the records below that threshold. Decoded events go to `tx`; when the queue is
-/// full the event is dropped and counted, the reader never blocks.
+/// short timer for the records below that threshold. Decoded events go to `tx` in batches of
+/// up to [`BATCH`]; when the queue is full the batch is dropped and counted, the reader never
+/// blocks.
 pub(crate) async fn read_ring(
     ring: RingBuf<MapData>,
-    tx: mpsc::Sender<RawEvent>,
+    tx: mpsc::Sender<Vec<RawEvent>>,
     metrics: Metrics,
     drops: std::sync::Arc<drops::DropTracker>,
     mut stop: watch::Receiver<bool>,
@@ -188,44 +244,38 @@ pub(crate) async fn read_ring(
     let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
         .map_err(|e| CaptureError::Io(e.into()))?;
     let logged = AtomicU64::new(0);
-    let handle = |bytes: &[u8]| match decode(bytes) {
-        Ok(ev) => {
-            let kind = ev.kind;
-            let cgroup = ev.header.cgroup_id;
-            metrics.received.with_label_values(&[kind.name()]).inc();
-            if let Err(mpsc::error::TrySendError::Full(_) | mpsc::error::TrySendError::Closed(_)) =
-                tx.try_send(ev)
-            {
-                metrics
-                    .dropped
-                    .with_label_values(&[kind.name(), "user_queue"])
-                    .inc();
-                drops.user_drop(kind.name(), cgroup);
+    let mut batch = Batch::new();
+    let read = |ring: &mut RingBuf<MapData>, batch: &mut Batch| {
+        while let Some(item) = ring.next() {
+            match decode(&item) {
+                Ok(ev) => {
+                    if let Some(n) = batch.received.get_mut(ev.kind.slot() as usize) {
+                        *n += 1;
+                    }
+                    batch.events.push(ev);
+                    if batch.events.len() >= BATCH {
+                        batch.send(&tx, &metrics, &drops);
+                    }
+                }
+                Err(e) => {
+                    metrics.decode_errors.with_label_values(&[e.reason()]).inc();
+                    if logged.fetch_add(1, Ordering::Relaxed) < LOGGED_DECODE_ERRORS {
+                        warn!(error = %e, len = item.len(), "dropping undecodable kernel record");
+                    }
+                }
             }
         }
-        Err(e) => {
-            metrics.decode_errors.with_label_values(&[e.reason()]).inc();
-            if logged.fetch_add(1, Ordering::Relaxed) < LOGGED_DECODE_ERRORS {
-                warn!(error = %e, len = bytes.len(), "dropping undecodable kernel record");
-            }
-        }
+        // The ring is empty: what was read goes on now, not when a batch fills.
+        batch.send(&tx, &metrics, &drops);
     };
     let mut tick = tokio::time::interval(MAX_LATENCY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => {
-                let ring = fd.get_mut();
-                while let Some(item) = ring.next() {
-                    handle(&item);
-                }
-            }
+            _ = tick.tick() => read(fd.get_mut(), &mut batch),
             guard = fd.readable_mut() => {
                 let mut guard = guard?;
-                let ring = guard.get_inner_mut();
-                while let Some(item) = ring.next() {
-                    handle(&item);
-                }
+                read(guard.get_inner_mut(), &mut batch);
                 guard.clear_ready();
             }
             _ = stop.changed() => break,
@@ -234,10 +284,7 @@ pub(crate) async fn read_ring(
     // Producers are paused by now: whatever is in the ring is all there will be. Without
     // `drain`, the programs stay pinned and the next agent reads on from here.
     if drain {
-        let ring = fd.get_mut();
-        while let Some(item) = ring.next() {
-            handle(&item);
-        }
+        read(fd.get_mut(), &mut batch);
     }
     Ok(())
 }

@@ -33,6 +33,8 @@ pub(crate) struct Detector<A: AlertSink> {
     /// The current rules; a reload publishes a new set here and the detector swaps to it
     /// between two events, so none is lost or evaluated twice.
     rules: watch::Receiver<Arc<RuleSet>>,
+    /// The set in force, taken from `rules` when it changes (not locked per event).
+    current: Arc<RuleSet>,
     engine: Engine,
     /// Learned per-workload baselines (anomaly alerts), when enabled.
     baselines: Option<Box<BaselineStage>>,
@@ -53,8 +55,10 @@ impl<A: AlertSink> Detector<A> {
         sinks: A,
         drops: Arc<DropTracker>,
     ) -> Detector<A> {
+        let current = rules.borrow().clone();
         Detector {
             rules,
+            current,
             engine: Engine::default(),
             baselines,
             metrics,
@@ -76,20 +80,21 @@ impl<A: AlertSink> EventSink for Detector<A> {
             let new = self.rules.borrow_and_update().clone();
             self.engine.retain_rules(&new);
             info!(rules = new.len(), "new rules in force");
+            self.current = new;
         }
-        let current = self.rules.borrow().clone();
+        let current = &self.current;
         let now = Instant::now();
         self.seen += 1;
         let mut alerts = if self.seen.is_multiple_of(TIME_ONE_IN) {
             let t = Instant::now();
-            let a = self.engine.evaluate(&current, e, now);
+            let a = self.engine.evaluate(current, e, now);
             self.metrics
                 .rule_eval
                 .with_label_values(&[e.kind])
                 .observe(t.elapsed().as_secs_f64());
             a
         } else {
-            self.engine.evaluate(&current, e, now)
+            self.engine.evaluate(current, e, now)
         };
         if let Some(b) = &mut self.baselines {
             alerts.extend(b.baselines.observe(e, now));

@@ -105,7 +105,7 @@ impl<S: ProcSource, K: EventSink> Pipeline<S, K> {
     /// still have to be shut down.
     pub(crate) async fn run(
         mut self,
-        mut events: mpsc::Receiver<RawEvent>,
+        mut events: mpsc::Receiver<Vec<RawEvent>>,
         mut results: mpsc::Receiver<(String, Result<ContainerMeta, CriError>)>,
     ) -> std::io::Result<K> {
         let mut open = true;
@@ -121,8 +121,12 @@ impl<S: ProcSource, K: EventSink> Pipeline<S, K> {
                         self.release(&id)?;
                     }
                 }
-                ev = events.recv(), if open => match ev {
-                    Some(ev) => self.record(&ev)?,
+                batch = events.recv(), if open => match batch {
+                    Some(batch) => {
+                        for ev in &batch {
+                            self.record(ev)?;
+                        }
+                    }
                     None => open = false,
                 },
                 _ = tick.tick() => {
