@@ -69,6 +69,18 @@ fn syscall(
     record(header(kind, pid, t), &body, &[s1, &[], data])
 }
 
+/// An exec record of `pid` (parent 999) running `filename` with the NUL-separated `argv`.
+fn exec(pid: u32, t: u64, filename: &[u8], argv: &[u8]) -> Vec<u8> {
+    let body = ExecBody {
+        ppid: 999,
+        filename_len: filename.len() as u16,
+        args_len: argv.len() as u16,
+        flags: 0,
+        old_pid: pid,
+    };
+    record(header(EventKind::Exec, pid, t), &body, &[filename, argv])
+}
+
 /// A mix shaped like a busy node: mostly opens, some connects and unlinks, process churn, and
 /// events the default rules alert on: one in 40 reads `/etc/shadow` (`sensitive_file_read`)
 /// and one in 160 runs a shell (`shell_in_container`), folded by their dedup windows as a
@@ -90,36 +102,13 @@ pub(crate) fn records(n: usize) -> Vec<Vec<u8>> {
                 },
                 &[],
             )),
-            1 if i % 160 == 1 => {
-                let argv = b"/bin/sh\0-c\0id\0";
-                let body = ExecBody {
-                    ppid: 999,
-                    filename_len: 7,
-                    args_len: argv.len() as u16,
-                    flags: 0,
-                    old_pid: pid,
-                };
-                out.push(record(
-                    header(EventKind::Exec, pid, t),
-                    &body,
-                    &[b"/bin/sh", argv],
-                ));
-            }
-            1 => {
-                let argv = b"/usr/bin/python3\0-m\0app.worker\0--queue\0jobs\0";
-                let body = ExecBody {
-                    ppid: 999,
-                    filename_len: 16,
-                    args_len: argv.len() as u16,
-                    flags: 0,
-                    old_pid: pid,
-                };
-                out.push(record(
-                    header(EventKind::Exec, pid, t),
-                    &body,
-                    &[b"/usr/bin/python3", argv],
-                ));
-            }
+            1 if i % 160 == 1 => out.push(exec(pid, t, b"/bin/sh", b"/bin/sh\0-c\0id\0")),
+            1 => out.push(exec(
+                pid,
+                t,
+                b"/usr/bin/python3",
+                b"/usr/bin/python3\0-m\0app.worker\0--queue\0jobs\0",
+            )),
             2..=12 => out.push(syscall(
                 EventKind::Open,
                 Syscall::Openat,

@@ -467,11 +467,6 @@ impl RuleSet {
         }
         self.rules.push(rule);
     }
-
-    /// Builds the per-kind index once every rule is in.
-    fn finish(&mut self) {
-        self.index = super::index::Index::build(self);
-    }
 }
 
 /// Loads, validates and compiles rules from `sources`; every error is reported, not just the

@@ -158,6 +158,10 @@ impl RuleSet {
     pub(crate) fn len(&self) -> usize {
         self.rules.len()
     }
+    /// Builds the per-kind index once every rule is in.
+    fn finish(&mut self) {
+        self.index = index::Index::build(self);
+    }
 }
 
 /// Two ascending lists of rule indexes, walked as one ascending sequence.
