@@ -5,9 +5,16 @@ use std::{io::Write, sync::Arc, time::Instant};
 use monitor_common::{EventKind, ExecBody, ExitBody, ForkBody, Header, Syscall, SyscallBody};
 
 use crate::{
-    capture::decode::{decode, encode::record},
-    detect::rules::{self, Engine, RuleSource},
-    event::{Attribution, ContainerView, MetadataStatus, NodeContext, PodMeta, Status, build},
+    capture::{
+        BATCH, RawBatch, Recycle,
+        decode::{RawEvent, decode, encode::record},
+        route,
+    },
+    detect::rules::{self, Engine, RuleSet, RuleSource},
+    event::{
+        Attribution, ContainerView, MetadataStatus, NodeContext, PodMeta, Status, build, learn,
+    },
+    output::events::line,
     process::{ProcInfo, ProcSource, ProcessTable},
 };
 
@@ -29,6 +36,25 @@ impl ProcSource for NoProc {
     }
 }
 
+/// The bench's containers: the processes of the mix run in this many cgroups.
+const CONTAINERS: u64 = 8;
+
+/// The cgroup (and so the container) of `pid`. Each container has an init (pids 900..908)
+/// that forks the short-lived workers (pids from 1000, one per 20 records); the workers are dealt
+/// to the containers so that each gets the same mix, alerting events included.
+fn cgroup_of(pid: u32) -> u64 {
+    let slot = match pid.checked_sub(1000) {
+        Some(b) => u64::from(b + b / 8),
+        None => u64::from(pid.saturating_sub(900)),
+    };
+    100 + slot % CONTAINERS
+}
+
+/// The container init that forks `pid`.
+fn parent_of(pid: u32) -> u32 {
+    900 + (cgroup_of(pid) - 100) as u32
+}
+
 fn header(kind: EventKind, pid: u32, t: u64) -> Header {
     let mut comm = [0u8; 16];
     comm[..6].copy_from_slice(b"worker");
@@ -38,7 +64,7 @@ fn header(kind: EventKind, pid: u32, t: u64) -> Header {
         tid: pid,
         ktime_ns: t,
         start_ns: 1_000_000_000 + u64::from(pid),
-        cgroup_id: 42,
+        cgroup_id: cgroup_of(pid),
         comm,
         ..Header::default()
     }
@@ -72,7 +98,7 @@ fn syscall(
 /// An exec record of `pid` (parent 999) running `filename` with the NUL-separated `argv`.
 fn exec(pid: u32, t: u64, filename: &[u8], argv: &[u8]) -> Vec<u8> {
     let body = ExecBody {
-        ppid: 999,
+        ppid: parent_of(pid),
         filename_len: filename.len() as u16,
         args_len: argv.len() as u16,
         flags: 0,
@@ -90,11 +116,12 @@ pub(crate) fn records(n: usize) -> Vec<Vec<u8>> {
     let addr = [2u8, 0, 1, 187, 10, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0];
     let mut i = 0u64;
     while out.len() < n {
-        let pid = 1000 + (i % 64) as u32;
+        // A process per 20 records: forked, exec'd, busy, gone.
+        let pid = 1000 + ((i / 20) % 4096) as u32;
         let t = i * 1000;
         match i % 20 {
             0 => out.push(record(
-                header(EventKind::Fork, 999, t),
+                header(EventKind::Fork, parent_of(pid), t),
                 &ForkBody {
                     child_pid: pid,
                     _pad: 0,
@@ -177,6 +204,8 @@ pub(crate) fn records(n: usize) -> Vec<Vec<u8>> {
 #[derive(Debug, serde::Serialize)]
 pub(crate) struct PipelineResult {
     pub(crate) events: usize,
+    /// Pipeline workers (threads), each owning the events of some cgroups.
+    pub(crate) workers: usize,
     pub(crate) secs: f64,
     pub(crate) events_per_sec: f64,
     /// Alerts delivered (dedup windows fold repeated ones).
@@ -185,68 +214,212 @@ pub(crate) struct PipelineResult {
     pub(crate) matched: usize,
 }
 
-/// Runs `n` records through the whole user-space pipeline on this thread; with `every_event`
-/// each event is also written as JSON (what `monitor trace` does), else only alerts are (what
-/// `monitor run` does).
-pub(crate) fn run(n: usize, every_event: bool) -> PipelineResult {
-    let recs = records(n);
-    let rules = rules::load(&[RuleSource::Builtin]).unwrap_or_default();
-    let mut engine = Engine::default();
-    let mut table = ProcessTable::new(NoProc, "bench".into(), 100);
-    let node = NodeContext {
-        node: "bench".into(),
-        boot_to_wall_ns: 1_700_000_000_000_000_000,
-    };
-    let container = Attribution {
-        container: Some(ContainerView {
-            pod_uid_from_cgroup: None,
-            id: "c".repeat(64).into(),
-            runtime: "containerd".into(),
-            meta: None,
-        }),
-        pod: Some(Arc::new(PodMeta {
-            name: "web-1".into(),
-            namespace: "shop".into(),
-            ..Default::default()
-        })),
-        metadata: MetadataStatus {
-            status: Status::Complete,
-            scope: "container",
-            reason: None,
-        },
-    };
-    let mut sink = std::io::sink();
-    let (mut alerts, mut matched) = (0, 0);
-    let start = Instant::now();
-    for r in &recs {
-        let Ok(ev) = decode(r) else { continue };
-        let Some(mut e) = build(&ev, &mut table, &node) else {
-            continue;
-        };
-        e.attribution = container.clone();
-        for a in engine.evaluate(&rules, &e, start) {
-            alerts += 1;
-            matched += 1;
-            let _ = serde_json::to_writer(&mut sink, &a);
-        }
-        if every_event {
-            let _ = serde_json::to_writer(&mut sink, &e);
-            let _ = sink.write_all(b"\n");
+/// A pipeline worker: its own process table, an engine on the shared rule state, the
+/// containers' attribution, and a sink.
+struct Worker {
+    worker: usize,
+    workers: usize,
+    table: ProcessTable<NoProc>,
+    engine: Engine,
+    every_event: bool,
+    lines: line::Lines,
+    out: Vec<u8>,
+    alerts: usize,
+    matched: usize,
+}
+
+impl Worker {
+    fn new(worker: usize, workers: usize, engine: Engine, every_event: bool) -> Worker {
+        Worker {
+            worker,
+            workers,
+            table: ProcessTable::new(NoProc, "bench".into(), 100),
+            engine,
+            every_event,
+            lines: line::Lines::default(),
+            out: Vec::with_capacity(1 << 16),
+            alerts: 0,
+            matched: 0,
         }
     }
+
+    /// One record, as a pipeline worker takes it.
+    fn record(&mut self, ev: &RawEvent, rules: &RuleSet, ctx: &Context, now: Instant) {
+        if route::Peek::of(ev).owner(self.workers) != self.worker {
+            learn(ev, &mut self.table, &ctx.node);
+            return;
+        }
+        let Some(mut e) = build(ev, &mut self.table, &ctx.node) else {
+            return;
+        };
+        let slot = (e.cgroup_id % CONTAINERS) as usize;
+        if let Some(a) = ctx.containers.get(slot) {
+            e.attribution = a.clone();
+        }
+        for a in self.engine.evaluate(rules, &e, now) {
+            self.alerts += 1;
+            self.matched += 1;
+            let _ = serde_json::to_writer(&mut self.out, &a);
+        }
+        if self.every_event {
+            let _ = self.lines.write(&mut self.out, &e);
+            self.out.push(b'\n');
+        }
+        // What a sink would write out.
+        if self.out.len() >= 1 << 16 {
+            std::io::sink().write_all(&self.out).ok();
+            self.out.clear();
+        }
+    }
+}
+
+/// What every worker reads: the node and the containers' attribution (the CRI's answers).
+struct Context {
+    node: NodeContext,
+    containers: Vec<Attribution>,
+}
+
+fn context() -> Context {
+    let containers = (0..CONTAINERS)
+        .map(|i| Attribution {
+            container: Some(ContainerView {
+                pod_uid_from_cgroup: None,
+                id: format!("{i:x}").repeat(64).into(),
+                runtime: "containerd".into(),
+                meta: None,
+            }),
+            pod: Some(Arc::new(PodMeta {
+                name: format!("web-{i}"),
+                namespace: "shop".into(),
+                ..Default::default()
+            })),
+            metadata: MetadataStatus {
+                status: Status::Complete,
+                scope: "container",
+                reason: None,
+            },
+        })
+        .collect();
+    Context {
+        node: NodeContext {
+            node: "bench".into(),
+            boot_to_wall_ns: 1_700_000_000_000_000_000,
+        },
+        containers,
+    }
+}
+
+/// Runs `n` records through the whole user-space pipeline; with `every_event` each event is
+/// also written as JSON (what `monitor trace` does), else only alerts are (what `monitor run`
+/// does). With one worker everything runs on this thread. With more, this thread is the ring
+/// reader (routes each record by its header to the worker owning its cgroup, lifecycle records
+/// to all, copied into batches) and each worker a thread that decodes and judges, as in the
+/// agent.
+pub(crate) fn run(n: usize, every_event: bool, workers: usize) -> PipelineResult {
+    let workers = workers.max(1);
+    let recs = records(n);
+    let rules = rules::load(&[RuleSource::Builtin]).unwrap_or_default();
+    let ctx = context();
+    let shared = Engine::default();
+    let start = Instant::now();
+    let done: Vec<Worker> = if workers == 1 {
+        let mut w = Worker::new(0, 1, shared.worker(), every_event);
+        for r in &recs {
+            if let Ok(ev) = decode(r) {
+                w.record(&ev, &rules, &ctx, start);
+            }
+        }
+        vec![w]
+    } else {
+        std::thread::scope(|s| {
+            let mut txs = Vec::new();
+            let mut handles = Vec::new();
+            let recycle = Recycle::default();
+            for i in 0..workers {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<RawBatch>(64);
+                txs.push(tx);
+                let mut w = Worker::new(i, workers, shared.worker(), every_event);
+                let (rules, ctx, recycle) = (&rules, &ctx, recycle.clone());
+                handles.push(s.spawn(move || {
+                    for batch in rx {
+                        for rec in batch.iter() {
+                            if let Ok(ev) = decode(rec) {
+                                w.record(&ev, rules, ctx, start);
+                            }
+                        }
+                        recycle.give(batch);
+                    }
+                    w
+                }));
+            }
+            let mut batches: Vec<RawBatch> = (0..workers).map(|_| recycle.take()).collect();
+            let send = |b: &mut RawBatch, tx: &std::sync::mpsc::SyncSender<RawBatch>| {
+                let _ = tx.send(std::mem::replace(b, recycle.take()));
+            };
+            for r in &recs {
+                route::push(&mut batches, r);
+                for (b, tx) in batches.iter_mut().zip(&txs) {
+                    if b.len() >= BATCH {
+                        send(b, tx);
+                    }
+                }
+            }
+            for (b, tx) in batches.iter_mut().zip(&txs) {
+                send(b, tx);
+            }
+            drop(txs);
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        })
+    };
     // The windows' folded alerts, each with the count of the events it stands for (the first
     // of which went out at once).
-    for a in engine.flush(Instant::now(), true) {
+    let mut sink = std::io::sink();
+    let (mut alerts, mut matched) = (0, 0);
+    for a in shared.worker().flush(Instant::now(), true) {
         alerts += 1;
         matched += a.dedup.count.saturating_sub(1) as usize;
         let _ = serde_json::to_writer(&mut sink, &a);
     }
+    for w in &done {
+        alerts += w.alerts;
+        matched += w.matched;
+    }
     let secs = start.elapsed().as_secs_f64();
     PipelineResult {
         events: recs.len(),
+        workers,
         secs,
         events_per_sec: recs.len() as f64 / secs,
         alerts,
         matched,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The trace lines the bench measures are the ones serde_json would write for the same
+    /// decoded events (exec, fork, exit, files, network, in eight containers).
+    #[test]
+    fn trace_lines_of_the_bench_events_are_serdes() {
+        let ctx = context();
+        let mut table = ProcessTable::new(NoProc, "bench".into(), 100);
+        let mut kinds = std::collections::BTreeSet::new();
+        let mut lines = line::Lines::default();
+        for r in records(4000) {
+            let ev = decode(&r).expect("the bench's records decode");
+            let Some(mut e) = build(&ev, &mut table, &ctx.node) else {
+                continue;
+            };
+            if let Some(a) = ctx.containers.get((e.cgroup_id % CONTAINERS) as usize) {
+                e.attribution = a.clone();
+            }
+            let mut ours = Vec::new();
+            lines.write(&mut ours, &e).expect("write");
+            assert_eq!(ours, serde_json::to_vec(&e).expect("serde"));
+            kinds.insert(e.kind);
+        }
+        assert!(kinds.len() >= 5, "{kinds:?}");
     }
 }

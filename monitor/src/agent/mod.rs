@@ -23,9 +23,9 @@ use tokio::{
 use tracing::info;
 
 use crate::{
-    capture::{self, CaptureError, CaptureMaps, decode::RawEvent, drops::DropTracker},
+    capture::{self, CaptureError, CaptureMaps, RawBatch, drops::DropTracker},
     detect::{
-        Detector,
+        Detector, SharedSink,
         baseline::{BaselineStage, store::StoreError},
         rules::{RuleError, reload},
     },
@@ -115,7 +115,17 @@ fn clk_tck() -> u64 {
 /// The end of the pipeline: JSON lines or the detector.
 enum Sink<W: Write> {
     Events(JsonLines<W>),
-    Alerts(Box<Detector<Dispatcher>>, Duration),
+    Alerts(Box<Detector<SharedSink<Dispatcher>>>, Duration),
+}
+
+impl<W: Write> Sink<W> {
+    /// The sink of another pipeline worker: the same output, rules and rule state.
+    fn worker(&self) -> Sink<W> {
+        match self {
+            Sink::Events(s) => Sink::Events(s.worker()),
+            Sink::Alerts(d, deadline) => Sink::Alerts(Box::new(d.worker()), *deadline),
+        }
+    }
 }
 
 impl<W: Write> EventSink for Sink<W> {
@@ -200,11 +210,17 @@ fn start_sink<W: Write>(
     metrics.rules_last_reload_time.set(Metrics::now_seconds());
     let (tx, rx) = watch::channel(set);
     let baselines = match &r.baselines {
-        Some((dir, cfg)) => Some(Box::new(BaselineStage::open(dir, cfg.clone())?)),
+        Some((dir, cfg)) => Some(BaselineStage::open(dir, cfg.clone())?),
         None => None,
     };
     let sinks = Dispatcher::start(&r.sinks, metrics)?.with_redactor(r.redact.clone());
-    let detector = Detector::new(rx, baselines, metrics.clone(), sinks, drops.clone());
+    let detector = Detector::new(
+        rx,
+        baselines,
+        metrics.clone(),
+        SharedSink::new(sinks),
+        drops.clone(),
+    );
     let reload_opts = r.clone();
     let reload_cell = cell.clone();
     let watch = tokio::spawn(reload::watch_rules(
@@ -253,8 +269,10 @@ struct Running<W: Write + Send + 'static> {
     counters: capture::CounterMaps,
     stop_reader: watch::Sender<bool>,
     reader: JoinHandle<Result<(), CaptureError>>,
-    pipeline: JoinHandle<std::io::Result<Sink<W>>>,
-    resolver: JoinHandle<()>,
+    /// The pipeline workers.
+    pipeline: Vec<JoinHandle<std::io::Result<Sink<W>>>>,
+    /// A CRI resolver per worker.
+    resolver: Vec<JoinHandle<()>>,
 }
 
 /// Loads the programs and starts the reader, the resolver and the pipeline.
@@ -294,29 +312,8 @@ fn start<W: Write + Send + 'static>(
 
     let c = &opts.config;
     let node = NodeContext::detect((!c.node.is_empty()).then(|| c.node.clone()));
-    let mut table = ProcessTable::new(procfs::Procfs::default(), procfs::boot_id(), clk_tck());
-    let seeded = table.seed();
-    info!(processes = seeded, node = %node.node, "process table seeded from /proc");
-
-    // The queue holds `capture.queue` records at most, in batches of up to BATCH.
-    let (tx, rx) =
-        mpsc::channel::<Vec<RawEvent>>((c.capture.queue.max(1024) / capture::BATCH).max(4));
-    let (stop_reader, stop_rx) = watch::channel(false);
-    let reader = tokio::spawn(capture::read_ring(
-        ring,
-        tx,
-        metrics.clone(),
-        drops.clone(),
-        stop_rx,
-        !keep_pins,
-    ));
-    let (req_tx, req_rx) = mpsc::channel::<String>(4096);
-    let (res_tx, res_rx) = mpsc::channel(4096);
-    let resolver = tokio::spawn(enrich::resolver(
-        c.runtime.cri_socket.clone(),
-        req_rx,
-        res_tx,
-    ));
+    let workers = c.capture.pipeline_workers();
+    metrics.pipeline_workers.set(workers as i64);
     let attribution = match &c.runtime.cgroup_root {
         Some(root) => {
             // A configured host tree that is not there is a missing mount: say so.
@@ -331,22 +328,68 @@ fn start<W: Write + Send + 'static>(
         }
         None => AttributorConfig::default(),
     };
-    info!(cgroup2 = %attribution.cgroup2_root.display(), "container cgroups are read here");
-    let mut attributor = Attributor::new(attribution, req_tx, metrics.clone());
-    // After the probes are attached: a container created from now on is seen by cgroup_mkdir,
-    // one that existed before by this scan.
-    let containers = attributor.scan_cgroups();
-    info!(containers, "container cgroups found at start-up");
-    let pipeline = Pipeline {
-        table,
-        attributor,
-        node,
-        filter,
-        held: HoldQueue::new(c.runtime.metadata_hold.0),
-        sink,
-        health: health.clone(),
-    };
-    let pipeline = tokio::spawn(pipeline.run(rx, res_rx));
+    info!(cgroup2 = %attribution.cgroup2_root.display(), workers, "container cgroups are read here");
+
+    // Each worker's queue holds its share of `capture.queue` records, in batches of up to BATCH.
+    let per_worker = (c.capture.queue.max(1024) / capture::BATCH / workers).max(4);
+    let mut queues = Vec::with_capacity(workers);
+    let mut pipeline = Vec::with_capacity(workers);
+    let mut resolver = Vec::with_capacity(workers);
+    let mut sink = Some(sink);
+    let recycle = capture::Recycle::default();
+    for worker in 0..workers {
+        let (tx, rx) = mpsc::channel::<RawBatch>(per_worker);
+        queues.push(tx);
+        // Every worker's table follows every process (see capture::route).
+        let mut table = ProcessTable::new(procfs::Procfs::default(), procfs::boot_id(), clk_tck());
+        let seeded = table.seed();
+        // A resolver per worker: a container's lookups come from the one worker that owns it.
+        let (req_tx, req_rx) = mpsc::channel::<String>(4096);
+        let (res_tx, res_rx) = mpsc::channel(4096);
+        resolver.push(tokio::spawn(enrich::resolver(
+            c.runtime.cri_socket.clone(),
+            req_rx,
+            res_tx,
+        )));
+        let mut attributor = Attributor::new(attribution.clone(), req_tx, metrics.clone());
+        // After the probes are attached: a container created from now on is seen by
+        // cgroup_mkdir, one that existed before by this scan.
+        let containers = attributor.scan_cgroups();
+        if worker == 0 {
+            info!(processes = seeded, node = %node.node, containers,
+                "process table seeded from /proc; container cgroups found at start-up");
+        }
+        let this_sink = match (worker + 1 == workers, &sink) {
+            (true, _) => sink.take(),
+            (false, Some(s)) => Some(s.worker()),
+            (false, None) => None,
+        };
+        let Some(this_sink) = this_sink else { break };
+        let p = Pipeline {
+            table,
+            attributor,
+            node: node.clone(),
+            filter: filter.clone(),
+            held: HoldQueue::new(c.runtime.metadata_hold.0),
+            sink: this_sink,
+            health: health.clone(),
+            metrics: metrics.clone(),
+            worker,
+            workers,
+            recycle: recycle.clone(),
+        };
+        pipeline.push(tokio::spawn(p.run(rx, res_rx)));
+    }
+    let (stop_reader, stop_rx) = watch::channel(false);
+    let reader = tokio::spawn(capture::read_ring(
+        ring,
+        queues,
+        recycle,
+        metrics.clone(),
+        drops.clone(),
+        stop_rx,
+        !keep_pins,
+    ));
     // Loading parsed the kernel's BTF and the object files: tens of MiB the heap keeps unless
     // told to give them back.
     crate::pipeline::trim_heap();
@@ -463,12 +506,22 @@ async fn stop<W: Write + Send + 'static>(
     }
     let _ = stop_reader.send(true);
     reader.await??;
-    let sink = pipeline.await?.map_err(AgentError::Output)?;
-    if let Sink::Alerts(detector, deadline) = sink {
-        info!(?deadline, "flushing alert sinks");
-        detector.into_sinks().shutdown(deadline).await;
+    // Every worker ends, and lets go of the shared alert sink, before the sink shuts down.
+    let mut alerts = None;
+    for worker in pipeline {
+        if let Sink::Alerts(detector, deadline) = worker.await?.map_err(AgentError::Output)? {
+            alerts = Some((detector.into_sinks(), deadline));
+        }
     }
-    resolver.abort();
+    if let Some((sinks, deadline)) = alerts
+        && let Some(sinks) = sinks.into_inner()
+    {
+        info!(?deadline, "flushing alert sinks");
+        sinks.shutdown(deadline).await;
+    }
+    for r in resolver {
+        r.abort();
+    }
     let kernel = watch.last(&counters, metrics)?;
     // Detaching is slow (the kernel waits for a grace period per tracepoint), so it comes after
     // everything the agent owes its sinks; pinned programs stay attached.

@@ -2,6 +2,7 @@
 //! counters.
 pub(crate) mod decode;
 pub(crate) mod drops;
+pub(crate) mod route;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -15,6 +16,7 @@ use tokio::{
 use tracing::warn;
 
 use self::decode::{RawEvent, decode};
+pub(crate) use self::route::{RawBatch, Recycle};
 use crate::telemetry::metrics::{KernelCounts, Metrics};
 
 #[derive(Debug, Error)]
@@ -175,26 +177,46 @@ pub(crate) const MAX_LATENCY: std::time::Duration = std::time::Duration::from_mi
 /// per batch, not per record.
 pub(crate) const BATCH: usize = 256;
 
-/// What the reader collects before handing it on: decoded records and how many of each kind.
+/// What the reader collects before handing it on: records per pipeline worker and how many of
+/// each kind.
 struct Batch {
-    events: Vec<RawEvent>,
+    /// One batch per worker (see [`route`]).
+    events: Vec<RawBatch>,
     /// Records received per kind slot since the counters were last published.
     received: Vec<u64>,
+    /// Where emptied batches come back from the workers.
+    recycle: Recycle,
 }
 
 impl Batch {
-    fn new() -> Batch {
+    fn new(workers: usize, recycle: Recycle) -> Batch {
         Batch {
-            events: Vec::with_capacity(BATCH),
+            events: (0..workers.max(1)).map(|_| recycle.take()).collect(),
             received: vec![0; KIND_SLOTS as usize],
+            recycle,
         }
     }
 
-    /// Publishes the received counts and hands the records to `tx`; when the queue is full
-    /// they are dropped and counted, the reader never blocks.
+    /// Routes one record.
+    fn push(&mut self, rec: &[u8]) {
+        if let Some(kind) = route::push(&mut self.events, rec).kind
+            && let Some(n) = self.received.get_mut(kind.slot() as usize)
+        {
+            *n += 1;
+        }
+    }
+
+    /// Whether some worker's batch is full.
+    fn full(&self) -> bool {
+        self.events.iter().any(|b| b.len() >= BATCH)
+    }
+
+    /// Publishes the received counts and hands each worker its records; when a worker's queue
+    /// is full its records are dropped and counted (once: a replica of another worker's record
+    /// is not an event lost), the reader never blocks, and the other workers go on.
     fn send(
         &mut self,
-        tx: &mpsc::Sender<Vec<RawEvent>>,
+        tx: &[mpsc::Sender<RawBatch>],
         metrics: &Metrics,
         drops: &drops::DropTracker,
     ) {
@@ -206,34 +228,58 @@ impl Batch {
                 *n = 0;
             }
         }
-        if self.events.is_empty() {
-            return;
-        }
-        let events = std::mem::replace(&mut self.events, Vec::with_capacity(BATCH));
-        if let Err(
-            mpsc::error::TrySendError::Full(lost) | mpsc::error::TrySendError::Closed(lost),
-        ) = tx.try_send(events)
-        {
-            for ev in &lost {
-                let kind = ev.kind.name();
-                metrics
-                    .dropped
-                    .with_label_values(&[kind, "user_queue"])
-                    .inc();
-                drops.user_drop(kind, ev.header.cgroup_id);
+        let workers = self.events.len();
+        for (w, (batch, tx)) in self.events.iter_mut().zip(tx).enumerate() {
+            if batch.is_empty() {
+                continue;
             }
+            let events = std::mem::replace(batch, self.recycle.take());
+            if let Err(
+                mpsc::error::TrySendError::Full(lost) | mpsc::error::TrySendError::Closed(lost),
+            ) = tx.try_send(events)
+            {
+                for rec in lost.iter() {
+                    let p = route::peek(rec);
+                    if let Some(kind) = p.kind.filter(|_| p.owner(workers) == w) {
+                        let kind = kind.name();
+                        metrics
+                            .dropped
+                            .with_label_values(&[kind, "user_queue"])
+                            .inc();
+                        drops.user_drop(kind, p.cgroup);
+                    }
+                }
+                self.recycle.give(lost);
+            }
+        }
+    }
+}
+
+/// Decodes a record a worker took from its queue; one that does not decode is counted by
+/// reason (and the first few logged), never passed on.
+pub(crate) fn decode_counted(rec: &[u8], metrics: &Metrics) -> Option<RawEvent> {
+    static LOGGED: AtomicU64 = AtomicU64::new(0);
+    match decode(rec) {
+        Ok(ev) => Some(ev),
+        Err(e) => {
+            metrics.decode_errors.with_label_values(&[e.reason()]).inc();
+            if LOGGED.fetch_add(1, Ordering::Relaxed) < LOGGED_DECODE_ERRORS {
+                warn!(error = %e, len = rec.len(), "dropping undecodable kernel record");
+            }
+            None
         }
     }
 }
 
 /// Reads records until `stop` flips, then (with `drain`) reads what is left and returns. The reader waits for
 /// the ring's epoll readiness (the kernel wakes it once enough bytes are pending) and drains on a
-/// short timer for the records below that threshold. Decoded events go to `tx` in batches of
-/// up to [`BATCH`]; when the queue is full the batch is dropped and counted, the reader never
-/// blocks.
+/// short timer for the records below that threshold. Records go, copied and undecoded, to the
+/// pipeline workers' queues `tx` (sharded by [`route`]) in batches of up to [`BATCH`]; when a
+/// queue is full the batch is dropped and counted, the reader never blocks.
 pub(crate) async fn read_ring(
     ring: RingBuf<MapData>,
-    tx: mpsc::Sender<Vec<RawEvent>>,
+    tx: Vec<mpsc::Sender<RawBatch>>,
+    recycle: Recycle,
     metrics: Metrics,
     drops: std::sync::Arc<drops::DropTracker>,
     mut stop: watch::Receiver<bool>,
@@ -243,26 +289,12 @@ pub(crate) async fn read_ring(
     // the registered fd cannot be closed or reused behind the reactor's back.
     let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
         .map_err(|e| CaptureError::Io(e.into()))?;
-    let logged = AtomicU64::new(0);
-    let mut batch = Batch::new();
+    let mut batch = Batch::new(tx.len(), recycle);
     let read = |ring: &mut RingBuf<MapData>, batch: &mut Batch| {
         while let Some(item) = ring.next() {
-            match decode(&item) {
-                Ok(ev) => {
-                    if let Some(n) = batch.received.get_mut(ev.kind.slot() as usize) {
-                        *n += 1;
-                    }
-                    batch.events.push(ev);
-                    if batch.events.len() >= BATCH {
-                        batch.send(&tx, &metrics, &drops);
-                    }
-                }
-                Err(e) => {
-                    metrics.decode_errors.with_label_values(&[e.reason()]).inc();
-                    if logged.fetch_add(1, Ordering::Relaxed) < LOGGED_DECODE_ERRORS {
-                        warn!(error = %e, len = item.len(), "dropping undecodable kernel record");
-                    }
-                }
+            batch.push(&item);
+            if batch.full() {
+                batch.send(&tx, &metrics, &drops);
             }
         }
         // The ring is empty: what was read goes on now, not when a batch fills.

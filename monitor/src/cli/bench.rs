@@ -26,9 +26,10 @@ pub(super) fn dump_records(dir: &Path) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Runs the pipeline over `events` records and prints the figures as JSON.
-pub(super) fn pipeline(events: usize, every_event: bool) -> Result<(), CliError> {
-    let report = bench::run(events, every_event);
+/// Runs the pipeline over `events` records with `workers` workers and prints the figures as
+/// JSON.
+pub(super) fn pipeline(events: usize, every_event: bool, workers: usize) -> Result<(), CliError> {
+    let report = bench::run(events, every_event, workers);
     println!(
         "{}",
         serde_json::to_string(&report).map_err(CliError::Json)?

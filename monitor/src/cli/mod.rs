@@ -76,6 +76,10 @@ enum Cmd {
         /// Also write every event as JSON (trace mode), not only alerts.
         #[arg(long)]
         every_event: bool,
+        /// Pipeline workers (threads), as `capture.workers`; with more than one, this thread
+        /// decodes and routes the records as the ring reader does.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
         /// Instead of benchmarking, write the first 64 distinct-kind records to this directory
         /// (the decoder's fuzzing corpus).
         #[arg(long)]
@@ -193,8 +197,10 @@ fn run_agent(
     mode: Mode,
     a: TraceArgs,
 ) -> Result<(), CliError> {
+    // A thread per pipeline worker, and one for the ring reader and everything else.
+    let threads = config.capture.pipeline_workers() + 1;
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(threads.max(2))
         .enable_all()
         .build()
         .map_err(CliError::Runtime)?;
@@ -241,8 +247,9 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, CliError> {
         Cmd::BenchPipeline {
             events,
             every_event,
+            workers,
             dump_records: None,
-        } => bench::pipeline(events, every_event)?,
+        } => bench::pipeline(events, every_event, workers)?,
         Cmd::Rules { cmd } => return Ok(rules::run(cmd)),
         Cmd::Unpin { pin_dir } => unpin(&pin_dir)?,
         Cmd::BenchFloor { ready_file } => bench::floor(&ready_file)?,
@@ -287,6 +294,11 @@ fn unpin(dir: &std::path::Path) -> Result<(), CliError> {
     })?;
     tracing::info!(dir = %dir.display(), sets = %removed.join(","), "pinned programs removed");
     Ok(())
+}
+
+/// Sets up the process's allocator (mimalloc, linked by the binary) before anything else runs.
+pub fn tune_heap() {
+    crate::pipeline::tune_heap();
 }
 
 /// Runs a parsed command line; errors are printed with their causes.

@@ -112,6 +112,29 @@ pub(crate) struct CaptureConfig {
     /// the next one sent carries their count (`folded`). Keeps one process's flood from
     /// crowding out everyone else's events. 0s: send every record.
     pub(crate) fold_window: Dur,
+    /// Pipeline workers (process table, attribution, rules), each owning the events of some
+    /// cgroups. 0: one per CPU this agent may use (the pod's CPU limit, read from its cgroup),
+    /// at most 8.
+    pub(crate) workers: usize,
+}
+
+/// Pipeline workers at most (`capture.workers`).
+pub(crate) const MAX_WORKERS: usize = 64;
+/// Pipeline workers at most when sized to the CPU limit.
+const AUTO_WORKERS: usize = 8;
+
+impl CaptureConfig {
+    /// The pipeline workers to run: as configured, or one per CPU this process may use
+    /// (`available_parallelism` honours the cgroup's CPU quota and the affinity mask), at most
+    /// [`AUTO_WORKERS`].
+    pub(crate) fn pipeline_workers(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism()
+                .map_or(1, std::num::NonZero::get)
+                .min(AUTO_WORKERS),
+            n => n,
+        }
+    }
 }
 
 impl Default for CaptureConfig {
@@ -125,6 +148,7 @@ impl Default for CaptureConfig {
             unpin_on_exit: false,
             interest_filter: true,
             fold_window: Dur(Duration::from_secs(1)),
+            workers: 0,
         }
     }
 }
@@ -353,6 +377,12 @@ impl Config {
         if rb < 4096 || !rb.is_power_of_two() {
             errs.push(format!(
                 "capture.ring_buffer_bytes: {rb} must be a power of two, at least 4096"
+            ));
+        }
+        if self.capture.workers > MAX_WORKERS {
+            errs.push(format!(
+                "capture.workers: {} is more than {MAX_WORKERS} (0 sizes it to the CPU limit)",
+                self.capture.workers
             ));
         }
         if self.capture.queue == 0 {

@@ -7,7 +7,10 @@ pub(crate) mod baseline;
 pub(crate) mod interest;
 pub(crate) mod rules;
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::Instant,
+};
 
 pub(crate) use alert::{Alert, AnomalyInfo, DedupInfo, SeqFirst};
 use tokio::sync::watch;
@@ -25,6 +28,41 @@ pub(crate) trait AlertSink {
     fn deliver(&mut self, a: Alert);
 }
 
+/// An alert sink shared by the pipeline's workers: each delivers under its lock (alerts are
+/// rare next to events, so the lock is seldom contended).
+pub(crate) struct SharedSink<A>(Arc<Mutex<A>>);
+
+impl<A> SharedSink<A> {
+    pub(crate) fn new(a: A) -> SharedSink<A> {
+        SharedSink(Arc::new(Mutex::new(a)))
+    }
+
+    /// The sink, once no other worker holds it.
+    pub(crate) fn into_inner(self) -> Option<A> {
+        Arc::try_unwrap(self.0)
+            .ok()
+            .map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl<A> Clone for SharedSink<A> {
+    fn clone(&self) -> Self {
+        SharedSink(self.0.clone())
+    }
+}
+
+impl<A: AlertSink> AlertSink for SharedSink<A> {
+    fn deliver(&mut self, a: Alert) {
+        locked(&self.0).deliver(a);
+    }
+}
+
+/// A lock whose holder may have panicked: the alert sinks and baselines stay usable (each
+/// change they make is complete or not made).
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// One event in this many has its rule evaluation timed (the histogram is a sample).
 const TIME_ONE_IN: u64 = 16;
 
@@ -36,8 +74,9 @@ pub(crate) struct Detector<A: AlertSink> {
     /// The set in force, taken from `rules` when it changes (not locked per event).
     current: Arc<RuleSet>,
     engine: Engine,
-    /// Learned per-workload baselines (anomaly alerts), when enabled.
-    baselines: Option<Box<BaselineStage>>,
+    /// Learned per-workload baselines (anomaly alerts), when enabled; shared by the workers,
+    /// so that a workload's pods learn one profile whichever worker sees them.
+    baselines: Option<Arc<Mutex<BaselineStage>>>,
     metrics: Metrics,
     sinks: A,
     /// Recent event loss, noted on alerts.
@@ -50,7 +89,7 @@ impl<A: AlertSink> Detector<A> {
     /// A detector judging with the rules published on `rules`.
     pub(crate) fn new(
         rules: watch::Receiver<Arc<RuleSet>>,
-        baselines: Option<Box<BaselineStage>>,
+        baselines: Option<BaselineStage>,
         metrics: Metrics,
         sinks: A,
         drops: Arc<DropTracker>,
@@ -60,10 +99,28 @@ impl<A: AlertSink> Detector<A> {
             rules,
             current,
             engine: Engine::default(),
-            baselines,
+            baselines: baselines.map(|b| Arc::new(Mutex::new(b))),
             metrics,
             sinks,
             drops,
+            seen: 0,
+        }
+    }
+
+    /// A detector for another pipeline worker: the same rules, and the same rule state,
+    /// baselines and alert sink.
+    pub(crate) fn worker(&self) -> Detector<A>
+    where
+        A: Clone,
+    {
+        Detector {
+            rules: self.rules.clone(),
+            current: self.current.clone(),
+            engine: self.engine.worker(),
+            baselines: self.baselines.clone(),
+            metrics: self.metrics.clone(),
+            sinks: self.sinks.clone(),
+            drops: self.drops.clone(),
             seen: 0,
         }
     }
@@ -96,8 +153,8 @@ impl<A: AlertSink> EventSink for Detector<A> {
         } else {
             self.engine.evaluate(current, e, now)
         };
-        if let Some(b) = &mut self.baselines {
-            alerts.extend(b.baselines.observe(e, now));
+        if let Some(b) = &self.baselines {
+            alerts.extend(locked(b).baselines.observe(e, now));
         }
         for mut a in alerts {
             a.drops = self.drops.notice(now, e.cgroup_id);
@@ -114,7 +171,8 @@ impl<A: AlertSink> EventSink for Detector<A> {
             a.drops = self.drops.notice(now, a.event.cgroup_id);
             self.sinks.deliver(a);
         }
-        if let Some(b) = &mut self.baselines {
+        if let Some(b) = &self.baselines {
+            let mut b = locked(b);
             b.apply_incoming();
             b.save(all);
             b.export_metrics(&self.metrics);

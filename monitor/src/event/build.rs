@@ -68,6 +68,26 @@ pub(crate) fn build<S: ProcSource>(
     })
 }
 
+/// What the process table learns from a record that another pipeline worker turns into an
+/// event (see [`crate::capture::route`]): the same table changes as [`build`] makes, no event.
+pub(crate) fn learn<S: ProcSource>(ev: &RawEvent, table: &mut ProcessTable<S>, node: &NodeContext) {
+    let h = &ev.header;
+    match &ev.payload {
+        Payload::Exec {
+            body,
+            filename,
+            argv,
+        } => table.on_exec(h.pid, h.start_ns, body.ppid, filename, argv.clone()),
+        Payload::Fork(f) => table.on_fork(h.pid, h.start_ns, f.child_pid, f.child_start_ns),
+        Payload::Exit(_) => table.on_exit(h.pid, h.start_ns, std::time::Instant::now()),
+        // The directory is resolved as the owner resolves it.
+        _ if ev.kind == monitor_common::EventKind::Chdir => {
+            let _ = build(ev, table, node);
+        }
+        _ => {}
+    }
+}
+
 /// What the table knows of the record's process, with the header's credentials.
 fn process_view<S: ProcSource>(h: &Header, table: &mut ProcessTable<S>) -> ProcessView {
     let p = table.get_or_load(h.pid, h.start_ns);

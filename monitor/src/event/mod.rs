@@ -10,7 +10,7 @@ mod names;
 mod node;
 
 pub(crate) use attribution::*;
-pub(crate) use build::build;
+pub(crate) use build::{build, learn};
 pub(crate) use model::*;
 #[cfg(test)]
 pub(crate) use names::open_flag_names;

@@ -15,7 +15,7 @@ pub(crate) enum FilterError {
 }
 
 /// Decides which enriched events go on.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Filter {
     kinds: HashSet<&'static str>,
     pids: HashSet<u32>,

@@ -43,6 +43,8 @@ pub(crate) struct Metrics {
     pub(crate) rule_eval: HistogramVec,
     /// Rules in force.
     pub(crate) rules_loaded: IntGauge,
+    /// Pipeline workers running (`capture.workers`).
+    pub(crate) pipeline_workers: IntGauge,
     /// 0: programs not pinned; 1: loaded and pinned by this agent; 2: adopted from a pin.
     pub(crate) programs_pinned: IntGauge,
     /// Pins another process removed and the agent pinned again.
@@ -210,6 +212,17 @@ impl Metrics {
                 let g = IntGauge::new(
                     "monitor_programs_pinned",
                     "Kernel programs pinned in bpffs: 0 no, 1 loaded and pinned by this agent, 2 adopted from an earlier agent.",
+                )
+                .expect("static metric definition");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("metric registered once");
+                g
+            },
+            pipeline_workers: {
+                let g = IntGauge::new(
+                    "monitor_pipeline_workers",
+                    "Pipeline workers (process table, attribution, rules), each owning the events of some cgroups.",
                 )
                 .expect("static metric definition");
                 registry

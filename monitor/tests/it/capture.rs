@@ -681,3 +681,76 @@ fn io_uring_operations_are_reported_as_their_syscalls() {
         && e["kind"] == "io_uring"
         && e["privilege"]["syscall"] == "io_uring_setup"));
 }
+
+/// Several containers' processes working at once through a pool of four pipeline workers
+/// (sharded by cgroup): every process's events come out complete and in the order it made
+/// them, each attributed to the program that made them (the exec was learned on the worker
+/// that owns the cgroup, the fork and exit on all).
+#[test]
+fn per_process_order_is_kept_under_the_worker_pool() {
+    if !require_root("per_process_order_is_kept_under_the_worker_pool") {
+        return;
+    }
+    const CALLS: u64 = 3000;
+    let dir = TempDir::new("pool");
+    let config = dir.path().join("pool.yaml");
+    std::fs::write(&config, "capture:\n  workers: 4\n").expect("config");
+    let cgroups: Vec<TestCgroup> = (0..6)
+        .map(|i| TestCgroup::new(&format!("pool{i}")))
+        .collect();
+    let agent = Agent::start(&["--config", &config.to_string_lossy()]);
+    let base = dir.path().to_string_lossy().into_owned();
+    let children: Vec<_> = cgroups
+        .iter()
+        .enumerate()
+        .map(|(i, cg)| {
+            cg.command(trigger())
+                .args(["unlink-flood", &CALLS.to_string(), &format!("{base}/p{i}")])
+                .spawn()
+                .expect("trigger")
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().expect("trigger").success());
+    }
+    let out = agent.stop();
+    assert!(
+        out.stderr.contains("workers=4"),
+        "the agent did not run four workers: {}",
+        out.stderr
+    );
+    for (i, cg) in cgroups.iter().enumerate() {
+        let prefix = format!("{base}/p{i}-");
+        let calls: Vec<&Value> = by_syscall(&out.events, "file", "unlinkat", cg.id)
+            .into_iter()
+            .filter(|e| {
+                e["file"]["path"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with(&prefix))
+            })
+            .collect();
+        let numbers: Vec<u64> = calls
+            .iter()
+            .filter_map(|e| {
+                e["file"]["path"]
+                    .as_str()?
+                    .strip_prefix(&prefix)?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        assert_eq!(
+            numbers,
+            (0..CALLS).collect::<Vec<_>>(),
+            "container {i}: every call, in order"
+        );
+        for e in &calls {
+            assert!(
+                e["process"]["exe"]
+                    .as_str()
+                    .is_some_and(|x| x.ends_with("monitor-trigger")),
+                "container {i}: the exec reached the owning worker: {e}"
+            );
+        }
+    }
+}

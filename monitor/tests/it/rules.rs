@@ -34,7 +34,11 @@ fn agent() -> &'static Shared {
         let (tx, rx) = std::sync::mpsc::channel::<Result<(), String>>();
         let (out2, ready2, err) = (out.clone(), ready.clone(), dir.join("stderr"));
         // Every alert also goes through the conformance sinks (checked per alert by `expect`).
-        let config = conformance::config(None, &dir);
+        // Four pipeline workers: the fake containers' cgroups are spread over them, so every
+        // rule here, sequences included, is judged under the worker pool.
+        let base = dir.join("pool.yaml");
+        std::fs::write(&base, "capture:\n  workers: 4\n").expect("config");
+        let config = conformance::config(Some(&base), &dir);
         std::thread::spawn(move || {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_monitor"));
             cmd.args([
@@ -135,6 +139,16 @@ fn start(test: &str) -> bool {
     }
     agent();
     true
+}
+
+/// The rules here are judged by a pool of four pipeline workers, as configured.
+#[test]
+fn rules_are_judged_by_the_worker_pool() {
+    if !start("rules_are_judged_by_the_worker_pool") {
+        return;
+    }
+    let log = std::fs::read_to_string(agent().dir.join("stderr")).unwrap_or_default();
+    assert!(log.contains("workers=4"), "{log}");
 }
 
 #[test]

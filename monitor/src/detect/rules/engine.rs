@@ -2,6 +2,7 @@
 //! events per key; alerts are folded per dedup window. State survives rule reloads by rule id.
 use std::{
     collections::{HashMap, HashSet, VecDeque},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::Instant,
 };
 
@@ -86,17 +87,32 @@ const SEQ_PER_KEY: usize = 1024;
 const MAX_KEYS: usize = 65_536;
 
 /// Rule evaluation state: dedup windows and sequence firsts, kept across rule reloads by rule id.
+///
+/// With several pipeline workers (see [`Engine::worker`]) each has an engine. A process's and
+/// a container's events are all on one worker (sharded by cgroup), so their sequence state is
+/// the worker's own; what spans workers is shared and locked only when used: dedup windows
+/// (keyed by workload, whose pods may be on several workers; taken when a rule fires) and
+/// host sequences kept `by: container` (taken at such a rule's step).
 #[derive(Default)]
 pub(crate) struct Engine {
+    /// Sequence state of the processes and containers of this worker.
+    local: State,
+    /// Dedup windows and host sequence state, shared by every worker.
+    state: Arc<Mutex<State>>,
+    /// The rules an event is judged by (reused between events).
+    scratch: Bits,
+}
+
+/// The state behind [`Engine`].
+#[derive(Default)]
+struct State {
     dedup: HashMap<(String, String), DedupState>,
     /// Per rule id, per key: the remembered first events.
     seq: HashMap<String, rustc_hash::FxHashMap<SeqKey, SeqQueue>>,
     /// Keys in `seq`, over all rules.
     seq_keys: usize,
     /// State entries dropped because a bound was reached.
-    pub(crate) evicted: u64,
-    /// The rules an event is judged by (reused between events).
-    scratch: Bits,
+    evicted: u64,
 }
 
 /// What a sequence's state is kept by: a process (its identity), a container, or the host. The
@@ -106,6 +122,17 @@ enum SeqKey {
     Process(std::sync::Arc<str>),
     Container(std::sync::Arc<str>),
     Host,
+}
+
+/// The key of `e`'s sequence state.
+fn seq_key(s: &Sequence, e: &Event) -> SeqKey {
+    match s.by {
+        SeqBy::Process => SeqKey::Process(e.process.id.clone()),
+        SeqBy::Container => match &e.attribution.container {
+            Some(c) => SeqKey::Container(c.id.clone()),
+            None => SeqKey::Host,
+        },
+    }
 }
 
 /// Sequence state keys a `then` event may continue, in order: its own key; for `by: process`
@@ -126,12 +153,24 @@ fn seq_candidates(by: SeqBy, own: SeqKey, e: &Event) -> Vec<(SeqKey, Option<u64>
 }
 
 impl Engine {
+    /// Another engine on the same state, for another pipeline worker.
+    pub(crate) fn worker(&self) -> Engine {
+        Engine {
+            local: State::default(),
+            state: self.state.clone(),
+            scratch: Bits::default(),
+        }
+    }
+
     /// Evaluates every rule that applies to `e`; returns the alerts to deliver now.
     pub(crate) fn evaluate(&mut self, rules: &RuleSet, e: &Event, now: Instant) -> Vec<Alert> {
         let mut out = Vec::new();
         let ix = rules.index.for_kind(e.kind);
         let mut judge = std::mem::take(&mut self.scratch);
         ix.candidates(e, &mut judge);
+        // Taken at the first rule that needs the shared state, held to the end of the event.
+        let mut state: Option<MutexGuard<'_, State>> = None;
+        let local = &mut self.local;
         for pos in judge.iter() {
             let Some(entry) = ix.entries.get(pos) else {
                 continue;
@@ -141,34 +180,56 @@ impl Engine {
             };
             let (fired, seq_first) = match (&entry.condition, &rule.sequence) {
                 (Some(c), _) => (c.matches(e), None),
-                (None, Some(s)) => self.sequence_step(&rule.id, s, e, now),
+                (None, Some(s)) => match seq_key(s, e) {
+                    SeqKey::Host => state
+                        .get_or_insert_with(|| lock(&self.state))
+                        .sequence_step(&rule.id, s, SeqKey::Host, e, now),
+                    key => local.sequence_step(&rule.id, s, key, e, now),
+                },
                 _ => (false, None),
             };
             if !fired || rule.exceptions.iter().any(|(_, m)| m.matches(e)) {
                 continue;
             }
-            self.fold(rule, e, seq_first, now, &mut out);
+            state
+                .get_or_insert_with(|| lock(&self.state))
+                .fold(rule, e, seq_first, now, &mut out);
         }
+        drop(state);
         self.scratch = judge;
         out
     }
 
+    /// Ends dedup windows that are over (all of them with `all`): a window that folded identical
+    /// alerts yields one alert with their count and first/last time.
+    pub(crate) fn flush(&mut self, now: Instant, all: bool) -> Vec<Alert> {
+        lock(&self.state).flush(now, all)
+    }
+
+    /// Drops state of rules that no longer exist (after a reload).
+    pub(crate) fn retain_rules(&mut self, rules: &RuleSet) {
+        self.local.retain_rules(rules);
+        lock(&self.state).retain_rules(rules);
+    }
+}
+
+/// The state, also when a worker panicked while holding it (it stays consistent: every change
+/// is a single map operation).
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl State {
     /// A sequence rule's step: a `then` event that continues a remembered first event fires
     /// (with that first event's context); otherwise a `first` event is remembered.
     fn sequence_step(
         &mut self,
         rule_id: &str,
         s: &Sequence,
+        key: SeqKey,
         e: &Event,
         now: Instant,
     ) -> (bool, Option<SeqFirst>) {
-        let key = match s.by {
-            SeqBy::Process => SeqKey::Process(e.process.id.clone()),
-            SeqBy::Container => match &e.attribution.container {
-                Some(c) => SeqKey::Container(c.id.clone()),
-                None => SeqKey::Host,
-            },
-        };
         if self.seq.contains_key(rule_id)
             && s.then.matches(e)
             && let Some(first) = self.continue_sequence(rule_id, s, key.clone(), e, now)
