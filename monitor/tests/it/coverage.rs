@@ -860,7 +860,12 @@ fn benign_workloads_in_real_containers_and_on_the_host_raise_no_alert() {
                 || a["container"]["id"] == build.id.as_str()
                 || a["cgroup_id"] == host.id;
             let marker = a["rule"] == "shell_in_container" && a["container"]["id"] == db;
-            ours && !marker
+            // The host steps are children of this test binary, whose other tests connect to
+            // loopback servers: a sequence that starts at such a connection of the harness is
+            // about the harness (the fd-number match behind it is the known false positive of
+            // `reverse_shell` noted in rules::benign_workloads_raise_no_alert).
+            let harness = a["sequence"]["pid"] == std::process::id();
+            ours && !marker && !harness
         })
         .collect();
     let by_rule: BTreeMap<&str, usize> = noisy.iter().fold(BTreeMap::new(), |mut m, a| {
