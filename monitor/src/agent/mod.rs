@@ -432,6 +432,7 @@ pub(crate) async fn run<W: Write + Send + 'static>(
             source,
         })?;
     }
+    crate::pipeline::steady_heap();
     info!("capturing");
     health.set_ready(true, "");
     let mut watch = kernel::KernelWatch::new();

@@ -29,6 +29,8 @@ pub(super) fn dump_records(dir: &Path) -> Result<(), CliError> {
 /// Runs the pipeline over `events` records with `workers` workers and prints the figures as
 /// JSON.
 pub(super) fn pipeline(events: usize, every_event: bool, workers: usize) -> Result<(), CliError> {
+    // The heap as the running agent has it.
+    crate::pipeline::steady_heap();
     let report = bench::run(events, every_event, workers);
     println!(
         "{}",

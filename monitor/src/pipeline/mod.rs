@@ -181,14 +181,29 @@ impl<S: ProcSource, K: EventSink> Pipeline<S, K> {
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t =
     libmimalloc_sys::mi_option_use_numa_nodes - 1;
 
-/// Makes mimalloc give freed pages back at once instead of after its default second: measured on
-/// this project's machine, RSS at rest 49.7 -> 47.9 MiB and 2 MiB instead of 7 MiB kept after a
-/// 300k-process storm, with no measurable CPU cost at 50k events/s. `MIMALLOC_PURGE_DELAY` in
-/// the environment still wins.
-pub fn tune_heap() {
+/// How long mimalloc keeps freed pages before giving them back once the agent runs (its
+/// default is a second).
+const PURGE_DELAY_MS: std::ffi::c_long = 10;
+
+/// Makes mimalloc give freed pages back at once while the agent starts: loading (BTF, the
+/// object files, the rules) frees tens of MiB on threads that then go quiet, which would keep
+/// them otherwise. `MIMALLOC_PURGE_DELAY` in the environment wins over this and [`steady_heap`].
+pub(crate) fn tune_heap() {
+    set_purge_delay(0);
+}
+
+/// Once the agent runs: freed pages go back after [`PURGE_DELAY_MS`], so that a storm's memory
+/// is back soon after it. Not 0: measured, a delay of 0 cost `monitor trace` ~30% (pages emptied
+/// by one event's frees were returned and faulted in again by the next).
+pub(crate) fn steady_heap() {
+    set_purge_delay(PURGE_DELAY_MS);
+}
+
+fn set_purge_delay(ms: std::ffi::c_long) {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: sets one option value; called at start-up, before any other thread exists.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
+        // SAFETY: sets one option, a machine word that mimalloc reads when it purges: a thread
+        // that purges meanwhile uses the old or the new delay, either of which is valid.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ms) }
     }
 }
 
@@ -229,11 +244,13 @@ mod tests {
         // mimalloc v3's defaults (src/options.c): purge_delay 1000 ms; arena_purge_mult (4
         // options after max_warnings) 1. A shifted option list would read other values.
         assert_eq!((delay, arena_mult), (1000, 1));
+        let get = || {
+            // SAFETY: as above.
+            unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) }
+        };
         super::tune_heap();
-        // SAFETY: as above.
-        assert_eq!(
-            unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) },
-            0
-        );
+        assert_eq!(get(), 0);
+        super::steady_heap();
+        assert_eq!(get(), super::PURGE_DELAY_MS);
     }
 }
