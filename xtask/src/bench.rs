@@ -317,13 +317,16 @@ pub(crate) fn run(o: Opts) -> anyhow::Result<()> {
         "kernel": run_quiet(Command::new("uname").arg("-r")).unwrap_or_default().trim(),
     });
 
-    // 0. The user-space pipeline alone, one core, first: nothing else runs yet. Median of 3.
-    let pipe = |every: bool| -> anyhow::Result<Value> {
+    // 0. The user-space pipeline alone, first: nothing else runs yet. Median of 3, on one core
+    //    (one worker) and with the worker pool on two.
+    let pipe = |every: bool, workers: usize| -> anyhow::Result<Value> {
         let mut c = Command::new(bin(root, "monitor"));
         c.args([
             "bench-pipeline",
             "--events",
             if o.quick { "300000" } else { "1000000" },
+            "--workers",
+            &workers.to_string(),
         ]);
         if every {
             c.arg("--every-event");
@@ -332,9 +335,9 @@ pub(crate) fn run(o: Opts) -> anyhow::Result<()> {
             run_quiet(c.stdin(Stdio::null()))?.trim(),
         )?)
     };
-    let median_of = |every: bool| -> anyhow::Result<Value> {
+    let median_of = |every: bool, workers: usize| -> anyhow::Result<Value> {
         let mut runs = (0..3)
-            .map(|_| pipe(every))
+            .map(|_| pipe(every, workers))
             .collect::<anyhow::Result<Vec<_>>>()?;
         runs.sort_by(|a, b| {
             a["events_per_sec"]
@@ -344,11 +347,21 @@ pub(crate) fn run(o: Opts) -> anyhow::Result<()> {
         });
         Ok(runs.swap_remove(1))
     };
-    let (p_run, p_trace) = (median_of(false)?, median_of(true)?);
+    let (p_run, p_trace) = (median_of(false, 1)?, median_of(true, 1)?);
+    let (pool_run, pool_trace) = (median_of(false, 2)?, median_of(true, 2)?);
+    let rate = |v: &Value| v["events_per_sec"].as_f64().unwrap_or(0.0);
+    let ratio = |pool: &Value, one: &Value| rate(pool) / rate(one).max(1.0);
     println!(
         "User-space pipeline, one core: {:.0} events/s judging (run), {:.0} events/s writing every event (trace)",
-        p_run["events_per_sec"].as_f64().unwrap_or(0.0),
-        p_trace["events_per_sec"].as_f64().unwrap_or(0.0)
+        rate(&p_run),
+        rate(&p_trace)
+    );
+    println!(
+        "User-space pipeline, worker pool on two cores: {:.0} events/s judging ({:.2}x one core), {:.0} events/s trace ({:.2}x)",
+        rate(&pool_run),
+        ratio(&pool_run, &p_run),
+        rate(&pool_trace),
+        ratio(&pool_trace, &p_trace)
     );
 
     // 1. Micro-loops and workloads, interleaved: every round runs every config on both
@@ -609,7 +622,9 @@ pub(crate) fn run(o: Opts) -> anyhow::Result<()> {
         "micro": micro, "ramp": ramp, "highest_zero_drop_rate": best_zero,
         "sustained_50k": {"secs": sustain_secs, "generated": sustained_generated, "matching": sustained["matching"], "drops": sustained_drops, "agent_cpu_ms_per_1000": sustained_cpu_per_1000, "alerts": alerts},
         "accounting": {"generated": 300000, "submitted": sub, "kernel_drops": kd, "filtered": filtered, "received": rec, "exact": exact},
-        "pipeline": {"run": p_run, "trace": p_trace},
+        "pipeline": {"run": p_run, "trace": p_trace,
+            "pool_2": {"run": pool_run, "trace": pool_trace,
+                "run_ratio": ratio(&pool_run, &p_run), "trace_ratio": ratio(&pool_trace, &p_trace)}},
         "rss_rest_mib": rss_rest_mib, "rss_peak_mib": hwm as f64 / 1024.0,
         "storm": {"processes": storm["forked"], "rss_before_mib": storm_before as f64 / 1024.0,
             "rss_end_mib": storm_peak as f64 / 1024.0, "rss_after_grace_mib": storm_after as f64 / 1024.0,
