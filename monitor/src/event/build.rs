@@ -29,15 +29,7 @@ pub(crate) fn build<S: ProcSource>(
         return None;
     }
     // Lifecycle events update the table first, so that an exec shows the new image.
-    match &ev.payload {
-        Payload::Exec {
-            body,
-            filename,
-            argv,
-        } => table.on_exec(h.pid, h.start_ns, body.ppid, filename, argv.clone()),
-        Payload::Fork(f) => table.on_fork(h.pid, h.start_ns, f.child_pid, f.child_start_ns),
-        _ => {}
-    }
+    born(ev, table);
     let process = process_view(h, table);
     let detail = detail_of(ev, &process, table)?;
     // The working directory follows chdir and fchdir, so later relative paths resolve.
@@ -72,6 +64,20 @@ pub(crate) fn build<S: ProcSource>(
 /// event (see [`crate::capture::route`]): the same table changes as [`build`] makes, no event.
 pub(crate) fn learn<S: ProcSource>(ev: &RawEvent, table: &mut ProcessTable<S>, node: &NodeContext) {
     let h = &ev.header;
+    born(ev, table);
+    match &ev.payload {
+        Payload::Exit(_) => table.on_exit(h.pid, h.start_ns, std::time::Instant::now()),
+        // The directory is resolved as the owner resolves it.
+        _ if ev.kind == monitor_common::EventKind::Chdir => {
+            let _ = build(ev, table, node);
+        }
+        _ => {}
+    }
+}
+
+/// What an exec or a fork tells the table (a new image, a new process).
+fn born<S: ProcSource>(ev: &RawEvent, table: &mut ProcessTable<S>) {
+    let h = &ev.header;
     match &ev.payload {
         Payload::Exec {
             body,
@@ -79,11 +85,6 @@ pub(crate) fn learn<S: ProcSource>(ev: &RawEvent, table: &mut ProcessTable<S>, n
             argv,
         } => table.on_exec(h.pid, h.start_ns, body.ppid, filename, argv.clone()),
         Payload::Fork(f) => table.on_fork(h.pid, h.start_ns, f.child_pid, f.child_start_ns),
-        Payload::Exit(_) => table.on_exit(h.pid, h.start_ns, std::time::Instant::now()),
-        // The directory is resolved as the owner resolves it.
-        _ if ev.kind == monitor_common::EventKind::Chdir => {
-            let _ = build(ev, table, node);
-        }
         _ => {}
     }
 }

@@ -318,32 +318,20 @@ fn detail(out: &mut Vec<u8>, d: &Detail) -> serde_json::Result<()> {
     match d {
         Detail::Exec(x) => exec(out, x),
         Detail::File(x) => file(out, x),
-        Detail::Fork(x) => {
-            lit!(out, ",\"fork\":");
-            serde_json::to_writer(&mut *out, x)?;
-        }
-        Detail::Exit(x) => {
-            lit!(out, ",\"exit\":");
-            serde_json::to_writer(&mut *out, x)?;
-        }
-        Detail::Network(x) => {
-            lit!(out, ",\"network\":");
-            serde_json::to_writer(&mut *out, x)?;
-        }
-        Detail::Tcp(x) => {
-            lit!(out, ",\"tcp\":");
-            serde_json::to_writer(&mut *out, x)?;
-        }
-        Detail::Privilege(x) => {
-            lit!(out, ",\"privilege\":");
-            serde_json::to_writer(&mut *out, x)?;
-        }
-        Detail::Signal(x) => {
-            lit!(out, ",\"signal\":");
-            serde_json::to_writer(&mut *out, x)?;
-        }
+        Detail::Fork(x) => serde_part(out, b",\"fork\":", x)?,
+        Detail::Exit(x) => serde_part(out, b",\"exit\":", x)?,
+        Detail::Network(x) => serde_part(out, b",\"network\":", x)?,
+        Detail::Tcp(x) => serde_part(out, b",\"tcp\":", x)?,
+        Detail::Privilege(x) => serde_part(out, b",\"privilege\":", x)?,
+        Detail::Signal(x) => serde_part(out, b",\"signal\":", x)?,
     }
     Ok(())
+}
+
+/// `key` (a literal with its leading comma and colon), then `x` as serde writes it.
+fn serde_part<T: serde::Serialize>(out: &mut Vec<u8>, key: &[u8], x: &T) -> serde_json::Result<()> {
+    out.extend_from_slice(key);
+    serde_json::to_writer(&mut *out, x)
 }
 
 fn exec(out: &mut Vec<u8>, x: &ExecDetail) {
