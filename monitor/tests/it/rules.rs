@@ -93,6 +93,13 @@ fn agent() -> &'static Shared {
 
 /// Alerts of `rule` about container `id`, waiting up to 20 s for at least one.
 fn alerts(rule: &str, id: &str) -> Vec<Value> {
+    alerts_until(rule, id, |_| true)
+}
+
+/// The `rule` alerts of container `id` once one of them satisfies `want` (or after 20 s): a
+/// container may raise the rule more than once (`unshare` mounts before the test's own mount),
+/// and the first alert can be in the file before the one the test is about.
+fn alerts_until(rule: &str, id: &str, want: impl Fn(&Value) -> bool) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let text = std::fs::read_to_string(&agent().out).unwrap_or_default();
@@ -101,7 +108,7 @@ fn alerts(rule: &str, id: &str) -> Vec<Value> {
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .filter(|a| a["rule"] == rule && a["container"]["id"] == id)
             .collect();
-        if !found.is_empty() || Instant::now() > deadline {
+        if found.iter().any(&want) || Instant::now() > deadline {
             return found;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -382,10 +389,11 @@ fn rule_mount_in_container() {
         &fc,
         &format!("mount -t tmpfs monitor-test-mnt {}", dir.display()),
     );
-    let found = alerts("mount_in_container", &fc.id);
+    let ours_only = |a: &Value| a["privilege"]["source"] == "monitor-test-mnt";
+    let found = alerts_until("mount_in_container", &fc.id, ours_only);
     let ours = found
         .iter()
-        .find(|a| a["privilege"]["source"] == "monitor-test-mnt")
+        .find(|a| ours_only(a))
         .unwrap_or_else(|| panic!("no alert for our mount: {found:#?}"));
     assert_eq!(ours["privilege"]["fstype"], "tmpfs");
     assert_eq!(ours["privilege"]["target"], dir.to_string_lossy().as_ref());
@@ -471,7 +479,9 @@ fn rule_listen_in_container() {
         "unshare",
         &["--net", trigger(), "net", "47200", &dir.to_string_lossy()],
     );
-    let found = alerts("listen_in_container", &fc.id);
+    let found = alerts_until("listen_in_container", &fc.id, |a| {
+        a["tcp"]["sport"] == 47200
+    });
     assert!(
         found.iter().any(|a| a["tcp"]["sport"] == 47200),
         "{found:#?}"
