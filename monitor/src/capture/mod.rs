@@ -255,12 +255,19 @@ impl Batch {
     }
 }
 
-/// Decodes a record a worker took from its queue; one that does not decode is counted by
-/// reason (and the first few logged), never passed on.
-pub(crate) fn decode_counted(rec: &[u8], metrics: &Metrics) -> Option<RawEvent> {
+/// Decodes a record worker `worker` (of `workers`) took from its queue; one that does not
+/// decode is never passed on, and is counted by reason (and the first few logged) by the
+/// record's owner only: a replicated record (see [`route`]) reaches every worker.
+pub(crate) fn decode_counted(
+    rec: &[u8],
+    metrics: &Metrics,
+    worker: usize,
+    workers: usize,
+) -> Option<RawEvent> {
     static LOGGED: AtomicU64 = AtomicU64::new(0);
     match decode(rec) {
         Ok(ev) => Some(ev),
+        Err(_) if route::peek(rec).owner(workers) != worker => None,
         Err(e) => {
             metrics.decode_errors.with_label_values(&[e.reason()]).inc();
             if LOGGED.fetch_add(1, Ordering::Relaxed) < LOGGED_DECODE_ERRORS {

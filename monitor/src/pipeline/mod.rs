@@ -140,7 +140,7 @@ impl<S: ProcSource, K: EventSink> Pipeline<S, K> {
                 batch = events.recv(), if open => match batch {
                     Some(batch) => {
                         for rec in batch.iter() {
-                            if let Some(ev) = decode_counted(rec, &self.metrics) {
+                            if let Some(ev) = decode_counted(rec, &self.metrics, self.worker, self.workers) {
                                 self.record(&ev)?;
                             }
                         }
