@@ -94,6 +94,13 @@ impl Metrics {
                 .expect("metric registered once");
             c
         };
+        let int_gauge = |name: &str, help: &str| -> IntGauge {
+            let g = IntGauge::new(name, help).expect("static metric definition");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("metric registered once");
+            g
+        };
         Metrics {
             received: mk(
                 "monitor_events_received_total",
@@ -208,52 +215,24 @@ impl Metrics {
                     .expect("metric registered once");
                 c
             },
-            programs_pinned: {
-                let g = IntGauge::new(
-                    "monitor_programs_pinned",
-                    "Kernel programs pinned in bpffs: 0 no, 1 loaded and pinned by this agent, 2 adopted from an earlier agent.",
-                )
-                .expect("static metric definition");
-                registry
-                    .register(Box::new(g.clone()))
-                    .expect("metric registered once");
-                g
-            },
-            pipeline_workers: {
-                let g = IntGauge::new(
-                    "monitor_pipeline_workers",
-                    "Pipeline workers (process table, attribution, rules), each owning the events of some cgroups.",
-                )
-                .expect("static metric definition");
-                registry
-                    .register(Box::new(g.clone()))
-                    .expect("metric registered once");
-                g
-            },
-            rules_loaded: {
-                let g = IntGauge::new("monitor_rules_loaded", "Rules in force.")
-                    .expect("static metric definition");
-                registry
-                    .register(Box::new(g.clone()))
-                    .expect("metric registered once");
-                g
-            },
+            programs_pinned: int_gauge(
+                "monitor_programs_pinned",
+                "Kernel programs pinned in bpffs: 0 no, 1 loaded and pinned by this agent, 2 adopted from an earlier agent.",
+            ),
+            pipeline_workers: int_gauge(
+                "monitor_pipeline_workers",
+                "Pipeline workers (process table, attribution, rules), each owning the events of some cgroups.",
+            ),
+            rules_loaded: int_gauge("monitor_rules_loaded", "Rules in force."),
             rules_reloads: mk(
                 "monitor_rules_reloads_total",
                 "Rule reload attempts, by result (success, failure).",
                 &["result"],
             ),
-            rules_last_reload_success: {
-                let g = IntGauge::new(
-                    "monitor_rules_last_reload_success",
-                    "1 if the last rule load or reload succeeded, 0 if it was rejected.",
-                )
-                .expect("static metric definition");
-                registry
-                    .register(Box::new(g.clone()))
-                    .expect("metric registered once");
-                g
-            },
+            rules_last_reload_success: int_gauge(
+                "monitor_rules_last_reload_success",
+                "1 if the last rule load or reload succeeded, 0 if it was rejected.",
+            ),
             rules_last_reload_time: {
                 let g = Gauge::new(
                     "monitor_rules_last_reload_timestamp_seconds",
