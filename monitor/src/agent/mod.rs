@@ -337,17 +337,20 @@ fn start<W: Write + Send + 'static>(
     let mut resolver = Vec::with_capacity(workers);
     let mut sink = Some(sink);
     let recycle = capture::Recycle::default();
+    let runtime = enrich::RuntimeConn::default();
     for worker in 0..workers {
         let (tx, rx) = mpsc::channel::<RawBatch>(per_worker);
         queues.push(tx);
         // Every worker's table follows every process (see capture::route).
         let mut table = ProcessTable::new(procfs::Procfs::default(), procfs::boot_id(), clk_tck());
         let seeded = table.seed();
-        // A resolver per worker: a container's lookups come from the one worker that owns it.
+        // A resolver per worker (a container's lookups come from the one worker that owns it,
+        // and the answers go back to it), all on the agent's one runtime connection.
         let (req_tx, req_rx) = mpsc::channel::<String>(4096);
         let (res_tx, res_rx) = mpsc::channel(4096);
         resolver.push(tokio::spawn(enrich::resolver(
             c.runtime.cri_socket.clone(),
+            runtime.clone(),
             req_rx,
             res_tx,
         )));

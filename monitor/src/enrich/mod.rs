@@ -15,5 +15,5 @@ mod tests;
 mod workload;
 
 pub(crate) use attributor::{Attributor, AttributorConfig, Lookup};
-pub(crate) use resolver::resolver;
+pub(crate) use resolver::{RuntimeConn, resolver};
 pub(crate) use workload::workload_of;

@@ -30,20 +30,34 @@ struct Conn {
     warned: bool,
 }
 
-/// Answers container ids sent on `requests` with CRI metadata on `results`. Each lookup runs
-/// concurrently; the connection is made on demand and re-made after failures, at most once per
-/// [`RECONNECT_BACKOFF`], so a runtime socket that goes away and comes back is picked up again.
+/// The agent's one connection to the container runtime, shared by the resolvers of every
+/// pipeline worker: one connection, one backoff, and one outage (warned about once, and said to
+/// be over once, whichever worker's lookup sees it).
+#[derive(Clone)]
+pub(crate) struct RuntimeConn(Arc<tokio::sync::Mutex<Conn>>);
+
+impl Default for RuntimeConn {
+    fn default() -> Self {
+        RuntimeConn(Arc::new(tokio::sync::Mutex::new(Conn {
+            client: None,
+            last_attempt: None,
+            last_error: None,
+            warned: false,
+        })))
+    }
+}
+
+/// Answers container ids sent on `requests` with CRI metadata on `results`, over `conn`. Each
+/// lookup runs concurrently; the connection is made on demand and re-made after failures, at
+/// most once per [`RECONNECT_BACKOFF`], so a runtime socket that goes away and comes back is
+/// picked up again.
 pub(crate) async fn resolver(
     socket: Option<PathBuf>,
+    conn: RuntimeConn,
     mut requests: mpsc::Receiver<String>,
     results: mpsc::Sender<(String, Result<ContainerMeta, CriError>)>,
 ) {
-    let conn = Arc::new(tokio::sync::Mutex::new(Conn {
-        client: None,
-        last_attempt: None,
-        last_error: None,
-        warned: false,
-    }));
+    let conn = conn.0;
     while let Some(id) = requests.recv().await {
         let conn = conn.clone();
         let results = results.clone();

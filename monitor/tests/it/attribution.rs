@@ -160,12 +160,17 @@ fn runtime_socket_outage_is_survived_counted_and_recovered() {
     // A hold long enough that the event waits for the failed lookup's answer even on a loaded
     // machine (a call in flight when the socket vanished can take up to the 2 s call timeout),
     // so it carries `missing` and the reason rather than `pending`.
+    // Four pipeline workers: the outage is seen by the fake container's worker and the
+    // recovery, most likely, by another's; they share one runtime connection, so the outage is
+    // reported once and its end too (with a connection per worker the end went unreported).
     let metrics = free_port();
     let agent = Agent::start(&[
         "--cri-socket",
         &sock,
         "--kind",
         "exec",
+        "--set",
+        "capture.workers=4",
         "--metadata-hold-ms",
         "6000",
         "--metrics-addr",
