@@ -91,8 +91,13 @@ fn read<T: Copy>(buf: &[u8], off: usize, kind: &'static str) -> Result<T, Decode
     Ok(unsafe { std::ptr::read_unaligned(buf.as_ptr().add(off).cast::<T>()) })
 }
 
-fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+/// The bytes as text, invalid UTF-8 replaced. Valid text (nearly all of it) takes the fast
+/// validation and one copy; the replacing walk only runs on bytes that need it.
+pub(crate) fn lossy(b: &[u8]) -> String {
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(b).into_owned(),
+    }
 }
 
 /// Decodes one record. Never panics, whatever the bytes.

@@ -14,7 +14,7 @@ use crate::{
 
 fn comm(h: &Header) -> String {
     let end = h.comm.iter().position(|&c| c == 0).unwrap_or(h.comm.len());
-    String::from_utf8_lossy(h.comm.get(..end).unwrap_or_default()).into_owned()
+    crate::capture::decode::lossy(h.comm.get(..end).unwrap_or_default())
 }
 
 /// Updates the process table with `ev` and returns the event, attributed to the host until

@@ -1,6 +1,6 @@
 //! The detail section of file, network, TCP and privilege events: arguments turned into
 //! paths, addresses, flag and request names.
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 
 use monitor_common::{EventKind, SignalBody, Syscall, SyscallBody, TcpStateBody};
 
@@ -33,7 +33,7 @@ pub(super) fn tcp_detail(t: &TcpStateBody) -> TcpDetail {
         if v6 {
             Ipv6Addr::from(*a).to_string()
         } else {
-            Ipv4Addr::new(a[0], a[1], a[2], a[3]).to_string()
+            super::names::ipv4([a[0], a[1], a[2], a[3]])
         }
     };
     TcpDetail {
@@ -130,7 +130,7 @@ pub(super) fn syscall_detail(r: &SyscallRecord<'_>, base: &PathBase<'_>) -> Deta
         {
             Detail::File(file_detail(r, base))
         }
-        _ => Detail::Privilege(priv_detail(r)),
+        _ => Detail::Privilege(Box::new(priv_detail(r))),
     }
 }
 

@@ -1,5 +1,5 @@
 //! Turning raw numbers into readable values: socket addresses, errno, flag and request names.
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 
 /// A decoded `struct sockaddr`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,6 +11,19 @@ pub(crate) struct SockAddr {
 }
 
 /// Decodes a sockaddr as copied from user memory; `None` when empty.
+/// Dotted-quad text of an IPv4 address, as `Ipv4Addr`'s `Display` writes it, without the
+/// formatting machinery (a connect is a common event).
+pub(crate) fn ipv4(a: [u8; 4]) -> String {
+    let mut s = String::with_capacity(15);
+    for (i, octet) in a.into_iter().enumerate() {
+        if i > 0 {
+            s.push('.');
+        }
+        s.push_str(itoa::Buffer::new().format(octet));
+    }
+    s
+}
+
 pub(crate) fn sockaddr(b: &[u8]) -> Option<SockAddr> {
     let family = u16::from_le_bytes(b.get(0..2)?.try_into().ok()?);
     let port = || b.get(2..4).map(|p| u16::from_be_bytes([p[0], p[1]]));
@@ -19,7 +32,8 @@ pub(crate) fn sockaddr(b: &[u8]) -> Option<SockAddr> {
             family: "inet".into(),
             address: b
                 .get(4..8)
-                .map(|a| Ipv4Addr::new(a[0], a[1], a[2], a[3]).to_string()),
+                .and_then(|a| <[u8; 4]>::try_from(a).ok())
+                .map(ipv4),
             port: port(),
             unix_path: None,
         },
@@ -186,21 +200,30 @@ pub(crate) fn errno_name(e: i64) -> &'static str {
 }
 
 fn names(v: u64, table: &[(u64, &'static str)]) -> Vec<&'static str> {
-    table
-        .iter()
-        .filter(|(bit, _)| v & bit == *bit && *bit != 0)
-        .map(|(_, n)| *n)
-        .collect()
+    let mut out = Vec::new();
+    push_names(&mut out, v, table);
+    out
+}
+
+/// Appends the names of the bits of `v` found in `table`.
+fn push_names(out: &mut Vec<&'static str>, v: u64, table: &[(u64, &'static str)]) {
+    for &(bit, n) in table {
+        if bit != 0 && v & bit == bit {
+            out.push(n);
+        }
+    }
 }
 
 /// Names of open(2) flags, access mode first.
 pub(crate) fn open_flag_names(f: u64) -> Vec<&'static str> {
-    let mut out = vec![match f & 3 {
+    // Sized once: the access mode and a few flags, with no regrowth (opens are most events).
+    let mut out = Vec::with_capacity(6);
+    out.push(match f & 3 {
         0 => "O_RDONLY",
         1 => "O_WRONLY",
         2 => "O_RDWR",
         _ => "O_ACCMODE",
-    }];
+    });
     let t: [(u64, &str); 11] = [
         (libc::O_CREAT as u64, "O_CREAT"),
         (libc::O_EXCL as u64, "O_EXCL"),
@@ -217,7 +240,7 @@ pub(crate) fn open_flag_names(f: u64) -> Vec<&'static str> {
             "O_TMPFILE",
         ),
     ];
-    out.extend(names(f, &t));
+    push_names(&mut out, f, &t);
     out
 }
 
@@ -398,7 +421,35 @@ pub(crate) fn uring_setup_flag_names(f: u64) -> Vec<&'static str> {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
+
+    /// The same text as the standard library's `Display`, for every value of each octet in
+    /// each position.
+    #[test]
+    fn ipv4_text_is_the_standard_librarys() {
+        for pos in 0..4 {
+            for v in 0..=255u8 {
+                let mut a = [10, 0, 200, 7];
+                a[pos] = v;
+                assert_eq!(ipv4(a), Ipv4Addr::from(a).to_string());
+            }
+        }
+    }
+
+    /// Every single flag, every access mode and a few combinations: the same names as the
+    /// general table walk gives.
+    #[test]
+    fn open_flag_names_keep_their_order() {
+        assert_eq!(open_flag_names(0x241), ["O_WRONLY", "O_CREAT", "O_TRUNC"]);
+        assert_eq!(open_flag_names(0x80000), ["O_RDONLY", "O_CLOEXEC"]);
+        assert_eq!(open_flag_names(3), ["O_ACCMODE"]);
+        assert_eq!(
+            open_flag_names(libc::O_TMPFILE as u64 | 2),
+            ["O_RDWR", "O_DIRECTORY", "O_TMPFILE"]
+        );
+    }
 
     #[test]
     fn sockaddrs() {
