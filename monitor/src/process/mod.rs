@@ -92,7 +92,14 @@ pub(crate) fn process_id(boot_id: &str, pid: u32, start_ticks: u64) -> String {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    format!("{h:016x}")
+    // 16 lower-case hex digits, as `{h:016x}` writes them, without the formatting machinery
+    // (every fork and exec makes one).
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(16);
+    for i in (0..16).rev() {
+        out.push(char::from(HEX[((h >> (i * 4)) & 0xf) as usize]));
+    }
+    out
 }
 
 /// Joins a relative path to a base directory, folding `.` and `..`.
@@ -270,35 +277,40 @@ impl<S: ProcSource> ProcessTable<S> {
     ) {
         let start_ticks = self.ticks(start_ns);
         let parent_start = self.procs.get(&ppid).map(|p| p.start_ticks).unwrap_or(0);
-        let entry = self.get_or_load(pid, start_ns).clone();
+        let entry = self.get_or_load(pid, start_ns);
+        // The same process (pid and start) keeps its identity: no new id to make.
+        let id = (entry.start_ticks == start_ticks).then(|| entry.id.clone());
+        let parent_start = if entry.ppid == ppid && entry.parent_start != 0 {
+            entry.parent_start
+        } else {
+            parent_start
+        };
+        let previous = entry.exe.clone();
         // The working directory followed through fork and chdir; /proc only when it is not
         // known (it races the process's exit).
         let cwd = entry
             .cwd
             .clone()
             .or_else(|| self.source.cwd(pid).map(Into::into));
-        let previous = (!entry.exe.is_empty()).then_some(&*entry.exe);
+        let previous = (!previous.is_empty()).then_some(&*previous);
         let exe = resolve_exe(filename, cwd.as_deref(), previous).into();
-        let keep_parent = entry.ppid == ppid && entry.parent_start != 0;
-        self.insert(
+        let id = id.unwrap_or_else(|| self.id_of(pid, start_ticks).into());
+        let args: Arc<[String]> = args.into();
+        self.procs.insert(
+            pid,
             ProcInfo {
                 pid,
                 ppid,
-                parent_start: if keep_parent {
-                    entry.parent_start
-                } else {
-                    parent_start
-                },
+                parent_start,
                 start_ticks,
                 exe,
-                args: args.into(),
-                command_line: "".into(),
-                id: "".into(),
+                command_line: args.join(" ").into(),
+                args,
+                id,
                 cwd,
                 exited: None,
                 source: Source::Exec,
             },
-            true,
         );
     }
 
@@ -500,6 +512,14 @@ mod tests {
         assert_ne!(process_id("b", 20, 7), process_id("c", 20, 7));
         assert_eq!(process_id("b", 20, 7), process_id("b", 20, 7));
         assert_eq!(ns_to_ticks(1_234_567_890, 100), 123);
+    }
+
+    /// Identities are stable across releases: these are FNV-1a 64 over the boot id, pid and
+    /// start time computed outside the project (Python), and the leading zero is kept.
+    #[test]
+    fn identity_is_fnv1a_in_sixteen_hex_digits() {
+        assert_eq!(process_id("b", 20, 7), "b4b42a8f01514606");
+        assert_eq!(process_id("0f3c", 1, 0), "03362b70368926f0");
     }
 
     #[test]
