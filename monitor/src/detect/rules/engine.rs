@@ -106,9 +106,12 @@ pub(crate) struct Engine {
 /// The state behind [`Engine`].
 #[derive(Default)]
 struct State {
+    /// Keyed by rule and by what the event says (paths, names): a hasher no one can make
+    /// collide on purpose. Looked up only when a rule fires.
     dedup: HashMap<(String, String), DedupState>,
-    /// Per rule id, per key: the remembered first events.
-    seq: HashMap<String, rustc_hash::FxHashMap<SeqKey, SeqQueue>>,
+    /// Per rule id (the rules' own, FxHash: looked up at every sequence step), per key: the
+    /// remembered first events.
+    seq: rustc_hash::FxHashMap<String, rustc_hash::FxHashMap<SeqKey, SeqQueue>>,
     /// Keys in `seq`, over all rules.
     seq_keys: usize,
     /// State entries dropped because a bound was reached.
@@ -467,8 +470,9 @@ fn alert_of(rule: &Rule, e: &Event, sequence: Option<SeqFirst>) -> Alert {
 /// A short description of an event for sequence context.
 fn rule_summary(e: &Event) -> String {
     match &e.detail {
-        Detail::Exec(d) => format!("exec {}", d.filename),
-        Detail::File(d) => format!("{} {}", d.call.syscall, d.path.as_deref().unwrap_or("")),
+        // Concatenated rather than formatted: every remembered first event makes one.
+        Detail::Exec(d) => ["exec ", &d.filename].concat(),
+        Detail::File(d) => [d.call.syscall, " ", d.path.as_deref().unwrap_or("")].concat(),
         Detail::Network(d) => format!(
             "{} {}{}",
             d.call.syscall,
