@@ -71,7 +71,8 @@ pub(crate) enum Detail {
     File(FileDetail),
     Network(NetDetail),
     Tcp(TcpDetail),
-    Privilege(PrivDetail),
+    // Boxed: the largest detail (424 bytes) and a rare one; unboxed it sized every event.
+    Privilege(Box<PrivDetail>),
     Signal(SignalDetail),
 }
 

@@ -166,7 +166,7 @@ fn corpus() -> Vec<Event> {
             new_fd: Some(1),
             ..PrivDetail::default()
         };
-        out.push(event(k, "bash", Detail::Privilege(d)));
+        out.push(event(k, "bash", Detail::Privilege(Box::new(d))));
     }
     let containers: Vec<Event> = out.iter().cloned().map(|e| in_container(e, "c1")).collect();
     out.extend(containers);

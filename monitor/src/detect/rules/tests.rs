@@ -475,7 +475,7 @@ fn reverse_shell_sequence_matches_fd() {
         event(
             "dup",
             p.clone(),
-            Detail::Privilege(PrivDetail {
+            Detail::Privilege(Box::new(PrivDetail {
                 call: Some(CallResult {
                     syscall: "dup2",
                     result: new_fd,
@@ -485,7 +485,7 @@ fn reverse_shell_sequence_matches_fd() {
                 fd: Some(fd),
                 new_fd: Some(new_fd),
                 ..PrivDetail::default()
-            }),
+            })),
         )
     };
     assert!(eng.evaluate(&rs, &connect, t0).is_empty());
@@ -515,7 +515,7 @@ fn reverse_shell_sequence_follows_a_fork_after_the_connect_only() {
         let mut e = event(
             "dup",
             p,
-            Detail::Privilege(PrivDetail {
+            Detail::Privilege(Box::new(PrivDetail {
                 call: Some(CallResult {
                     syscall: "dup2",
                     result: 0,
@@ -525,7 +525,7 @@ fn reverse_shell_sequence_follows_a_fork_after_the_connect_only() {
                 fd: Some(3),
                 new_fd: Some(0),
                 ..PrivDetail::default()
-            }),
+            })),
         );
         e.ticks = 1001;
         e

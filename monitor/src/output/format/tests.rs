@@ -227,11 +227,11 @@ fn alerts() -> Vec<Alert> {
         dport: 4444,
         socket: "0xffff".into(),
     });
-    let setuid = Detail::Privilege(PrivDetail {
+    let setuid = Detail::Privilege(Box::new(PrivDetail {
         call: Some(call("setuid", -1)),
         ids: vec![0],
         ..PrivDetail::default()
-    });
+    }));
     let mut anomaly = alert(
         "anomaly.exec",
         "anomaly",

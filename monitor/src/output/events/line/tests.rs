@@ -98,12 +98,12 @@ fn details() -> Vec<Detail> {
             dport: 443,
             socket: "ffff8880".into(),
         }),
-        Detail::Privilege(PrivDetail {
+        Detail::Privilege(Box::new(PrivDetail {
             call: Some(call("setuid", None, None)),
             old_uid: Some(1000),
             ids: vec![0, -1],
             ..PrivDetail::default()
-        }),
+        })),
         Detail::Signal(SignalDetail {
             number: 9,
             name: "SIGKILL".into(),
