@@ -6,7 +6,10 @@ use std::{
     time::Instant,
 };
 
-use super::{Rule, RuleSet, SeqBy, Sequence, fields, index::Bits};
+use super::{
+    Rule, RuleSet, SeqBy, Sequence, fields,
+    index::{Bits, Steps},
+};
 use crate::{
     detect::{Alert, DedupInfo, SeqFirst},
     event::{Detail, Event},
@@ -181,13 +184,13 @@ impl Engine {
             let Some(rule) = rules.rules.get(entry.rule) else {
                 continue;
             };
-            let (fired, seq_first) = match (&entry.condition, &rule.sequence) {
-                (Some(c), _) => (c.matches(e), None),
-                (None, Some(s)) => match seq_key(s, e) {
+            let (fired, seq_first) = match (&entry.condition, &rule.sequence, &entry.steps) {
+                (Some(c), _, _) => (c.matches(e), None),
+                (None, Some(s), Some(steps)) => match seq_key(s, e) {
                     SeqKey::Host => state
                         .get_or_insert_with(|| lock(&self.state))
-                        .sequence_step(&rule.id, s, SeqKey::Host, e, now),
-                    key => local.sequence_step(&rule.id, s, key, e, now),
+                        .sequence_step(&rule.id, s, steps, SeqKey::Host, e, now),
+                    key => local.sequence_step(&rule.id, s, steps, key, e, now),
                 },
                 _ => (false, None),
             };
@@ -224,22 +227,25 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 
 impl State {
     /// A sequence rule's step: a `then` event that continues a remembered first event fires
-    /// (with that first event's context); otherwise a `first` event is remembered.
+    /// (with that first event's context); otherwise a `first` event is remembered. `steps` are
+    /// the rule's `first` and `then` specialised to the event's kind.
     fn sequence_step(
         &mut self,
         rule_id: &str,
         s: &Sequence,
+        steps: &Steps,
         key: SeqKey,
         e: &Event,
         now: Instant,
     ) -> (bool, Option<SeqFirst>) {
-        if self.seq.contains_key(rule_id)
-            && s.then.matches(e)
+        if let Some(then) = &steps.then
+            && self.seq.contains_key(rule_id)
+            && then.matches(e)
             && let Some(first) = self.continue_sequence(rule_id, s, key.clone(), e, now)
         {
             return (true, Some(first));
         }
-        if s.first.matches(e) {
+        if steps.first.as_ref().is_some_and(|m| m.matches(e)) {
             self.remember_first(rule_id, key, s, e, now);
         }
         (false, None)

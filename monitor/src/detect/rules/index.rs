@@ -296,8 +296,34 @@ impl Trie {
 pub(crate) struct Entry {
     /// Index in [`RuleSet::rules`].
     pub(crate) rule: usize,
-    /// The condition specialised to the kind; `None` for a sequence rule (judged as written).
+    /// The condition specialised to the kind; `None` for a sequence rule.
     pub(crate) condition: Option<Matcher>,
+    /// A sequence rule's steps specialised to the kind.
+    pub(crate) steps: Option<Steps>,
+}
+
+/// A sequence rule's `first` and `then` specialised to one kind: `None` where the step cannot
+/// match an event of the kind (it is then not tested at all), and no kind test left in the rest.
+#[derive(Debug)]
+pub(crate) struct Steps {
+    pub(crate) first: Option<Matcher>,
+    pub(crate) then: Option<Matcher>,
+}
+
+impl Steps {
+    fn of(s: &super::Sequence, kind: Option<&str>) -> Steps {
+        let step = |m: &Matcher| {
+            let m = match kind {
+                Some(k) => specialise(m, k),
+                None => m.clone(),
+            };
+            (as_constant(&m) != Some(false)).then_some(m)
+        };
+        Steps {
+            first: step(&s.first),
+            then: step(&s.then),
+        }
+    }
 }
 
 /// The rules of one kind, with their anchors.
@@ -332,13 +358,23 @@ impl KindIndex {
                     entries.push(Entry {
                         rule: i,
                         condition: Some(c),
+                        steps: None,
                     });
                 }
                 None => {
+                    let steps = rule.sequence.as_ref().map(|s| Steps::of(s, kind));
+                    // Neither step can match the kind: the rule has nothing to do with it.
+                    if steps
+                        .as_ref()
+                        .is_some_and(|s| s.first.is_none() && s.then.is_none())
+                    {
+                        continue;
+                    }
                     anchors.push(None);
                     entries.push(Entry {
                         rule: i,
                         condition: None,
+                        steps,
                     });
                 }
             }

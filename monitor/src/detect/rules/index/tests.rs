@@ -203,9 +203,9 @@ fn every_rule(set: &RuleSet, e: &Event) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn the_default_rules_fire_through_the_index_as_they_do_without_it() {
-    let set = load(&[RuleSource::Builtin]).expect("default rules");
+/// Events probing the default rules' string values: each value, and values just inside and
+/// just outside it, in opens, file changes, execs and connects.
+fn probe_events(set: &RuleSet) -> Vec<Event> {
     let mut values = BTreeSet::new();
     for r in &set.rules {
         for m in r
@@ -244,6 +244,13 @@ fn the_default_rules_fire_through_the_index_as_they_do_without_it() {
         events.push(exec_event("sh", p));
         events.push(connect_event(p));
     }
+    events
+}
+
+#[test]
+fn the_default_rules_fire_through_the_index_as_they_do_without_it() {
+    let set = load(&[RuleSource::Builtin]).expect("default rules");
+    let events = probe_events(&set);
     let (mut judged, mut fired) = (0, 0);
     for e in events {
         for e in [e.clone(), in_container(e, &"c".repeat(64))] {
@@ -263,4 +270,49 @@ fn the_default_rules_fire_through_the_index_as_they_do_without_it() {
         fired > judged / 20,
         "the probes must make rules fire: {fired} of {judged}"
     );
+}
+
+/// A sequence rule's steps, specialised per kind, say what the steps as written say, for every
+/// default sequence rule and every probe event (in and out of a container); a rule missing from
+/// a kind's list has no step that matches it.
+#[test]
+fn sequence_steps_specialised_per_kind_agree_with_the_rule() {
+    let set = load(&[RuleSource::Builtin]).expect("default rules");
+    let mut events = probe_events(&set);
+    events.push(connect_event("10.0.0.7"));
+    let seqs: Vec<(usize, &crate::detect::rules::Sequence)> = set
+        .rules
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.sequence.as_ref().map(|s| (i, s)))
+        .collect();
+    assert!(seqs.len() >= 2, "the default rules have sequences");
+    let (mut checked, mut matched) = (0, 0);
+    for e in events {
+        for e in [e.clone(), in_container(e, &"c".repeat(64))] {
+            let ix = set.index.for_kind(e.kind);
+            for &(i, s) in &seqs {
+                let want = (s.first.matches(&e), s.then.matches(&e));
+                let got = ix
+                    .entries
+                    .iter()
+                    .find(|x| x.rule == i)
+                    .map_or((false, false), |x| {
+                        let steps = x.steps.as_ref().expect("a sequence entry has steps");
+                        (
+                            steps.first.as_ref().is_some_and(|m| m.matches(&e)),
+                            steps.then.as_ref().is_some_and(|m| m.matches(&e)),
+                        )
+                    });
+                assert_eq!(
+                    got, want,
+                    "{} on {} {:?}",
+                    set.rules[i].id, e.kind, e.detail
+                );
+                checked += 1;
+                matched += usize::from(want.0 || want.1);
+            }
+        }
+    }
+    assert!(matched > 0 && matched < checked, "{matched} of {checked}");
 }
