@@ -149,31 +149,36 @@ impl<'a> Record<'a> {
     const HDR: usize = size_of::<Header>();
 
     /// The tail's parts of `lens` bytes each, after `fixed` bytes of header and body.
-    fn tail(&self, fixed: usize, lens: &[usize]) -> Result<Vec<&'a [u8]>, DecodeError> {
+    /// The `N` variable-length parts that follow the fixed part, as slices of the record (an
+    /// array, not a Vec: no allocation per record).
+    fn tail<const N: usize>(
+        &self,
+        fixed: usize,
+        lens: [usize; N],
+    ) -> Result<[&'a [u8]; N], DecodeError> {
         let total: usize = lens.iter().sum();
+        let overrun = || DecodeError::TailOverrun {
+            kind: self.kind.name(),
+            tail: total,
+            len: self.buf.len(),
+        };
         if fixed + total > self.buf.len() {
-            return Err(DecodeError::TailOverrun {
-                kind: self.kind.name(),
-                tail: total,
-                len: self.buf.len(),
-            });
+            return Err(overrun());
         }
+        let mut parts: [&'a [u8]; N] = [&[]; N];
         let mut at = fixed;
-        Ok(lens
-            .iter()
-            .map(|&l| {
-                let s = &self.buf[at..at + l];
-                at += l;
-                s
-            })
-            .collect())
+        for (part, l) in parts.iter_mut().zip(lens) {
+            *part = self.buf.get(at..at + l).ok_or_else(overrun)?;
+            at += l;
+        }
+        Ok(parts)
     }
 
     fn exec(&self) -> Result<Payload, DecodeError> {
         let body: ExecBody = read(self.buf, Self::HDR, self.kind.name())?;
         let parts = self.tail(
             Self::HDR + size_of::<ExecBody>(),
-            &[body.filename_len as usize, body.args_len as usize],
+            [body.filename_len as usize, body.args_len as usize],
         )?;
         // argv strings each end with a NUL; a truncated block may lack the last one.
         let block = parts[1].strip_suffix(&[0]).unwrap_or(parts[1]);
@@ -193,7 +198,7 @@ impl<'a> Record<'a> {
         let body: CgroupBody = read(self.buf, Self::HDR, self.kind.name())?;
         let parts = self.tail(
             Self::HDR + size_of::<CgroupBody>(),
-            &[body.path_len as usize],
+            [body.path_len as usize],
         )?;
         Ok(Payload::Cgroup {
             body,
@@ -206,7 +211,7 @@ impl<'a> Record<'a> {
         let call = Syscall::from_u16(body.call).ok_or(DecodeError::UnknownCall(body.call))?;
         let parts = self.tail(
             Self::HDR + size_of::<SyscallBody>(),
-            &[
+            [
                 body.str1_len as usize,
                 body.str2_len as usize,
                 body.data_len as usize,
