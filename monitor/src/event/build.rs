@@ -1,5 +1,7 @@
 //! Building an [`Event`] from a decoded record: the process table is updated by lifecycle
 //! records first, then asked for the process details and ancestry.
+use std::sync::Arc;
+
 use monitor_common::{EXEC_ARGS_TRUNCATED, EXEC_FILENAME_TRUNCATED, Header};
 
 use super::{
@@ -12,9 +14,44 @@ use crate::{
     process::{ANCESTRY_DEPTH, ProcSource, ProcessTable},
 };
 
-fn comm(h: &Header) -> String {
-    let end = h.comm.iter().position(|&c| c == 0).unwrap_or(h.comm.len());
-    crate::capture::decode::lossy(h.comm.get(..end).unwrap_or_default())
+/// Slots of the command-name cache (a power of two).
+const COMM_SLOTS: usize = 64;
+
+/// One cache slot: a command name's header bytes and its text.
+type CommSlot = Option<([u8; 16], Arc<str>)>;
+
+thread_local! {
+    /// Command names seen lately, by their 16 header bytes, direct-mapped: a node runs few
+    /// distinct names and every event carries one, so an event shares the string of an earlier
+    /// one instead of validating and copying its own.
+    static COMMS: std::cell::RefCell<[CommSlot; COMM_SLOTS]> =
+        const { std::cell::RefCell::new([const { None }; COMM_SLOTS]) };
+}
+
+fn comm(h: &Header) -> Arc<str> {
+    let key = h.comm;
+    let [a, b] = [0, 8].map(|at| {
+        u64::from_le_bytes(std::array::from_fn(|i| {
+            key.get(at + i).copied().unwrap_or(0)
+        }))
+    });
+    // The top six bits of a multiplicative hash: 0..64.
+    let slot = ((a ^ b.rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize;
+    COMMS
+        .with_borrow_mut(|cache| {
+            let entry = cache.get_mut(slot)?;
+            if let Some((k, s)) = entry
+                && *k == key
+            {
+                return Some(s.clone());
+            }
+            let end = key.iter().position(|&c| c == 0).unwrap_or(key.len());
+            let s: Arc<str> =
+                crate::capture::decode::lossy(key.get(..end).unwrap_or_default()).into();
+            *entry = Some((key, s.clone()));
+            Some(s)
+        })
+        .unwrap_or_default()
 }
 
 /// Updates the process table with `ev` and returns the event, attributed to the host until
@@ -177,4 +214,41 @@ fn detail_of<S: ProcSource>(
             syscall_detail(&record, &base)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(name: &[u8]) -> Header {
+        let mut h = Header::default();
+        h.comm[..name.len()].copy_from_slice(name);
+        h
+    }
+
+    /// The cached name is the header's text up to its NUL, whatever was cached before in the
+    /// same slot; the same bytes share one string.
+    #[test]
+    fn command_names_are_the_headers_text_shared() {
+        let names: Vec<Vec<u8>> = (0..500)
+            .map(|i| format!("worker-{i}").into_bytes())
+            .chain([
+                b"sixteen-bytes-ab".to_vec(),
+                b"bad\xffname".to_vec(),
+                Vec::new(),
+            ])
+            .collect();
+        for round in 0..2 {
+            for n in &names {
+                let got = comm(&header(n));
+                assert_eq!(&*got, &*String::from_utf8_lossy(n), "round {round}");
+            }
+        }
+        let a = comm(&header(b"nginx"));
+        assert!(Arc::ptr_eq(&a, &comm(&header(b"nginx"))));
+        // Bytes after the NUL are part of the key: never a wrong name.
+        let mut h = header(b"sh");
+        h.comm[5] = b'x';
+        assert_eq!(&*comm(&h), "sh");
+    }
 }

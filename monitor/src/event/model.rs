@@ -42,7 +42,8 @@ pub(crate) struct ProcessView {
     /// Unique across pid reuse (and nodes): hash of boot id, pid and start time.
     pub(crate) id: Arc<str>,
     pub(crate) ppid: u32,
-    pub(crate) comm: String,
+    /// Shared with other events of the same name (see `build`): copying it copies no string.
+    pub(crate) comm: Arc<str>,
     // Shared with the process table: copying an event copies no strings.
     pub(crate) exe: Arc<str>,
     pub(crate) args: Arc<[String]>,

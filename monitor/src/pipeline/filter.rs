@@ -64,6 +64,6 @@ impl Filter {
                     .ancestors
                     .iter()
                     .any(|a| self.pids.contains(&a.pid)))
-            && (self.comms.is_empty() || self.comms.contains(&e.process.comm))
+            && (self.comms.is_empty() || self.comms.iter().any(|c| **c == *e.process.comm))
     }
 }
