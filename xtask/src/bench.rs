@@ -140,6 +140,46 @@ fn run_quiet(cmd: &mut Command) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Instructions the pipeline executes per record, decoding, building, judging and (with
+/// `every`) writing it, on `events` of the bench's recorded events with one worker: callgrind
+/// counts inside `monitor bench-pipeline`'s per-record function only, so neither start-up nor
+/// making the records is in the figure. `None` when valgrind is not installed.
+fn instructions_per_event(root: &Path, every: bool, events: u64) -> anyhow::Result<Option<f64>> {
+    let mut c = Command::new("valgrind");
+    c.args([
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        "--toggle-collect=*bench::Worker::take",
+    ])
+    .arg(bin(root, "monitor"))
+    .args(["bench-pipeline", "--events", &events.to_string()]);
+    if every {
+        c.arg("--every-event");
+    }
+    let out = match c.stdin(Stdio::null()).output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("{c:?}")),
+    };
+    if !out.status.success() {
+        bail!("{c:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let collected = collected(&String::from_utf8_lossy(&out.stderr))
+        .with_context(|| format!("{c:?} printed no `Collected :` line"))?;
+    if collected == 0 {
+        bail!("{c:?} counted no instruction inside the per-record function: was it renamed?");
+    }
+    Ok(Some(collected as f64 / events as f64))
+}
+
+/// The instruction count callgrind prints at exit (`==pid== Collected : N`).
+fn collected(stderr: &str) -> Option<u64> {
+    stderr.lines().find_map(|l| {
+        let (_, n) = l.split_once("Collected :")?;
+        n.trim().replace(',', "").parse().ok()
+    })
+}
+
 /// A kubelet/containerd-style cgroup (so the agent attributes it to a container).
 struct BenchCgroup {
     top: PathBuf,
@@ -363,6 +403,20 @@ pub(crate) fn run(o: Opts) -> anyhow::Result<()> {
         rate(&pool_trace),
         ratio(&pool_trace, &p_trace)
     );
+
+    // Instructions per event, counted: unlike the rates above, this does not move with the
+    // machine's speed or load, so a change to the pipeline can be judged by it to a fraction of
+    // a percent.
+    let counted = |every: bool| instructions_per_event(root, every, 100_000);
+    let (i_run, i_trace) = (counted(false)?, counted(true)?);
+    match (i_run, i_trace) {
+        (Some(r), Some(t)) => println!(
+            "User-space pipeline, instructions per event (callgrind, one worker): {r:.0} judging, {t:.0} writing every event"
+        ),
+        _ => println!(
+            "User-space pipeline, instructions per event: skipped (valgrind is not installed)"
+        ),
+    }
 
     // 1. Micro-loops and workloads, interleaved: every round runs every config on both
     //    placements. The floor is the same tracepoints with programs that return at once.
@@ -623,6 +677,7 @@ pub(crate) fn run(o: Opts) -> anyhow::Result<()> {
         "sustained_50k": {"secs": sustain_secs, "generated": sustained_generated, "matching": sustained["matching"], "drops": sustained_drops, "agent_cpu_ms_per_1000": sustained_cpu_per_1000, "alerts": alerts},
         "accounting": {"generated": 300000, "submitted": sub, "kernel_drops": kd, "filtered": filtered, "received": rec, "exact": exact},
         "pipeline": {"run": p_run, "trace": p_trace,
+            "instructions_per_event": {"run": i_run, "trace": i_trace},
             "pool_2": {"run": pool_run, "trace": pool_trace,
                 "run_ratio": ratio(&pool_run, &p_run), "trace_ratio": ratio(&pool_trace, &p_trace)}},
         "rss_rest_mib": rss_rest_mib, "rss_peak_mib": hwm as f64 / 1024.0,
@@ -636,4 +691,21 @@ pub(crate) fn run(o: Opts) -> anyhow::Result<()> {
     std::fs::write(&file, serde_json::to_vec_pretty(&results)?)?;
     println!("\nResults: {}", file.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::collected;
+
+    /// What valgrind 3.19 prints at the end of a callgrind run.
+    #[test]
+    fn the_count_is_read_from_callgrinds_summary() {
+        let stderr = "==10669== Callgrind, a call-graph generating cache profiler\n\
+            ==10669== Events    : Ir\n\
+            ==10669== Collected : 590615019\n\
+            ==10669== \n\
+            ==10669== I   refs:      590,615,019\n";
+        assert_eq!(collected(stderr), Some(590_615_019));
+        assert_eq!(collected("==1== I   refs: 5\n"), None);
+    }
 }

@@ -34,7 +34,8 @@ const APT_LINKER: &[&str] = &["llvm-22-dev", "libpolly-22-dev"];
 /// (kustomize) to render the manifests, buildah to build the image offline, rsyslog with its
 /// TLS driver as the syslog receiver, openssl for the test certificates, and iproute2 for the
 /// pod-shaped tests' network namespace; the benign suite's real programs: a C compiler, sqlite3
-/// (a database writing its files) and logrotate.
+/// (a database writing its files) and logrotate; valgrind, whose callgrind counts the
+/// pipeline's instructions per event in `cargo xtask bench`.
 const APT_ALWAYS: &[&str] = &[
     "protobuf-compiler",
     "util-linux",
@@ -53,6 +54,7 @@ const APT_ALWAYS: &[&str] = &[
     "libc6-dev",
     "sqlite3",
     "logrotate",
+    "valgrind",
 ];
 
 /// Debian packages for Node.js and npm, installed only when no `npm` is on the machine (the

@@ -243,6 +243,16 @@ impl Worker {
         }
     }
 
+    /// One record's bytes, decoded and judged: the whole per-record work of a worker. Never
+    /// inlined, so that an instruction counter can be told to count inside it alone
+    /// (`cargo xtask bench` runs callgrind with `--toggle-collect` on this function).
+    #[inline(never)]
+    fn take(&mut self, rec: &[u8], rules: &RuleSet, ctx: &Context, now: Instant) {
+        if let Ok(ev) = decode(rec) {
+            self.record(&ev, rules, ctx, now);
+        }
+    }
+
     /// One record, as a pipeline worker takes it.
     fn record(&mut self, ev: &RawEvent, rules: &RuleSet, ctx: &Context, now: Instant) {
         if route::Peek::of(ev).owner(self.workers) != self.worker {
@@ -325,9 +335,7 @@ pub(crate) fn run(n: usize, every_event: bool, workers: usize) -> PipelineResult
     let done: Vec<Worker> = if workers == 1 {
         let mut w = Worker::new(0, 1, shared.worker(), every_event);
         for r in &recs {
-            if let Ok(ev) = decode(r) {
-                w.record(&ev, &rules, &ctx, start);
-            }
+            w.take(r, &rules, &ctx, start);
         }
         vec![w]
     } else {
@@ -343,9 +351,7 @@ pub(crate) fn run(n: usize, every_event: bool, workers: usize) -> PipelineResult
                 handles.push(s.spawn(move || {
                     for batch in rx {
                         for rec in batch.iter() {
-                            if let Ok(ev) = decode(rec) {
-                                w.record(&ev, rules, ctx, start);
-                            }
+                            w.take(rec, rules, ctx, start);
                         }
                         recycle.give(batch);
                     }
