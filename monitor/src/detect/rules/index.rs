@@ -302,6 +302,14 @@ pub(crate) struct Entry {
     pub(crate) steps: Option<Steps>,
 }
 
+/// `m` specialised to `kind`, or as written for the index of any kind (`None`).
+fn for_kind(m: &Matcher, kind: Option<&str>) -> Matcher {
+    match kind {
+        Some(k) => specialise(m, k),
+        None => m.clone(),
+    }
+}
+
 /// A sequence rule's `first` and `then` specialised to one kind: `None` where the step cannot
 /// match an event of the kind (it is then not tested at all), and no kind test left in the rest.
 #[derive(Debug)]
@@ -313,10 +321,7 @@ pub(crate) struct Steps {
 impl Steps {
     fn of(s: &super::Sequence, kind: Option<&str>) -> Steps {
         let step = |m: &Matcher| {
-            let m = match kind {
-                Some(k) => specialise(m, k),
-                None => m.clone(),
-            };
+            let m = for_kind(m, kind);
             (as_constant(&m) != Some(false)).then_some(m)
         };
         Steps {
@@ -347,10 +352,7 @@ impl KindIndex {
             };
             match &rule.condition {
                 Some(c) => {
-                    let c = match kind {
-                        Some(k) => specialise(c, k),
-                        None => c.clone(),
-                    };
+                    let c = for_kind(c, kind);
                     if as_constant(&c) == Some(false) {
                         continue;
                     }
