@@ -80,26 +80,48 @@ pub(crate) fn ns_to_ticks(ns: u64, clk_tck: u64) -> u64 {
     ns / (1_000_000_000 / clk_tck.max(1))
 }
 
-/// Stable identity of a process across pid reuse (and across nodes, through the boot id).
-pub(crate) fn process_id(boot_id: &str, pid: u32, start_ticks: u64) -> String {
-    // FNV-1a 64: fast, stable across releases, and good enough to tell processes apart.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in boot_id
-        .bytes()
-        .chain(pid.to_le_bytes())
-        .chain(start_ticks.to_le_bytes())
-    {
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// FNV-1a 64 of `bytes`, going on from `h`.
+fn fnv(mut h: u64, bytes: impl IntoIterator<Item = u8>) -> u64 {
+    for b in bytes {
         h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        h = h.wrapping_mul(FNV_PRIME);
     }
-    // 16 lower-case hex digits, as `{h:016x}` writes them, without the formatting machinery
-    // (every fork and exec makes one).
+    h
+}
+
+/// The identity hash after the boot id: the same for every process of the node, so a table
+/// hashes it once.
+fn boot_hash(boot_id: &str) -> u64 {
+    fnv(FNV_OFFSET, boot_id.bytes())
+}
+
+/// The identity of (`pid`, `start_ticks`) after the boot id's hash `boot`: 16 lower-case hex
+/// digits, as `{h:016x}` writes them, without the formatting machinery (every fork and exec
+/// makes one).
+fn id_digits(boot: u64, pid: u32, start_ticks: u64) -> [u8; 16] {
+    let h = fnv(
+        boot,
+        pid.to_le_bytes()
+            .into_iter()
+            .chain(start_ticks.to_le_bytes()),
+    );
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(16);
-    for i in (0..16).rev() {
-        out.push(char::from(HEX[((h >> (i * 4)) & 0xf) as usize]));
+    let mut out = [0u8; 16];
+    for (i, d) in out.iter_mut().enumerate() {
+        *d = HEX[((h >> ((15 - i) * 4)) & 0xf) as usize];
     }
     out
+}
+
+/// Stable identity of a process across pid reuse (and across nodes, through the boot id), as
+/// [`ProcessTable::id_of`] makes it. FNV-1a 64: fast, stable across releases, and good enough to tell processes apart.
+#[cfg(test)]
+pub(crate) fn process_id(boot_id: &str, pid: u32, start_ticks: u64) -> String {
+    let d = id_digits(boot_hash(boot_id), pid, start_ticks);
+    d.iter().map(|&b| char::from(b)).collect()
 }
 
 /// Joins a relative path to a base directory, folding `.` and `..`.
@@ -153,7 +175,8 @@ pub(crate) struct ProcessTable<S: ProcSource> {
     procs: rustc_hash::FxHashMap<u32, ProcInfo>,
     exited: VecDeque<(u32, u64, Instant)>,
     source: S,
-    boot_id: String,
+    /// The boot id's part of every identity ([`process_id`]), hashed once.
+    boot: u64,
     clk_tck: u64,
     /// Entries evicted before their grace period ended (table full).
     pub(crate) evicted_early: u64,
@@ -165,7 +188,7 @@ impl<S: ProcSource> ProcessTable<S> {
             procs: rustc_hash::FxHashMap::default(),
             exited: VecDeque::new(),
             source,
-            boot_id,
+            boot: boot_hash(&boot_id),
             clk_tck,
             evicted_early: 0,
         }
@@ -174,7 +197,7 @@ impl<S: ProcSource> ProcessTable<S> {
     /// Stores an entry, filling its identity and, when it has new arguments (`join`), its
     /// joined command line.
     fn insert(&mut self, mut p: ProcInfo, join: bool) {
-        p.id = self.id_of(p.pid, p.start_ticks).into();
+        p.id = self.shared_id_of(p.pid, p.start_ticks);
         if join {
             p.command_line = p.args.join(" ").into();
         }
@@ -207,7 +230,15 @@ impl<S: ProcSource> ProcessTable<S> {
     }
 
     pub(crate) fn id_of(&self, pid: u32, start_ticks: u64) -> String {
-        process_id(&self.boot_id, pid, start_ticks)
+        let d = id_digits(self.boot, pid, start_ticks);
+        d.iter().map(|&b| char::from(b)).collect()
+    }
+
+    /// [`ProcessTable::id_of`], made straight into the shared string the table keeps.
+    fn shared_id_of(&self, pid: u32, start_ticks: u64) -> Arc<str> {
+        let d = id_digits(self.boot, pid, start_ticks);
+        // The digits are ASCII; the fallback never runs.
+        Arc::from(std::str::from_utf8(&d).unwrap_or_default())
     }
 
     /// The entry for (pid, start), creating it from /proc (or as unknown) when the table has no
@@ -294,7 +325,7 @@ impl<S: ProcSource> ProcessTable<S> {
             .or_else(|| self.source.cwd(pid).map(Into::into));
         let previous = (!previous.is_empty()).then_some(&*previous);
         let exe = resolve_exe(filename, cwd.as_deref(), previous).into();
-        let id = id.unwrap_or_else(|| self.id_of(pid, start_ticks).into());
+        let id = id.unwrap_or_else(|| self.shared_id_of(pid, start_ticks));
         let args: Arc<[String]> = args.into();
         self.procs.insert(
             pid,
@@ -520,6 +551,13 @@ mod tests {
     fn identity_is_fnv1a_in_sixteen_hex_digits() {
         assert_eq!(process_id("b", 20, 7), "b4b42a8f01514606");
         assert_eq!(process_id("0f3c", 1, 0), "03362b70368926f0");
+        // The table hashes its boot id once and goes on from there: the same identities, as
+        // the strings it keeps and as the ones it hands out.
+        let t = ProcessTable::new(FakeProc::default(), "b".into(), 100);
+        assert_eq!(t.id_of(20, 7), "b4b42a8f01514606");
+        assert_eq!(&*t.shared_id_of(20, 7), "b4b42a8f01514606");
+        let t = ProcessTable::new(FakeProc::default(), "0f3c".into(), 100);
+        assert_eq!(&*t.shared_id_of(1, 0), "03362b70368926f0");
     }
 
     #[test]
