@@ -161,6 +161,9 @@ pub struct Config {
     /// every record costs an IPI and a context switch per event; the reader also drains on a
     /// short timer, which bounds the latency of records that do not cross the threshold.
     pub wakeup_bytes: u32,
+    /// Ring buffers the records are sharded over, one per pipeline worker (1 to
+    /// [`crate::MAX_RINGS`]; 0 reads as 1).
+    pub rings: u32,
     /// Tracepoint field offsets.
     pub tp: TpOffsets,
     /// Kernel structure member offsets.
@@ -172,6 +175,7 @@ impl Config {
     pub const UNSET: Config = Config {
         cgroup_filter: 0,
         wakeup_bytes: 0,
+        rings: 1,
         tp: TpOffsets {
             sys_enter_nr: NO_OFFSET,
             sys_enter_args: NO_OFFSET,

@@ -14,8 +14,53 @@ pub use config::{Config, KernelOffsets, TpOffsets};
 pub use kinds::{EventKind, KIND_SLOTS, kind_slot};
 pub use syscalls::Syscall;
 
-/// Ring buffer carrying every event record.
+/// Ring buffer carrying every event record (with one pipeline worker), or the records of
+/// worker 0 (see [`RING_MAPS`]).
 pub const EVENTS_MAP: &str = "EVENTS";
+/// Most ring buffers the records can be sharded over: one per pipeline worker, read by that
+/// worker alone.
+pub const MAX_RINGS: u32 = 8;
+/// The ring buffers, one per pipeline worker: worker `i` reads `RING_MAPS[i]`. The programs
+/// write a record to the ring of the worker that owns its cgroup ([`shard`]), and the records
+/// every worker's process table learns from ([`replicated`]) to every ring in use.
+pub const RING_MAPS: [&str; MAX_RINGS as usize] = [
+    EVENTS_MAP, "EVENTS_1", "EVENTS_2", "EVENTS_3", "EVENTS_4", "EVENTS_5", "EVENTS_6", "EVENTS_7",
+];
+
+/// The worker (and ring), of `rings`, that owns the records of cgroup `cgroup`. The kernel
+/// programs and the agent compute it with this one function. Fibonacci hashing: consecutive
+/// cgroup ids (inode numbers) spread over the rings.
+#[inline(always)]
+pub fn shard(cgroup: u64, rings: u32) -> u32 {
+    if rings <= 1 {
+        return 0;
+    }
+    let h = cgroup.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+    (h % u64::from(rings)) as u32
+}
+
+/// Whether records of `kind` (an [`EventKind`] number) go to every ring: the ones the process
+/// table learns from (fork, exec, exit, chdir). A process's ancestry crosses cgroups (a
+/// container's processes descend from the runtime's, on the host), so every worker's table
+/// follows every process, and only the owner turns the record into an event.
+#[inline(always)]
+pub fn replicated(kind: u32) -> bool {
+    kind == EventKind::Fork as u32
+        || kind == EventKind::Exec as u32
+        || kind == EventKind::Exit as u32
+        || kind == EventKind::Chdir as u32
+}
+
+/// The cgroup a record belongs to, for [`shard`]: for a cgroup's creation or removal the
+/// cgroup itself (its worker attributes that cgroup's events), else the task's.
+#[inline(always)]
+pub fn record_cgroup(kind: u32, task_cgroup: u64, body_cgroup: u64) -> u64 {
+    if kind == EventKind::CgroupMkdir as u32 || kind == EventKind::CgroupRmdir as u32 {
+        body_cgroup
+    } else {
+        task_cgroup
+    }
+}
 /// Per-CPU counters, one [`KindStats`] per event kind slot (see [`EventKind::slot`]).
 pub const STATS_MAP: &str = "STATS";
 /// Per-CPU counters of kernel-side conditions that are not ring-buffer drops ([`Misc`]).
@@ -486,6 +531,9 @@ pub enum Misc {
     StashFull = 1,
     /// The per-CPU scratch buffer was unavailable.
     ScratchMiss = 2,
+    /// A copy of a lifecycle record ([`replicated`]) did not fit in another worker's ring:
+    /// that worker's process table misses it (the owner's copy is counted as the event).
+    ReplicaDrop = 3,
 }
 /// Entries of [`MISC_MAP`].
 pub const MISC_SLOTS: u32 = 4;
@@ -500,4 +548,43 @@ mod user {
     unsafe impl aya::Pod for super::Stash {}
     unsafe impl aya::Pod for super::FoldKey {}
     unsafe impl aya::Pod for super::FoldState {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ring of a cgroup is Fibonacci hashing as computed independently (Python:
+    /// `((c * 0x9E3779B97F4A7C15) % 2**64 >> 32) % n`): the agent and the kernel programs share
+    /// this function, and a change to it would move every cgroup to another worker.
+    #[test]
+    fn shards_are_fibonacci_hashing() {
+        for (cgroup, rings, want) in [
+            (100u64, 2u32, 1u32),
+            (101, 2, 1),
+            (102, 2, 0),
+            (4_026_531_835, 3, 0),
+            (12_345, 8, 3),
+            (1, 8, 1),
+            ((1 << 63) + 5, 5, 2),
+        ] {
+            assert_eq!(shard(cgroup, rings), want, "cgroup {cgroup} of {rings}");
+        }
+        assert_eq!(shard(12_345, 1), 0);
+        assert_eq!(shard(12_345, 0), 0);
+    }
+
+    #[test]
+    fn lifecycle_records_are_replicated_and_cgroup_records_follow_their_cgroup() {
+        for k in EventKind::ALL {
+            let want = matches!(
+                k,
+                EventKind::Fork | EventKind::Exec | EventKind::Exit | EventKind::Chdir
+            );
+            assert_eq!(replicated(k as u32), want, "{k:?}");
+        }
+        assert_eq!(record_cgroup(EventKind::CgroupMkdir as u32, 1, 77), 77);
+        assert_eq!(record_cgroup(EventKind::CgroupRmdir as u32, 1, 77), 77);
+        assert_eq!(record_cgroup(EventKind::Open as u32, 1, 77), 1);
+    }
 }

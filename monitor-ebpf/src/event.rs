@@ -4,17 +4,19 @@ use aya_ebpf::{
     helpers::generated::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         bpf_get_current_task, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
-        bpf_probe_read_kernel, bpf_probe_read_kernel_str,
+        bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_ringbuf_output,
     },
+    maps::RingBuf,
     programs::TracePointContext,
 };
 use monitor_common::{
-    AGENT_FOLD_MS, AGENT_PAUSED, AGENT_TGID, COMM_LEN, FoldKey, FoldState, Header, MAX_PATH, Misc,
-    NO_OFFSET, SCRATCH_SIZE, SyscallBody, kind_slot,
+    AGENT_FOLD_MS, AGENT_PAUSED, AGENT_TGID, COMM_LEN, CgroupBody, FoldKey, FoldState, Header,
+    MAX_PATH, MAX_RINGS, Misc, NO_OFFSET, SCRATCH_SIZE, SyscallBody, kind_slot, record_cgroup,
+    replicated, shard,
 };
 
 use crate::maps::{
-    AGENT, CGROUP_FILTER, DROPS_BY_CGROUP, EVENTS, FOLD, MISC, SCRATCH, STATS, conf,
+    AGENT, CGROUP_FILTER, DROPS_BY_CGROUP, EVENTS, FOLD, MISC, SCRATCH, STATS, conf, ring,
 };
 
 /// The agent's tgid, as the running agent last wrote it (0 before any agent has).
@@ -198,30 +200,62 @@ pub(crate) fn fill_header(buf: *mut u8, kind: u32, cur: &Current) {
     }
 }
 
-/// Writes the first `len` bytes of `buf` to the ring buffer and counts the outcome; the reader
-/// is woken once enough bytes are pending.
+/// Writes the first `len` bytes of `buf` to the ring buffer(s) and counts the outcome; a
+/// ring's reader is woken once enough bytes are pending in it.
 #[inline(always)]
 pub(crate) fn emit(buf: *mut u8, len: usize, kind: u32) {
-    // BPF_RB_AVAIL_DATA = 0; BPF_RB_NO_WAKEUP = 1; BPF_RB_FORCE_WAKEUP = 2.
-    let threshold = conf!(wakeup_bytes) as u64;
-    let flags = if threshold == 0 {
-        0
-    } else if EVENTS.query(0) >= threshold {
-        2
-    } else {
-        1
-    };
-    submit(buf, len, kind, flags);
+    submit(buf, len, kind, false);
 }
 
 /// As [`emit`], but wakes the reader at once (records the agent may not live long to read).
 #[inline(always)]
 pub(crate) fn emit_now(buf: *mut u8, len: usize, kind: u32) {
-    submit(buf, len, kind, 2);
+    submit(buf, len, kind, true);
+}
+
+/// Writes `data` to `ring`, waking its reader when `now` or once enough bytes are pending;
+/// returns 1 when the record did not fit, else 0. Without a branch on the outcome: `submit`
+/// writes to several rings, and a branch per ring would multiply the paths the verifier walks.
+#[inline(always)]
+fn output(ring: &RingBuf, data: &[u8], now: bool) -> u64 {
+    // BPF_RB_AVAIL_DATA = 0; BPF_RB_NO_WAKEUP = 1; BPF_RB_FORCE_WAKEUP = 2.
+    let threshold = conf!(wakeup_bytes) as u64;
+    let flags = if now {
+        2
+    } else if threshold == 0 {
+        0
+    } else {
+        // 1, plus 1 when at least `threshold` bytes are pending (both far below 2^63).
+        1 + (threshold.wrapping_sub(1).wrapping_sub(ring.query(0)) >> 63)
+    };
+    write(ring, data, flags)
+}
+
+/// Writes `data` to `ring` with the helper's `flags`; 1 when it did not fit, else 0.
+#[inline(always)]
+fn write(ring: &RingBuf, data: &[u8], flags: u64) -> u64 {
+    // SAFETY: `RingBuf` is a transparent wrapper of its map definition, which is what the
+    // helper takes; `data` is valid for its length.
+    let ret = unsafe {
+        bpf_ringbuf_output(
+            (ring as *const RingBuf).cast_mut().cast(),
+            data.as_ptr().cast_mut().cast(),
+            data.len() as u64,
+            flags,
+        )
+    };
+    // Negative on failure: the sign bit.
+    (ret as u64) >> 63
+}
+
+/// 1 when `x` is 0, else 0, computed without a branch.
+#[inline(always)]
+fn is_zero(x: u64) -> u64 {
+    ((x | x.wrapping_neg()) >> 63) ^ 1
 }
 
 #[inline(always)]
-fn submit(buf: *mut u8, len: usize, kind: u32, flags: u64) {
+fn submit(buf: *mut u8, len: usize, kind: u32, now: bool) {
     // A stopping agent pauses capture to read the ring to its end: nothing is written or
     // counted meanwhile, so its final counts are exact.
     if AGENT.get(AGENT_PAUSED).copied().unwrap_or(0) != 0 {
@@ -233,7 +267,44 @@ fn submit(buf: *mut u8, len: usize, kind: u32, flags: u64) {
     unsafe { (*buf.cast::<Header>()).len = len as u32 };
     // SAFETY: `len` bytes of the scratch value are initialised by the caller.
     let data = unsafe { core::slice::from_raw_parts(buf as *const u8, len) };
-    let ok = EVENTS.output::<[u8]>(data, flags).is_ok();
+    // SAFETY: the header was filled by the caller; a cgroup record's body follows it, and the
+    // scratch value is longer than both whatever the record.
+    let (task_cgroup, body_cgroup) = unsafe {
+        (
+            (*buf.cast::<Header>()).cgroup_id,
+            (*buf.add(size_of::<Header>()).cast::<CgroupBody>()).id,
+        )
+    };
+    let rings = conf!(rings).clamp(1, MAX_RINGS);
+    let failed = if rings == 1 {
+        output(&EVENTS, data, now)
+    } else {
+        // The owner's ring, and every ring for a lifecycle record. `own` is never compared
+        // in a branch: a verifier that learnt its value on one path could not merge that path
+        // with the others, and the paths would multiply with the rings.
+        let own = u64::from(shard(record_cgroup(kind, task_cgroup, body_cgroup), rings));
+        let every = u64::from(replicated(kind));
+        let (mut own_failed, mut replica_failed) = (0u64, 0u64);
+        for i in 0..MAX_RINGS {
+            if i >= rings {
+                break;
+            }
+            let mine = is_zero(u64::from(i) ^ own);
+            if mine != 0 {
+                own_failed = output(ring(i), data, now);
+            } else if every != 0 {
+                // Copies wake no one: the owner's record does, and a ring that only gets
+                // copies is read on the reader's short timer; order within a ring is kept
+                // either way.
+                replica_failed += write(ring(i), data, if now { 2 } else { 1 });
+            }
+        }
+        if replica_failed != 0 {
+            add_misc(Misc::ReplicaDrop, replica_failed);
+        }
+        own_failed
+    };
+    let ok = failed == 0;
     if let Some(s) = STATS.get_ptr_mut(kind_slot(kind)) {
         // SAFETY: the map value is a KindStats of u64 counters; atomics keep counts exact
         // even if another program runs on this CPU in between.
@@ -247,9 +318,7 @@ fn submit(buf: *mut u8, len: usize, kind: u32, flags: u64) {
         atomic_inc(field);
     }
     if !ok {
-        // SAFETY: the header was filled by the caller.
-        let cgroup = unsafe { (*buf.cast::<Header>()).cgroup_id };
-        count_cgroup_drop(cgroup);
+        count_cgroup_drop(task_cgroup);
     }
 }
 
@@ -379,16 +448,27 @@ pub(crate) fn count_filtered(kind: u32) {
 /// Counts a kernel-side condition in the MISC map.
 #[inline(always)]
 pub(crate) fn count_misc(which: Misc) {
+    add_misc(which, 1);
+}
+
+/// Adds `n` to a [`Misc`] counter.
+#[inline(always)]
+fn add_misc(which: Misc, n: u64) {
     if let Some(p) = MISC.get_ptr_mut(which as u32) {
-        atomic_inc(p);
+        atomic_add(p, n);
     }
 }
 
 /// Adds one to a counter with a BPF atomic add (core's atomics have no BPF lowering).
 #[inline(always)]
 fn atomic_inc(p: *mut u64) {
+    atomic_add(p, 1);
+}
+
+#[inline(always)]
+fn atomic_add(p: *mut u64, n: u64) {
     // SAFETY: callers pass a pointer into a live, 8-byte aligned map value.
     unsafe {
-        core::arch::asm!("lock *(u64 *)({p} + 0) += {one}", p = in(reg) p, one = in(reg) 1u64);
+        core::arch::asm!("lock *(u64 *)({p} + 0) += {n}", p = in(reg) p, n = in(reg) n);
     }
 }

@@ -9,9 +9,40 @@ use monitor_common::{
     SyscallDesc, interest,
 };
 
-/// Event records. The agent may resize it at load time.
+/// Event records: every record with one pipeline worker, else worker 0's (see
+/// `monitor_common::RING_MAPS`). The agent sizes the rings at load time; those beyond the
+/// workers it runs keep one page.
 #[map(name = "EVENTS")]
 pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+#[map(name = "EVENTS_1")]
+pub(crate) static EVENTS_1: RingBuf = RingBuf::with_byte_size(4096, 0);
+#[map(name = "EVENTS_2")]
+pub(crate) static EVENTS_2: RingBuf = RingBuf::with_byte_size(4096, 0);
+#[map(name = "EVENTS_3")]
+pub(crate) static EVENTS_3: RingBuf = RingBuf::with_byte_size(4096, 0);
+#[map(name = "EVENTS_4")]
+pub(crate) static EVENTS_4: RingBuf = RingBuf::with_byte_size(4096, 0);
+#[map(name = "EVENTS_5")]
+pub(crate) static EVENTS_5: RingBuf = RingBuf::with_byte_size(4096, 0);
+#[map(name = "EVENTS_6")]
+pub(crate) static EVENTS_6: RingBuf = RingBuf::with_byte_size(4096, 0);
+#[map(name = "EVENTS_7")]
+pub(crate) static EVENTS_7: RingBuf = RingBuf::with_byte_size(4096, 0);
+
+/// The ring of worker `i` (worker 7's for any larger number).
+#[inline(always)]
+pub(crate) fn ring(i: u32) -> &'static RingBuf {
+    match i {
+        0 => &EVENTS,
+        1 => &EVENTS_1,
+        2 => &EVENTS_2,
+        3 => &EVENTS_3,
+        4 => &EVENTS_4,
+        5 => &EVENTS_5,
+        6 => &EVENTS_6,
+        _ => &EVENTS_7,
+    }
+}
 
 #[map(name = "STATS")]
 pub(crate) static STATS: PerCpuArray<KindStats> = PerCpuArray::with_max_entries(KIND_SLOTS, 0);

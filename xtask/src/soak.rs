@@ -5,7 +5,7 @@
 //! (`monitor-trigger fork-storm`), and bursts that overflow the ring buffer every 5 minutes.
 //! Faults: the webhook receiver (run here, on loopback) answers 503 for 30 s of every 2
 //! minutes; SIGHUP every minute, with a broken rule file every third time (then repaired).
-//! Every 10 s a sample: agent RSS and CPU, events received, kernel and queue drops, alerts,
+//! Every 10 s a sample: agent RSS and CPU, events received, kernel drops, alerts,
 //! sink deliveries, failures and drops. The summary gives the RSS slope over the second half
 //! (KiB per minute: near zero means no growth) and writes `target/soak/results.json`.
 use std::{
@@ -141,7 +141,7 @@ pub(crate) fn run(root: &Path, minutes: u64) -> anyhow::Result<()> {
     let mut hups = 0u32;
     let mut last_burst = Instant::now();
     eprintln!(
-        "soak: {minutes} min; t(s) rss(KiB) cpu(s) received kernel_drop queue_drop alerts delivered sink_fail sink_drop"
+        "soak: {minutes} min; t(s) rss(KiB) cpu(s) received kernel_drop alerts delivered sink_fail sink_drop"
     );
     while start.elapsed() < total {
         std::thread::sleep(Duration::from_secs(10));
@@ -187,14 +187,13 @@ pub(crate) fn run(root: &Path, minutes: u64) -> anyhow::Result<()> {
                 .map(|v| v as u64)
                 .sum()
         };
-        let (kernel, queue) = (dropped("kernel_ring"), dropped("user_queue"));
+        let kernel = dropped("kernel_ring");
         eprintln!(
-            "soak: {t:>5} {rss:>8} {cpu:>7.1} {:>10} {kernel:>10} {queue:>10} {:>7} {:>9} {:>9} {:>9}",
+            "soak: {t:>5} {rss:>8} {cpu:>7.1} {:>10} {kernel:>10} {:>7} {:>9} {:>9} {:>9}",
             s["received"], s["alerts"], s["delivered"], s["sink_failures"], s["sink_dropped"]
         );
         let mut s = s;
         s["kernel_dropped"] = json!(kernel);
-        s["queue_dropped"] = json!(queue);
         samples.push(s);
     }
     for mut c in load.drain(..) {

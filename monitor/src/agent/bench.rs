@@ -6,7 +6,6 @@ use monitor_common::{EventKind, ExecBody, ExitBody, ForkBody, Header, Syscall, S
 
 use crate::{
     capture::{
-        BATCH, RawBatch, Recycle,
         decode::{RawEvent, decode, encode::record},
         route,
     },
@@ -200,6 +199,24 @@ pub(crate) fn records(n: usize) -> Vec<Vec<u8>> {
     out
 }
 
+/// The records each worker's ring holds, in order, as the kernel programs write them (see
+/// [`route`]).
+fn kernel_rings(recs: &[Vec<u8>], workers: usize) -> Vec<Vec<&[u8]>> {
+    let mut rings = vec![Vec::new(); workers];
+    if workers > 1 {
+        for r in recs {
+            let p = route::peek(r);
+            let own = p.owner(workers);
+            for (i, ring) in rings.iter_mut().enumerate() {
+                if i == own || p.replicated() {
+                    ring.push(r.as_slice());
+                }
+            }
+        }
+    }
+    rings
+}
+
 /// Result of one run.
 #[derive(Debug, serde::Serialize)]
 pub(crate) struct PipelineResult {
@@ -321,16 +338,17 @@ fn context() -> Context {
 
 /// Runs `n` records through the whole user-space pipeline; with `every_event` each event is
 /// also written as JSON (what `monitor trace` does), else only alerts are (what `monitor run`
-/// does). With one worker everything runs on this thread. With more, this thread is the ring
-/// reader (routes each record by its header to the worker owning its cgroup, lifecycle records
-/// to all, copied into batches) and each worker a thread that decodes and judges, as in the
-/// agent.
+/// does). With one worker everything runs on this thread. With more, each worker is a thread
+/// that decodes and judges the records of its own ring, as in the agent: the rings are filled
+/// before the clock starts, as the kernel programs fill them (a record to the ring of its
+/// cgroup's worker, lifecycle records to every ring), on the CPUs of the tasks that make them.
 pub(crate) fn run(n: usize, every_event: bool, workers: usize) -> PipelineResult {
     let workers = workers.max(1);
     let recs = records(n);
     let rules = rules::load(&[RuleSource::Builtin]).unwrap_or_default();
     let ctx = context();
     let shared = Engine::default();
+    let rings = kernel_rings(&recs, workers);
     let start = Instant::now();
     let done: Vec<Worker> = if workers == 1 {
         let mut w = Worker::new(0, 1, shared.worker(), every_event);
@@ -340,40 +358,20 @@ pub(crate) fn run(n: usize, every_event: bool, workers: usize) -> PipelineResult
         vec![w]
     } else {
         std::thread::scope(|s| {
-            let mut txs = Vec::new();
-            let mut handles = Vec::new();
-            let recycle = Recycle::default();
-            for i in 0..workers {
-                let (tx, rx) = std::sync::mpsc::sync_channel::<RawBatch>(64);
-                txs.push(tx);
-                let mut w = Worker::new(i, workers, shared.worker(), every_event);
-                let (rules, ctx, recycle) = (&rules, &ctx, recycle.clone());
-                handles.push(s.spawn(move || {
-                    for batch in rx {
-                        for rec in batch.iter() {
-                            w.take(rec, rules, ctx, start);
+            let handles: Vec<_> = rings
+                .into_iter()
+                .enumerate()
+                .map(|(i, ring)| {
+                    let mut w = Worker::new(i, workers, shared.worker(), every_event);
+                    let (rules, ctx) = (&rules, &ctx);
+                    s.spawn(move || {
+                        for r in ring {
+                            w.take(r, rules, ctx, start);
                         }
-                        recycle.give(batch);
-                    }
-                    w
-                }));
-            }
-            let mut batches: Vec<RawBatch> = (0..workers).map(|_| recycle.take()).collect();
-            let send = |b: &mut RawBatch, tx: &std::sync::mpsc::SyncSender<RawBatch>| {
-                let _ = tx.send(std::mem::replace(b, recycle.take()));
-            };
-            for r in &recs {
-                route::push(&mut batches, r);
-                for (b, tx) in batches.iter_mut().zip(&txs) {
-                    if b.len() >= BATCH {
-                        send(b, tx);
-                    }
-                }
-            }
-            for (b, tx) in batches.iter_mut().zip(&txs) {
-                send(b, tx);
-            }
-            drop(txs);
+                        w
+                    })
+                })
+                .collect();
             handles.into_iter().filter_map(|h| h.join().ok()).collect()
         })
     };

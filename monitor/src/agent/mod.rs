@@ -23,7 +23,7 @@ use tokio::{
 use tracing::info;
 
 use crate::{
-    capture::{self, CaptureError, CaptureMaps, RawBatch, drops::DropTracker},
+    capture::{self, CaptureError, CaptureMaps, drops::DropTracker},
     detect::{
         Detector, SharedSink,
         baseline::{BaselineStage, store::StoreError},
@@ -267,20 +267,20 @@ struct Running<W: Write + Send + 'static> {
     /// The programs stay attached after this agent exits (pinned, not uninstalling).
     keep_pins: bool,
     counters: capture::CounterMaps,
+    /// Tells the workers to stop reading their rings.
     stop_reader: watch::Sender<bool>,
-    reader: JoinHandle<Result<(), CaptureError>>,
     /// The pipeline workers.
     pipeline: Vec<JoinHandle<std::io::Result<Sink<W>>>>,
     /// A CRI resolver per worker.
     resolver: Vec<JoinHandle<()>>,
 }
 
-/// Loads the programs and starts the reader, the resolver and the pipeline.
+/// Loads the programs and starts the pipeline workers (each reading its own ring) and their
+/// resolvers.
 fn start<W: Write + Send + 'static>(
     opts: &Options,
     (sink, interest, cell): (Sink<W>, KernelInterest, &InterestCell),
     metrics: &Metrics,
-    drops: &Arc<DropTracker>,
     health: &Arc<Health>,
 ) -> Result<Running<W>, AgentError> {
     let filter = match &opts.mode {
@@ -305,14 +305,22 @@ fn start<W: Write + Send + 'static>(
         Some(p) if p.adopted => 2,
         Some(_) => 1,
     });
-    let CaptureMaps { ring, counters } = CaptureMaps::take(&mut loaded)?;
+    let c = &opts.config;
+    if c.capture.queue != crate::config::CaptureConfig::default().queue {
+        tracing::warn!(
+            queue = c.capture.queue,
+            "capture.queue is no longer used: each pipeline worker reads its own ring buffer (size them with capture.ring_buffer_bytes)"
+        );
+    }
+    // One worker per ring the programs write to: as configured, unless the kernel's verifier
+    // took the programs only for fewer (see load::load).
+    let workers = loaded.rings as usize;
+    let CaptureMaps { rings, counters } = CaptureMaps::take(&mut loaded, workers)?;
     // Pinned programs that stay when this agent stops keep the ring's unread records for the
     // next agent; otherwise the ring is read to its end at stop.
     let keep_pins = loaded.pinned.is_some() && !opts.config.capture.unpin_on_exit;
 
-    let c = &opts.config;
     let node = NodeContext::detect((!c.node.is_empty()).then(|| c.node.clone()));
-    let workers = c.capture.pipeline_workers();
     metrics.pipeline_workers.set(workers as i64);
     let attribution = match &c.runtime.cgroup_root {
         Some(root) => {
@@ -330,17 +338,13 @@ fn start<W: Write + Send + 'static>(
     };
     info!(cgroup2 = %attribution.cgroup2_root.display(), workers, "container cgroups are read here");
 
-    // Each worker's queue holds its share of `capture.queue` records, in batches of up to BATCH.
-    let per_worker = (c.capture.queue.max(1024) / capture::BATCH / workers).max(4);
-    let mut queues = Vec::with_capacity(workers);
     let mut pipeline = Vec::with_capacity(workers);
     let mut resolver = Vec::with_capacity(workers);
     let mut sink = Some(sink);
-    let recycle = capture::Recycle::default();
     let runtime = enrich::RuntimeConn::default();
-    for worker in 0..workers {
-        let (tx, rx) = mpsc::channel::<RawBatch>(per_worker);
-        queues.push(tx);
+    let (stop_reader, stop_rx) = watch::channel(false);
+    for (worker, ring) in rings.into_iter().enumerate() {
+        let ring = capture::Ring::new(ring, metrics.clone(), worker, workers)?;
         // Every worker's table follows every process (see capture::route).
         let mut table = ProcessTable::new(procfs::Procfs::default(), procfs::boot_id(), clk_tck());
         let seeded = table.seed();
@@ -376,23 +380,15 @@ fn start<W: Write + Send + 'static>(
             held: HoldQueue::new(c.runtime.metadata_hold.0),
             sink: this_sink,
             health: health.clone(),
-            metrics: metrics.clone(),
             worker,
             workers,
-            recycle: recycle.clone(),
         };
-        pipeline.push(tokio::spawn(p.run(rx, res_rx)));
+        let stop = crate::pipeline::Stop {
+            signal: stop_rx.clone(),
+            drain: !keep_pins,
+        };
+        pipeline.push(tokio::spawn(p.run(ring, res_rx, stop)));
     }
-    let (stop_reader, stop_rx) = watch::channel(false);
-    let reader = tokio::spawn(capture::read_ring(
-        ring,
-        queues,
-        recycle,
-        metrics.clone(),
-        drops.clone(),
-        stop_rx,
-        !keep_pins,
-    ));
     // Loading parsed the kernel's BTF and the object files: tens of MiB the heap keeps unless
     // told to give them back.
     crate::pipeline::trim_heap();
@@ -401,7 +397,6 @@ fn start<W: Write + Send + 'static>(
         keep_pins,
         counters,
         stop_reader,
-        reader,
         pipeline,
         resolver,
     })
@@ -427,7 +422,7 @@ pub(crate) async fn run<W: Write + Send + 'static>(
     let cell = InterestCell::default();
     let (sink, rules_watch, interest) = start_sink(&opts, out, &metrics, &drops, &cell)?;
     let metrics_server = start_metrics_server(&opts, &metrics, &health).await?;
-    let mut running = start(&opts, (sink, interest, &cell), &metrics, &drops, &health)?;
+    let mut running = start(&opts, (sink, interest, &cell), &metrics, &health)?;
     if let Some(path) = &opts.ready_file {
         std::fs::write(path, b"ready\n").map_err(|source| AgentError::Write {
             what: "ready file",
@@ -496,7 +491,6 @@ async fn stop<W: Write + Send + 'static>(
         keep_pins,
         counters,
         stop_reader,
-        reader,
         pipeline,
         resolver,
     } = running;
@@ -509,7 +503,6 @@ async fn stop<W: Write + Send + 'static>(
         loaded.unpin()?;
     }
     let _ = stop_reader.send(true);
-    reader.await??;
     // Every worker ends, and lets go of the shared alert sink, before the sink shuts down.
     let mut alerts = None;
     for worker in pipeline {
@@ -534,7 +527,6 @@ async fn stop<W: Write + Send + 'static>(
     info!(
         received = summary.received.values().sum::<u64>(),
         kernel_dropped = summary.kernel.total_dropped(),
-        queue_dropped = summary.queue_dropped.values().sum::<u64>(),
         decode_errors = summary.decode_errors,
         "stopped"
     );

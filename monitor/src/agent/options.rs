@@ -43,6 +43,7 @@ impl Options {
         let c = &self.config.capture;
         LoadOptions {
             ring_bytes: c.ring_buffer_bytes,
+            rings: c.pipeline_workers() as u32,
             cgroups: Vec::new(),
             interest,
             wakeup_bytes: c.wakeup_bytes,

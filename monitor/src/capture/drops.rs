@@ -1,8 +1,9 @@
 //! Recent event loss, so that an alert raised while events were being dropped says so.
 //!
-//! The ring reader reports user-space queue drops as they happen; the agent's counter tick
-//! reports kernel ring-buffer drops (by kind, and by cgroup from the kernel's LRU map) about once
-//! a second. Samples older than the window are forgotten.
+//! Records are lost in one place only: a ring buffer that is full when a program writes to it
+//! (the workers read their rings directly, with no queue of their own). The agent's counter
+//! tick reports those drops (by kind, and by cgroup from the kernel's LRU map) about once a
+//! second. Samples older than the window are forgotten.
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
     sync::Mutex,
@@ -18,7 +19,6 @@ const MAX_CGROUPS: usize = 4096;
 struct Sample {
     at: Option<Instant>,
     kernel: BTreeMap<&'static str, u64>,
-    user: BTreeMap<&'static str, u64>,
     by_cgroup: HashMap<u64, u64>,
 }
 
@@ -32,7 +32,7 @@ impl Sample {
         *self.by_cgroup.entry(key).or_default() += n;
     }
     fn is_empty(&self) -> bool {
-        self.kernel.is_empty() && self.user.is_empty()
+        self.kernel.is_empty()
     }
 }
 
@@ -41,14 +41,11 @@ impl Sample {
 pub(crate) struct DropNotice {
     /// The window the counts cover, ending at the alert.
     pub(crate) window_seconds: u64,
-    /// Events lost in the window, all stages and kinds.
+    /// Events lost in the window, all kinds.
     pub(crate) total: u64,
     /// Lost because the kernel ring buffer was full, by event kind.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) kernel_ring: BTreeMap<&'static str, u64>,
-    /// Lost because the agent's queue was full, by event kind.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub(crate) user_queue: BTreeMap<&'static str, u64>,
     /// Of those, events of the alert's own cgroup (its container, when it has one).
     pub(crate) same_cgroup: u64,
 }
@@ -60,8 +57,6 @@ pub(crate) struct DropTracker {
 
 #[derive(Default)]
 struct Inner {
-    /// User-space drops since the last tick.
-    pending: Sample,
     samples: VecDeque<Sample>,
 }
 
@@ -78,15 +73,7 @@ impl DropTracker {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// One event dropped by the user-space queue.
-    pub(crate) fn user_drop(&self, kind: &'static str, cgroup: u64) {
-        let mut g = self.lock();
-        *g.pending.user.entry(kind).or_default() += 1;
-        g.pending.add_cgroup(cgroup, 1);
-    }
-
-    /// Closes a sample: kernel drops since the previous tick (by kind and by cgroup), plus the
-    /// user-space drops reported since.
+    /// Closes a sample: kernel drops since the previous tick (by kind and by cgroup).
     pub(crate) fn tick(
         &self,
         now: Instant,
@@ -94,8 +81,10 @@ impl DropTracker {
         kernel_by_cgroup: &HashMap<u64, u64>,
     ) {
         let mut g = self.lock();
-        let mut s = std::mem::take(&mut g.pending);
-        s.at = Some(now);
+        let mut s = Sample {
+            at: Some(now),
+            ..Sample::default()
+        };
         for (k, n) in kernel {
             if *n > 0 {
                 *s.kernel.entry(k).or_default() += n;
@@ -124,23 +113,14 @@ impl DropTracker {
             window_seconds: self.window.as_secs(),
             total: 0,
             kernel_ring: BTreeMap::new(),
-            user_queue: BTreeMap::new(),
             same_cgroup: 0,
         };
-        let recent = g
-            .samples
-            .iter()
-            .filter(|s| {
-                s.at.is_some_and(|at| now.saturating_duration_since(at) <= self.window)
-            })
-            .chain(std::iter::once(&g.pending));
+        let recent = g.samples.iter().filter(|s| {
+            s.at.is_some_and(|at| now.saturating_duration_since(at) <= self.window)
+        });
         for s in recent {
             for (k, c) in &s.kernel {
                 *n.kernel_ring.entry(k).or_default() += c;
-                n.total += c;
-            }
-            for (k, c) in &s.user {
-                *n.user_queue.entry(k).or_default() += c;
                 n.total += c;
             }
             n.same_cgroup += s.by_cgroup.get(&cgroup).copied().unwrap_or(0);
@@ -180,17 +160,20 @@ mod tests {
         let t = DropTracker::new(Duration::from_secs(10));
         let t0 = Instant::now();
         assert_eq!(t.notice(t0, 5), None);
-        t.user_drop("exec", 5);
-        t.user_drop("open", 7);
-        let n = t.notice(t0, 5).expect("pending drops count");
-        assert_eq!((n.total, n.same_cgroup), (2, 1));
+        t.tick(
+            t0,
+            &BTreeMap::from([("exec", 1u64)]),
+            &HashMap::from([(5, 1)]),
+        );
+        let n = t.notice(t0, 5).expect("drops count");
+        assert_eq!((n.total, n.same_cgroup), (1, 1));
         let kernel = BTreeMap::from([("open", 3u64)]);
         t.tick(t0, &kernel, &HashMap::from([(7, 3)]));
         let n = t.notice(t0 + Duration::from_secs(1), 7).expect("drops");
-        assert_eq!(n.total, 5);
+        assert_eq!(n.total, 4);
         assert_eq!(n.kernel_ring.get("open"), Some(&3));
-        assert_eq!(n.user_queue.get("exec"), Some(&1));
-        assert_eq!(n.same_cgroup, 4);
+        assert_eq!(n.kernel_ring.get("exec"), Some(&1));
+        assert_eq!(n.same_cgroup, 3);
         // Past the window, and after the next tick prunes, nothing is left.
         let later = t0 + Duration::from_secs(11);
         assert_eq!(t.notice(later, 7), None);

@@ -9,14 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use monitor_common::{KIND_SLOTS, KindStats, MISC_SLOTS};
 use thiserror::Error;
-use tokio::{
-    io::unix::AsyncFd,
-    sync::{mpsc, watch},
-};
+use tokio::io::unix::AsyncFd;
 use tracing::warn;
 
 use self::decode::{RawEvent, decode};
-pub(crate) use self::route::{RawBatch, Recycle};
 use crate::telemetry::metrics::{KernelCounts, Metrics};
 
 #[derive(Debug, Error)]
@@ -34,8 +30,8 @@ pub(crate) enum CaptureError {
 
 /// The maps the capture stage owns once loading is done.
 pub(crate) struct CaptureMaps {
-    /// The ring buffer, which the reader task takes.
-    pub(crate) ring: RingBuf<MapData>,
+    /// The ring buffers, one per pipeline worker (see [`route`]): worker `i` reads `rings[i]`.
+    pub(crate) rings: Vec<RingBuf<MapData>>,
     /// The counters, read every second.
     pub(crate) counters: CounterMaps,
 }
@@ -51,18 +47,22 @@ pub(crate) struct CounterMaps {
 impl CaptureMaps {
     /// Takes the ring buffer and counter maps out of the loaded (or adopted) set, so that
     /// dropping the object (which detaches the programs) leaves them readable for a final drain.
-    pub(crate) fn take(loaded: &mut crate::load::Loaded) -> Result<CaptureMaps, CaptureError> {
+    pub(crate) fn take(
+        loaded: &mut crate::load::Loaded,
+        workers: usize,
+    ) -> Result<CaptureMaps, CaptureError> {
         let mut take = |name: &'static str| {
             loaded
                 .take_map(name)
                 .ok_or(CaptureError::MissingMap { name })
         };
-        let ring = RingBuf::try_from(take(monitor_common::EVENTS_MAP)?).map_err(|source| {
-            CaptureError::Map {
-                name: monitor_common::EVENTS_MAP,
-                source,
-            }
-        })?;
+        let mut rings = Vec::with_capacity(workers);
+        for &name in monitor_common::RING_MAPS.iter().take(workers.max(1)) {
+            rings.push(
+                RingBuf::try_from(take(name)?)
+                    .map_err(|source| CaptureError::Map { name, source })?,
+            );
+        }
         let stats = PerCpuArray::try_from(take(monitor_common::STATS_MAP)?).map_err(|source| {
             CaptureError::Map {
                 name: monitor_common::STATS_MAP,
@@ -81,7 +81,7 @@ impl CaptureMaps {
                 source,
             })?;
         Ok(CaptureMaps {
-            ring,
+            rings,
             counters: CounterMaps {
                 stats,
                 misc,
@@ -155,6 +155,7 @@ impl KernelCountsExporter {
             ("stash_miss", now.stash_miss, self.last.stash_miss),
             ("stash_full", now.stash_full, self.last.stash_full),
             ("scratch_miss", now.scratch_miss, self.last.scratch_miss),
+            ("replica_drop", now.replica_drop, self.last.replica_drop),
         ] {
             if now_v > before {
                 m.kernel_misc
@@ -172,88 +173,6 @@ const LOGGED_DECODE_ERRORS: u64 = 20;
 /// Longest time a record may wait in the ring when the kernel did not wake the reader (it only
 /// does once `Config::wakeup_bytes` are pending).
 pub(crate) const MAX_LATENCY: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// Records handed to the pipeline at once: the queue, the wake-up and the counters are paid
-/// per batch, not per record.
-pub(crate) const BATCH: usize = 256;
-
-/// What the reader collects before handing it on: records per pipeline worker and how many of
-/// each kind.
-struct Batch {
-    /// One batch per worker (see [`route`]).
-    events: Vec<RawBatch>,
-    /// Records received per kind slot since the counters were last published.
-    received: Vec<u64>,
-    /// Where emptied batches come back from the workers.
-    recycle: Recycle,
-}
-
-impl Batch {
-    fn new(workers: usize, recycle: Recycle) -> Batch {
-        Batch {
-            events: (0..workers.max(1)).map(|_| recycle.take()).collect(),
-            received: vec![0; KIND_SLOTS as usize],
-            recycle,
-        }
-    }
-
-    /// Routes one record.
-    fn push(&mut self, rec: &[u8]) {
-        if let Some(kind) = route::push(&mut self.events, rec).kind
-            && let Some(n) = self.received.get_mut(kind.slot() as usize)
-        {
-            *n += 1;
-        }
-    }
-
-    /// Whether some worker's batch is full.
-    fn full(&self) -> bool {
-        self.events.iter().any(|b| b.len() >= BATCH)
-    }
-
-    /// Publishes the received counts and hands each worker its records; when a worker's queue
-    /// is full its records are dropped and counted (once: a replica of another worker's record
-    /// is not an event lost), the reader never blocks, and the other workers go on.
-    fn send(
-        &mut self,
-        tx: &[mpsc::Sender<RawBatch>],
-        metrics: &Metrics,
-        drops: &drops::DropTracker,
-    ) {
-        for k in monitor_common::EventKind::ALL {
-            if let Some(n) = self.received.get_mut(k.slot() as usize)
-                && *n > 0
-            {
-                metrics.received.with_label_values(&[k.name()]).inc_by(*n);
-                *n = 0;
-            }
-        }
-        let workers = self.events.len();
-        for (w, (batch, tx)) in self.events.iter_mut().zip(tx).enumerate() {
-            if batch.is_empty() {
-                continue;
-            }
-            let events = std::mem::replace(batch, self.recycle.take());
-            if let Err(
-                mpsc::error::TrySendError::Full(lost) | mpsc::error::TrySendError::Closed(lost),
-            ) = tx.try_send(events)
-            {
-                for rec in lost.iter() {
-                    let p = route::peek(rec);
-                    if let Some(kind) = p.kind.filter(|_| p.owner(workers) == w) {
-                        let kind = kind.name();
-                        metrics
-                            .dropped
-                            .with_label_values(&[kind, "user_queue"])
-                            .inc();
-                        drops.user_drop(kind, p.cgroup);
-                    }
-                }
-                self.recycle.give(lost);
-            }
-        }
-    }
-}
 
 /// Decodes a record worker `worker` (of `workers`) took from its queue; one that does not
 /// decode is never passed on, and is counted by reason (and the first few logged) by the
@@ -278,52 +197,96 @@ pub(crate) fn decode_counted(
     }
 }
 
-/// Reads records until `stop` flips, then (with `drain`) reads what is left and returns. The reader waits for
-/// the ring's epoll readiness (the kernel wakes it once enough bytes are pending) and drains on a
-/// short timer for the records below that threshold. Records go, copied and undecoded, to the
-/// pipeline workers' queues `tx` (sharded by [`route`]) in batches of up to [`BATCH`]; when a
-/// queue is full the batch is dropped and counted, the reader never blocks.
-pub(crate) async fn read_ring(
-    ring: RingBuf<MapData>,
-    tx: Vec<mpsc::Sender<RawBatch>>,
-    recycle: Recycle,
+/// Records a worker takes from its ring before it looks at its other work (container metadata
+/// answers, timers): a busy ring never starves them.
+pub(crate) const BATCH: usize = 256;
+
+/// A pipeline worker's ring buffer, which that worker alone reads: woken by epoll through
+/// `AsyncFd` once the kernel says enough bytes are pending (`Config::wakeup_bytes`), and polled
+/// every [`MAX_LATENCY`] for records below that threshold. Records are decoded straight from
+/// the ring's memory; no copy, no queue and no other thread stands between the kernel and the
+/// worker, so the ring is the only place records wait, and the kernel counts what did not fit.
+pub(crate) struct Ring {
+    fd: AsyncFd<RingBuf<MapData>>,
     metrics: Metrics,
-    drops: std::sync::Arc<drops::DropTracker>,
-    mut stop: watch::Receiver<bool>,
-    drain: bool,
-) -> Result<(), CaptureError> {
-    // SAFETY: the RingBuf owns its fd for as long as the AsyncFd lives (it is moved in), so
-    // the registered fd cannot be closed or reused behind the reactor's back.
-    let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-        .map_err(|e| CaptureError::Io(e.into()))?;
-    let mut batch = Batch::new(tx.len(), recycle);
-    let read = |ring: &mut RingBuf<MapData>, batch: &mut Batch| {
-        while let Some(item) = ring.next() {
-            batch.push(&item);
-            if batch.full() {
-                batch.send(&tx, &metrics, &drops);
+    worker: usize,
+    workers: usize,
+    /// Records received per kind slot, not yet published.
+    received: Vec<u64>,
+}
+
+impl Ring {
+    pub(crate) fn new(
+        ring: RingBuf<MapData>,
+        metrics: Metrics,
+        worker: usize,
+        workers: usize,
+    ) -> Result<Ring, CaptureError> {
+        // SAFETY: the RingBuf owns its fd for as long as the AsyncFd lives (it is moved in), so
+        // the registered fd cannot be closed or reused behind the reactor's back.
+        let fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+            .map_err(|e| CaptureError::Io(e.into()))?;
+        Ok(Ring {
+            fd,
+            metrics,
+            worker,
+            workers,
+            received: vec![0; KIND_SLOTS as usize],
+        })
+    }
+
+    /// Waits until the kernel says records are pending.
+    pub(crate) async fn readable(&self) -> std::io::Result<()> {
+        let mut guard = self.fd.readable().await?;
+        // Readiness is re-armed here and read below: a record that arrives in between wakes
+        // the next wait.
+        guard.clear_ready();
+        Ok(())
+    }
+
+    /// Decodes up to `max` records and hands each that decodes to `each`, in ring order; returns
+    /// whether the ring ran empty. A record that does not decode is counted (by its owner) and
+    /// skipped.
+    pub(crate) fn take(
+        &mut self,
+        max: usize,
+        mut each: impl FnMut(&RawEvent) -> std::io::Result<()>,
+    ) -> std::io::Result<bool> {
+        let (worker, workers) = (self.worker, self.workers);
+        let mut emptied = false;
+        for _ in 0..max {
+            let Some(item) = self.fd.get_mut().next() else {
+                emptied = true;
+                break;
+            };
+            let p = route::peek(&item);
+            if let Some(kind) = p.kind.filter(|_| p.owner(workers) == worker)
+                && let Some(n) = self.received.get_mut(kind.slot() as usize)
+            {
+                *n += 1;
+            }
+            let ev = decode_counted(&item, &self.metrics, worker, workers);
+            // The record's room in the ring goes back to the kernel before the event is judged.
+            drop(item);
+            if let Some(ev) = ev {
+                each(&ev)?;
             }
         }
-        // The ring is empty: what was read goes on now, not when a batch fills.
-        batch.send(&tx, &metrics, &drops);
-    };
-    let mut tick = tokio::time::interval(MAX_LATENCY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => read(fd.get_mut(), &mut batch),
-            guard = fd.readable_mut() => {
-                let mut guard = guard?;
-                read(guard.get_inner_mut(), &mut batch);
-                guard.clear_ready();
+        self.publish();
+        Ok(emptied)
+    }
+
+    fn publish(&mut self) {
+        for k in monitor_common::EventKind::ALL {
+            if let Some(n) = self.received.get_mut(k.slot() as usize)
+                && *n > 0
+            {
+                self.metrics
+                    .received
+                    .with_label_values(&[k.name()])
+                    .inc_by(*n);
+                *n = 0;
             }
-            _ = stop.changed() => break,
         }
     }
-    // Producers are paused by now: whatever is in the ring is all there will be. Without
-    // `drain`, the programs stay pinned and the next agent reads on from here.
-    if drain {
-        read(fd.get_mut(), &mut batch);
-    }
-    Ok(())
 }

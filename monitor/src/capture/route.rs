@@ -1,16 +1,13 @@
-//! Which pipeline worker a record goes to, and the batches records travel in.
+//! Which pipeline worker owns a record.
 //!
-//! Records are sharded by cgroup: the events of a process, and of every process of a container,
-//! stay in ring order on one worker, which owns their attribution, their held events and their
+//! Records are sharded by cgroup, in the kernel: each worker reads its own ring buffer, and the
+//! programs write a record to the ring of the worker that owns its cgroup
+//! ([`monitor_common::shard`]). The events of a process, and of every process of a container,
+//! so stay in order on one worker, which owns their attribution, their held events and their
 //! sequence order. The records the process table learns from (fork, exec, exit, chdir) go to
-//! every worker: an event's ancestry crosses cgroups (a container's processes descend from the
-//! runtime's, on the host), so every worker's table follows every process, and only the owner
-//! turns the record into an event.
-//!
-//! The reader routes on the record's header alone and copies the bytes into its worker's
-//! batch: decoding, and every allocation it makes, happens on the worker that uses it.
-use std::sync::{Arc, Mutex, PoisonError};
-
+//! every ring ([`monitor_common::replicated`]): an event's ancestry crosses cgroups (a
+//! container's processes descend from the runtime's, on the host), so every worker's table
+//! follows every process, and only the owner turns the record into an event.
 use monitor_common::{CgroupBody, EventKind, Header};
 
 use super::decode::{Payload, RawEvent};
@@ -43,13 +40,13 @@ pub(crate) fn peek(rec: &[u8]) -> Peek {
         };
     };
     let kind = EventKind::from_u32(h.kind);
-    let cgroup = match kind {
-        Some(EventKind::CgroupMkdir | EventKind::CgroupRmdir) => {
-            read::<CgroupBody>(rec, size_of::<Header>()).map_or(h.cgroup_id, |b| b.id)
-        }
-        _ => h.cgroup_id,
-    };
-    Peek { kind, cgroup }
+    // As the kernel program does when it picks the ring (a cgroup record too short for its
+    // body falls back to the task's cgroup; the decoder rejects it anyway).
+    let body = read::<CgroupBody>(rec, size_of::<Header>()).map_or(h.cgroup_id, |b| b.id);
+    Peek {
+        kind,
+        cgroup: monitor_common::record_cgroup(h.kind, h.cgroup_id, body),
+    }
 }
 
 impl Peek {
@@ -64,110 +61,20 @@ impl Peek {
         }
     }
 
-    /// The worker, of `workers`, that owns the record.
+    /// The worker, of `workers`, that owns the record: the one whose ring the kernel wrote it
+    /// to (a copy of a replicated record also reaches the others).
     pub(crate) fn owner(&self, workers: usize) -> usize {
-        if workers <= 1 || self.kind.is_none() {
-            return 0;
+        match self.kind {
+            None => 0,
+            Some(_) => monitor_common::shard(self.cgroup, workers as u32) as usize,
         }
-        // Fibonacci hashing: consecutive cgroup ids (inode numbers) spread over the workers.
-        let h = self.cgroup.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        ((h >> 32) % workers as u64) as usize
     }
 
-    /// Whether every worker's process table must see the record.
+    /// Whether every worker's process table sees the record.
     pub(crate) fn replicated(&self) -> bool {
-        matches!(
-            self.kind,
-            Some(EventKind::Fork | EventKind::Exec | EventKind::Exit | EventKind::Chdir)
-        )
+        self.kind
+            .is_some_and(|k| monitor_common::replicated(k as u32))
     }
-}
-
-/// Records copied out of the ring into one buffer: what the reader hands a worker.
-#[derive(Debug, Default)]
-pub(crate) struct RawBatch {
-    bytes: Vec<u8>,
-    /// Where each record ends in `bytes`.
-    ends: Vec<usize>,
-}
-
-impl RawBatch {
-    /// Room for `records` records of about 128 bytes.
-    pub(crate) fn with_capacity(records: usize) -> RawBatch {
-        RawBatch {
-            bytes: Vec::with_capacity(records * 128),
-            ends: Vec::with_capacity(records),
-        }
-    }
-
-    pub(crate) fn push(&mut self, rec: &[u8]) {
-        self.bytes.extend_from_slice(rec);
-        self.ends.push(self.bytes.len());
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    /// The records, in order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &[u8]> {
-        let mut start = 0;
-        self.ends.iter().filter_map(move |&end| {
-            let r = self.bytes.get(start..end);
-            start = end;
-            r
-        })
-    }
-}
-
-/// Emptied batches on their way back from the workers to the reader. A fresh batch per hand-off
-/// costs the reader an allocation that grows as records come, page faults on the new memory and,
-/// for the worker, a free of another thread's memory; the profile put these near a tenth of the
-/// pool's samples in the bench, though reusing batches raised no throughput figure measurably
-/// on this machine (its run-to-run spread is larger). Reuse also keeps the reader's memory flat.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Recycle(Arc<Mutex<Vec<RawBatch>>>);
-
-/// Emptied batches kept for reuse at most (a few per worker is enough for the reader never to
-/// allocate; more would hold memory a quiet node does not need).
-const RECYCLED: usize = 16;
-
-impl Recycle {
-    /// An empty batch: a returned one when there is one.
-    pub(crate) fn take(&self) -> RawBatch {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop()
-            .unwrap_or_else(|| RawBatch::with_capacity(super::BATCH))
-    }
-
-    /// Returns a batch whose records are done with.
-    pub(crate) fn give(&self, mut batch: RawBatch) {
-        batch.bytes.clear();
-        batch.ends.clear();
-        let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if kept.len() < RECYCLED {
-            kept.push(batch);
-        }
-    }
-}
-
-/// Appends `rec` to its owner's batch and, when replicated, to every other batch.
-pub(crate) fn push(batches: &mut [RawBatch], rec: &[u8]) -> Peek {
-    let p = peek(rec);
-    let n = batches.len();
-    let own = p.owner(n);
-    for (i, b) in batches.iter_mut().enumerate() {
-        if i == own || (n > 1 && p.replicated()) {
-            b.push(rec);
-        }
-    }
-    p
 }
 
 #[cfg(test)]
@@ -201,15 +108,24 @@ mod tests {
         )
     }
 
-    fn split(recs: &[Vec<u8>], workers: usize) -> Vec<Vec<RawEvent>> {
-        let mut batches: Vec<RawBatch> = (0..workers).map(|_| RawBatch::default()).collect();
+    /// What the kernel programs write to each ring (`submit` in monitor-ebpf): a record to its
+    /// cgroup's ring, a replicated one to every ring, read from the record's own bytes.
+    fn kernel_split(recs: &[Vec<u8>], rings: u32) -> Vec<Vec<RawEvent>> {
+        let mut out = vec![Vec::new(); rings as usize];
         for r in recs {
-            push(&mut batches, r);
+            let h = read::<Header>(r, 0).expect("header");
+            let body = read::<CgroupBody>(r, size_of::<Header>()).map_or(0, |b| b.id);
+            let own = monitor_common::shard(
+                monitor_common::record_cgroup(h.kind, h.cgroup_id, body),
+                rings,
+            );
+            for (i, ring) in out.iter_mut().enumerate() {
+                if i as u32 == own || monitor_common::replicated(h.kind) {
+                    ring.push(decode(r).expect("decodes"));
+                }
+            }
         }
-        batches
-            .iter()
-            .map(|b| b.iter().map(|r| decode(r).expect("decodes")).collect())
-            .collect()
+        out
     }
 
     fn owner(ev: &RawEvent, workers: usize) -> usize {
@@ -217,16 +133,15 @@ mod tests {
     }
 
     #[test]
-    fn one_worker_gets_everything_in_order() {
-        let recs: Vec<Vec<u8>> = (0..100u64)
-            .map(|i| open((i % 7) as u32, i % 5, i))
-            .collect();
-        let want: Vec<RawEvent> = recs.iter().map(|r| decode(r).expect("decodes")).collect();
-        assert_eq!(split(&recs, 1), vec![want]);
+    fn one_worker_owns_everything() {
+        for i in 0..100u64 {
+            let r = open((i % 7) as u32, i * 7919, i);
+            assert_eq!(peek(&r).owner(1), 0);
+        }
     }
 
     #[test]
-    fn a_cgroup_stays_on_one_worker_in_order_and_lifecycle_reaches_all() {
+    fn each_worker_owns_what_the_kernel_wrote_to_its_ring_and_lifecycle_reaches_all() {
         let workers = 3;
         let mut recs = Vec::new();
         for i in 0..3000u64 {
@@ -259,23 +174,27 @@ mod tests {
         );
         let decoded = decode(&mkdir).expect("decodes");
         assert_eq!(Peek::of(&decoded), peek(&mkdir));
+        recs.push(mkdir);
         // A record too short for a header goes to worker 0, whose decoder reports it.
         assert_eq!(peek(&[1, 2, 3]).owner(workers), 0);
         let evs: Vec<RawEvent> = recs.iter().map(|r| decode(r).expect("decodes")).collect();
         let life = |e: &&RawEvent| matches!(e.kind, EventKind::Fork | EventKind::Exit);
-        let out = split(&recs, workers);
-        for (w, batch) in out.iter().enumerate() {
+        let rings = kernel_split(&recs, workers as u32);
+        for (w, ring) in rings.iter().enumerate() {
             // Owned events: exactly the cgroups hashed here, in their original order.
-            let owned: Vec<&RawEvent> = batch.iter().filter(|e| owner(e, workers) == w).collect();
+            let owned: Vec<&RawEvent> = ring.iter().filter(|e| owner(e, workers) == w).collect();
             let want: Vec<&RawEvent> = evs.iter().filter(|e| owner(e, workers) == w).collect();
             assert!(want.len() > 300, "40 cgroups spread over every worker");
             assert_eq!(owned, want);
             // Lifecycle: every worker sees all of it, in order.
-            let got_life: Vec<&RawEvent> = batch.iter().filter(life).collect();
+            let got_life: Vec<&RawEvent> = ring.iter().filter(life).collect();
             let all_life: Vec<&RawEvent> = evs.iter().filter(life).collect();
             assert_eq!(got_life, all_life);
             // Nothing else of another worker's.
-            assert!(batch.iter().all(|e| owner(e, workers) == w || life(&e)));
+            assert!(ring.iter().all(|e| owner(e, workers) == w || life(&e)));
+            for e in ring {
+                assert_eq!(Peek::of(e).replicated(), life(&e), "{:?}", e.kind);
+            }
         }
     }
 
@@ -289,14 +208,10 @@ mod tests {
         };
         let whole = record(header(EventKind::Fork, 1, 77), &fork, &[]);
         let cut = whole.get(..size_of::<Header>() + 4).expect("long enough");
-        let mut batches: Vec<RawBatch> = (0..workers).map(|_| RawBatch::default()).collect();
-        push(&mut batches, cut);
         let metrics = crate::telemetry::Metrics::new();
-        for (w, b) in batches.iter().enumerate() {
-            assert_eq!(b.len(), 1, "a fork reaches every worker");
-            for rec in b.iter() {
-                assert!(crate::capture::decode_counted(rec, &metrics, w, workers).is_none());
-            }
+        // Every ring got a copy; each worker decodes its own.
+        for w in 0..workers {
+            assert!(crate::capture::decode_counted(cut, &metrics, w, workers).is_none());
         }
         use prometheus::core::Collector as _;
         let counted: u64 = metrics

@@ -64,7 +64,7 @@ pub(crate) struct TraceArgs {
     /// Pending ring-buffer bytes that wake the reader (capture.wakeup_bytes).
     #[arg(long)]
     pub(super) wakeup_bytes: Option<u32>,
-    /// Events queued between the ring reader and enrichment (capture.queue).
+    /// No longer used (capture.queue): each pipeline worker reads its own ring buffer.
     #[arg(long)]
     pub(super) queue: Option<usize>,
     /// Node name on events (node; default: $NODE_NAME, else the hostname).

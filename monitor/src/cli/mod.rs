@@ -197,7 +197,7 @@ fn run_agent(
     mode: Mode,
     a: TraceArgs,
 ) -> Result<(), CliError> {
-    // A thread per pipeline worker, and one for the ring reader and everything else.
+    // A thread per pipeline worker (each reads its own ring), and one for everything else.
     let threads = config.capture.pipeline_workers() + 1;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(2))

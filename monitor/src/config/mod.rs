@@ -89,11 +89,14 @@ impl Default for Config {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct CaptureConfig {
-    /// Kernel ring buffer size in bytes (a power of two, at least 4096).
+    /// Kernel ring buffer bytes in all (a power of two, at least 4096), shared out evenly
+    /// over the workers' rings (each the largest power of two that fits its share).
     pub(crate) ring_buffer_bytes: u32,
     /// Pending ring-buffer bytes that wake the reader (0: every record).
     pub(crate) wakeup_bytes: u32,
-    /// Events queued between the ring reader and enrichment before new ones are dropped.
+    /// No longer used: each pipeline worker reads its own ring buffer, with no queue between
+    /// (size the rings with `ring_buffer_bytes`). Still accepted, so that older files load;
+    /// the agent warns when it is set.
     pub(crate) queue: usize,
     /// Capture only tasks in these cgroup2 directories (filtered in the kernel).
     pub(crate) cgroups: Vec<PathBuf>,
@@ -113,15 +116,15 @@ pub(crate) struct CaptureConfig {
     /// crowding out everyone else's events. 0s: send every record.
     pub(crate) fold_window: Dur,
     /// Pipeline workers (process table, attribution, rules), each owning the events of some
-    /// cgroups. 0: one per CPU this agent may use (the pod's CPU limit, read from its cgroup),
-    /// at most 8.
+    /// cgroups and reading them from its own kernel ring buffer. 0: one per CPU this agent may
+    /// use (the pod's CPU limit, read from its cgroup); at most 8.
     pub(crate) workers: usize,
 }
 
-/// Pipeline workers at most (`capture.workers`).
-pub(crate) const MAX_WORKERS: usize = 64;
+/// Pipeline workers at most (`capture.workers`): one kernel ring buffer each.
+pub(crate) const MAX_WORKERS: usize = monitor_common::MAX_RINGS as usize;
 /// Pipeline workers at most when sized to the CPU limit.
-const AUTO_WORKERS: usize = 8;
+const AUTO_WORKERS: usize = MAX_WORKERS;
 
 impl CaptureConfig {
     /// The pipeline workers to run: as configured, or one per CPU this process may use
@@ -384,9 +387,6 @@ impl Config {
                 "capture.workers: {} is more than {MAX_WORKERS} (0 sizes it to the CPU limit)",
                 self.capture.workers
             ));
-        }
-        if self.capture.queue == 0 {
-            errs.push("capture.queue: must be at least 1".into());
         }
         if !self.rules.builtin && self.rules.paths.is_empty() {
             errs.push("rules: builtin is false and no paths are given: nothing to run".into());

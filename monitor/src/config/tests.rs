@@ -48,20 +48,20 @@ fn yaml_and_toml_give_the_same_config() {
 fn env_overrides_file_and_flags_override_env() {
     let y = write(
         "b.yaml",
-        "capture:\n  queue: 100\nbaselines:\n  learn: 2h\n",
+        "capture:\n  wakeup_bytes: 100\nbaselines:\n  learn: 2h\n",
     );
     let c = Config::load(&Sources {
         file: Some(y.to_path_buf()),
         env: vec![
-            ("MONITOR_CAPTURE_QUEUE".into(), "200".into()),
+            ("MONITOR_CAPTURE_WAKEUP_BYTES".into(), "200".into()),
             ("MONITOR_BASELINES_LEARN".into(), "30m".into()),
             ("MONITOR_LOG".into(), "debug".into()),
             ("PATH".into(), "/bin".into()),
         ],
-        set: vec!["capture.queue=300".into()],
+        set: vec!["capture.wakeup_bytes=300".into()],
     })
     .expect("load");
-    assert_eq!(c.capture.queue, 300);
+    assert_eq!(c.capture.wakeup_bytes, 300);
     assert_eq!(c.baselines.learn, Dur(Duration::from_secs(1800)));
 }
 
@@ -102,11 +102,11 @@ fn errors_name_the_file_and_the_key() {
     .expect("unknown env var ignored");
     assert_eq!(c, Config::default());
     let e = Config::load(&Sources {
-        env: vec![("MONITOR_CAPTURE_QUEUE".into(), "many".into())],
+        env: vec![("MONITOR_CAPTURE_WAKEUP_BYTES".into(), "many".into())],
         ..Default::default()
     })
     .expect_err("bad env value");
-    assert!(e.to_string().contains("queue"), "{e}");
+    assert!(e.to_string().contains("wakeup_bytes"), "{e}");
 
     let e = Config::load(&Sources {
         set: vec!["metrics.adr=1".into()],

@@ -23,7 +23,7 @@ use aya::{
 };
 use monitor_common::{
     AGENT_FOLD_MS, AGENT_MAP, AGENT_PAUSED, AGENT_TGID, CGROUP_FILTER_MAP, CONFIG_GLOBAL, Config,
-    EVENTS_MAP,
+    MAX_RINGS, RING_MAPS,
 };
 use thiserror::Error;
 use tracing::{debug, info, warn};
@@ -72,11 +72,25 @@ pub(crate) enum LoadError {
     Pin(#[from] pin::PinError),
 }
 
+impl LoadError {
+    /// The verifier gave up on a program: more paths than it walks (E2BIG).
+    fn too_complex(&self) -> bool {
+        matches!(self, LoadError::Program {
+            source: aya::programs::ProgramError::LoadError { io_error, .. },
+            ..
+        } if io_error.raw_os_error() == Some(libc::E2BIG))
+    }
+}
+
 /// Settings of the kernel side.
 #[derive(Debug, Clone)]
 pub(crate) struct LoadOptions {
-    /// Ring buffer size in bytes (power of two, at least one page).
+    /// Ring buffer bytes in all, shared out over the `rings` (each a power of two, at least
+    /// one page).
     pub(crate) ring_bytes: u32,
+    /// Ring buffers the records are sharded over: one per pipeline worker (1 to
+    /// [`monitor_common::MAX_RINGS`]).
+    pub(crate) rings: u32,
     /// When non-empty: capture only these cgroup2 ids.
     pub(crate) cgroups: Vec<u64>,
     /// What the programs capture: derived from the rules, baselines and trace filters.
@@ -97,6 +111,7 @@ impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             ring_bytes: 16 << 20,
+            rings: 1,
             cgroups: Vec::new(),
             interest: KernelInterest::everything(),
             wakeup_bytes: crate::config::DEFAULT_WAKEUP_BYTES,
@@ -138,6 +153,8 @@ pub(crate) struct Loaded {
     pub(crate) pinned: Option<PinnedSet>,
     /// The hooked syscalls, whose descriptors carry the interest.
     hooks: Vec<syscalls::Hook>,
+    /// Ring buffers the records are sharded over: one per pipeline worker (see [`load`]).
+    pub(crate) rings: u32,
     /// The interest written at load (`None` for an adopted set: the last agent's is in force).
     interest: Option<KernelInterest>,
 }
@@ -222,7 +239,27 @@ fn ok(probe: &str) -> ProbeStatus {
 /// Loads the programs, fills their maps and attaches every probe this kernel supports; with
 /// a pin directory, adopts the pinned set of the same identity instead, or pins the new one
 /// and removes the others (see [`pin`]).
+///
+/// The programs write to one ring buffer per pipeline worker; a kernel whose verifier gives up
+/// on programs writing to that many (it walks every path through them, up to a million
+/// instructions) gets them loaded for half as many, and so on: [`Loaded::rings`] says how
+/// many the agent got.
 pub(crate) fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
+    let mut rings = opts.rings.clamp(1, MAX_RINGS);
+    loop {
+        match load_with(opts, rings) {
+            Err(e) if rings > 1 && e.too_complex() => {
+                warn!(error = %e, rings, retry_with = rings / 2,
+                    "the kernel's verifier gave up on programs writing to this many ring buffers: running fewer pipeline workers");
+                rings /= 2;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// [`load`], with the records sharded over `rings` ring buffers.
+fn load_with(opts: &LoadOptions, rings: u32) -> Result<Loaded, LoadError> {
     if EBPF_OBJECT.is_empty() {
         return Err(LoadError::NoObject);
     }
@@ -231,9 +268,11 @@ pub(crate) fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     let btf = Btf::from_sys_fs()?;
     let mut probes = Vec::new();
     let tp = tp_offsets(&tfs, &mut probes)?;
+    let per_ring = ring_size(opts.ring_bytes, rings);
     let config = Config {
         cgroup_filter: u32::from(!opts.cgroups.is_empty()),
-        wakeup_bytes: opts.wakeup_bytes.min(opts.ring_bytes / 4),
+        wakeup_bytes: opts.wakeup_bytes.min(per_ring / 4),
+        rings,
         tp,
         k: kernel_offsets(&btf),
     };
@@ -256,12 +295,16 @@ pub(crate) fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     if let Some(dir) = &pins
         && let Some(adopted) = dir.adopt(&id)?
     {
-        return finish_adoption(dir.clone(), id, adopted, usable, opts.fold_ms);
+        return finish_adoption(dir.clone(), id, adopted, (usable, rings), opts.fold_ms);
     }
-    let mut ebpf = EbpfLoader::new()
-        .override_global(CONFIG_GLOBAL, &config, true)
-        .map_max_entries(EVENTS_MAP, opts.ring_bytes)
-        .load(EBPF_OBJECT)?;
+    let mut loader = EbpfLoader::new();
+    loader.override_global(CONFIG_GLOBAL, &config, true);
+    for (i, name) in RING_MAPS.iter().enumerate() {
+        // Rings no worker reads keep one page: they must exist, the programs name them all.
+        let bytes = if (i as u32) < rings { per_ring } else { PAGE };
+        loader.map_max_entries(name, bytes);
+    }
+    let mut ebpf = loader.load(EBPF_OBJECT)?;
     // Before anything is attached, so that the agent's own work is never captured.
     set_agent_slots(agent_map(ebpf.map_mut(AGENT_MAP))?, opts.fold_ms)?;
     if !opts.cgroups.is_empty() {
@@ -293,8 +336,22 @@ pub(crate) fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         probes,
         pinned,
         hooks: usable,
+        rings,
         interest: Some(written),
     })
+}
+
+/// Smallest ring buffer: one page.
+const PAGE: u32 = 4096;
+
+/// Each ring's size when `total` bytes are shared out over `rings`: the largest power of two
+/// that fits the share, and one page at least.
+pub(crate) fn ring_size(total: u32, rings: u32) -> u32 {
+    let share = total / rings.max(1);
+    if share <= PAGE {
+        return PAGE;
+    }
+    1 << (31 - share.leading_zeros())
 }
 
 /// What makes two sets interchangeable: the object, its load-time configuration and what it
@@ -323,7 +380,7 @@ fn finish_adoption(
     dir: PinDir,
     id: String,
     mut a: pin::Adopted,
-    hooks: Vec<syscalls::Hook>,
+    (hooks, rings): (Vec<syscalls::Hook>, u32),
     fold_ms: u32,
 ) -> Result<Loaded, LoadError> {
     set_agent_slots(agent_map(a.maps.get_mut(AGENT_MAP))?, fold_ms)?;
@@ -348,6 +405,7 @@ fn finish_adoption(
             held: a.held,
         }),
         hooks,
+        rings,
         interest: None,
     })
 }

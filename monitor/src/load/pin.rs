@@ -23,7 +23,7 @@ use aya::{
     programs::links::{FdLink, PinnedLink},
 };
 use monitor_common::{
-    AGENT_MAP, DROPS_BY_CGROUP_MAP, EVENTS_MAP, INTEREST_MAP, MISC_MAP, OPEN_PATHS_MAP, STATS_MAP,
+    AGENT_MAP, DROPS_BY_CGROUP_MAP, INTEREST_MAP, MISC_MAP, OPEN_PATHS_MAP, RING_MAPS, STATS_MAP,
     SYSCALLS_MAP,
 };
 use thiserror::Error;
@@ -32,8 +32,15 @@ use thiserror::Error;
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 /// The maps the agent itself reads or writes; the programs hold the others. The interest maps
 /// are among them: an adopting agent writes what its own rules need.
-pub(crate) const PINNED_MAPS: [&str; 8] = [
-    EVENTS_MAP,
+pub(crate) const PINNED_MAPS: [&str; 15] = [
+    RING_MAPS[0],
+    RING_MAPS[1],
+    RING_MAPS[2],
+    RING_MAPS[3],
+    RING_MAPS[4],
+    RING_MAPS[5],
+    RING_MAPS[6],
+    RING_MAPS[7],
     STATS_MAP,
     MISC_MAP,
     DROPS_BY_CGROUP_MAP,
@@ -42,8 +49,9 @@ pub(crate) const PINNED_MAPS: [&str; 8] = [
     OPEN_PATHS_MAP,
     INTEREST_MAP,
 ];
+const _: () = assert!(RING_MAPS.len() == 8, "every ring is pinned");
 /// Bumped when the pin directory's own layout changes (names, what is pinned).
-const PIN_LAYOUT: &[u8] = b"monitor pin layout 5";
+const PIN_LAYOUT: &[u8] = b"monitor pin layout 6";
 
 #[derive(Debug, Error)]
 pub(crate) enum PinError {

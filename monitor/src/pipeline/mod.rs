@@ -13,18 +13,18 @@ use std::{
 
 pub(crate) use filter::{Filter, FilterError};
 use monitor_common::EventKind;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::{
     capture::{
-        RawBatch, Recycle,
+        BATCH, MAX_LATENCY, Ring,
         decode::{Payload, RawEvent},
-        decode_counted, route,
+        route,
     },
     enrich::{Attributor, Lookup, cri::CriError, hold::HoldQueue},
     event::{ContainerMeta, Event, NodeContext, build, learn},
     process::{ProcSource, ProcessTable},
-    telemetry::{Health, Metrics},
+    telemetry::Health,
 };
 
 /// Where enriched events go: printed (`monitor trace`) or judged (`monitor run`).
@@ -51,13 +51,18 @@ pub(crate) struct Pipeline<S: ProcSource, K: EventSink> {
     pub(crate) sink: K,
     /// Liveness: beaten every loop turn and at least once a second.
     pub(crate) health: Arc<Health>,
-    /// Decode errors are counted here.
-    pub(crate) metrics: Metrics,
     /// This worker's number, of `workers` (see [`crate::capture::route`]).
     pub(crate) worker: usize,
     pub(crate) workers: usize,
-    /// Where this worker's emptied batches go back to the reader.
-    pub(crate) recycle: Recycle,
+}
+
+/// How a worker's ring reading ends.
+pub(crate) struct Stop {
+    /// Flips to true when the agent stops.
+    pub(crate) signal: watch::Receiver<bool>,
+    /// Read what is left in the ring first (the programs are paused by then); without it the
+    /// programs stay pinned and the next agent reads on from here.
+    pub(crate) drain: bool,
 }
 
 impl<S: ProcSource, K: EventSink> Pipeline<S, K> {
@@ -117,16 +122,32 @@ impl<S: ProcSource, K: EventSink> Pipeline<S, K> {
         }
     }
 
-    /// Runs until `events` closes and every held event is out; returns the sink, which may
-    /// still have to be shut down.
+    /// Decodes and handles up to [`BATCH`] records of the ring; returns whether it ran empty,
+    /// after which what the sink buffered is written out.
+    fn read(&mut self, ring: &mut Ring) -> std::io::Result<bool> {
+        let emptied = ring.take(BATCH, |ev| self.record(ev))?;
+        if emptied {
+            self.sink.flush()?;
+        }
+        Ok(emptied)
+    }
+
+    /// Reads this worker's ring until `stop` says so, then until every held event is out;
+    /// returns the sink, which may still have to be shut down.
     pub(crate) async fn run(
         mut self,
-        mut events: mpsc::Receiver<RawBatch>,
+        mut ring: Ring,
         mut results: mpsc::Receiver<(String, Result<ContainerMeta, CriError>)>,
+        mut stop: Stop,
     ) -> std::io::Result<K> {
         let mut open = true;
+        // Records were left in the ring by the last read: read on before waiting.
+        let mut more = true;
         let mut last_sweep = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // Records below the wake-up threshold wait at most this long.
+        let mut poll = tokio::time::interval(MAX_LATENCY);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while open || !self.held.is_empty() {
             let next_deadline = self.held.next_deadline();
             tokio::select! {
@@ -137,17 +158,12 @@ impl<S: ProcSource, K: EventSink> Pipeline<S, K> {
                         self.release(&id)?;
                     }
                 }
-                batch = events.recv(), if open => match batch {
-                    Some(batch) => {
-                        for rec in batch.iter() {
-                            if let Some(ev) = decode_counted(rec, &self.metrics, self.worker, self.workers) {
-                                self.record(&ev)?;
-                            }
-                        }
-                        self.recycle.give(batch);
-                    }
-                    None => open = false,
-                },
+                _ = stop.signal.changed(), if open => {
+                    // Producers are paused by now (with `drain`): whatever is in the ring is
+                    // all there will be.
+                    while stop.drain && !self.read(&mut ring)? {}
+                    open = false;
+                }
                 _ = tick.tick() => {
                     self.sink.tick(false);
                     // Exits sweep the table too; this is for a node gone quiet after a storm.
@@ -158,9 +174,17 @@ impl<S: ProcSource, K: EventSink> Pipeline<S, K> {
                         self.release(&id)?;
                     }
                 }
-            }
-            if events.is_empty() {
-                self.sink.flush()?;
+                // Last: a ring that never runs empty does not hold up the timers above.
+                () = std::future::ready(()), if open && more => {
+                    more = !self.read(&mut ring)?;
+                    // Lets the runtime's other tasks run now and then while the ring stays busy.
+                    tokio::task::consume_budget().await;
+                }
+                r = ring.readable(), if open && !more => {
+                    r?;
+                    more = !self.read(&mut ring)?;
+                }
+                _ = poll.tick(), if open && !more => more = !self.read(&mut ring)?,
             }
             self.health.beat();
             if last_sweep.elapsed() >= SWEEP_EVERY {

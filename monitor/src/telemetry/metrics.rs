@@ -15,7 +15,8 @@ pub(crate) struct Metrics {
     pub(crate) registry: Registry,
     /// Records decoded from the ring buffer, by kind.
     pub(crate) received: IntCounterVec,
-    /// Events lost, by kind and stage (`kernel_ring`, `user_queue`).
+    /// Events lost, by kind and stage (`kernel_ring`: a full ring buffer, the one place the
+    /// agent loses events).
     pub(crate) dropped: IntCounterVec,
     /// Records that failed to decode, by reason.
     pub(crate) decode_errors: IntCounterVec,
@@ -290,9 +291,7 @@ impl Metrics {
             self.received.with_label_values(&[k.name()]);
             self.filtered.with_label_values(&[k.name()]);
             self.folded.with_label_values(&[k.name()]);
-            for stage in ["kernel_ring", "user_queue"] {
-                self.dropped.with_label_values(&[k.name(), stage]);
-            }
+            self.dropped.with_label_values(&[k.name(), "kernel_ring"]);
         }
         self.rules_reloads.with_label_values(&["success"]);
         self.rules_reloads.with_label_values(&["failure"]);
@@ -337,6 +336,8 @@ pub(crate) struct KernelCounts {
     pub(crate) stash_miss: u64,
     pub(crate) stash_full: u64,
     pub(crate) scratch_miss: u64,
+    /// Copies of lifecycle records that did not fit in another worker's ring.
+    pub(crate) replica_drop: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
@@ -370,6 +371,7 @@ impl KernelCounts {
             stash_miss: m(Misc::StashMiss),
             stash_full: m(Misc::StashFull),
             scratch_miss: m(Misc::ScratchMiss),
+            replica_drop: m(Misc::ReplicaDrop),
         }
     }
 
@@ -383,7 +385,6 @@ impl KernelCounts {
 pub(crate) struct Summary {
     pub(crate) kernel: KernelCounts,
     pub(crate) received: BTreeMap<&'static str, u64>,
-    pub(crate) queue_dropped: BTreeMap<&'static str, u64>,
     pub(crate) decode_errors: u64,
     /// Container metadata lookups that failed (all reasons).
     pub(crate) enrich_failures: u64,
@@ -392,13 +393,8 @@ pub(crate) struct Summary {
 impl Summary {
     pub(crate) fn collect(m: &Metrics, kernel: KernelCounts) -> Summary {
         let mut received = BTreeMap::new();
-        let mut queue_dropped = BTreeMap::new();
         for k in EventKind::ALL {
             received.insert(k.name(), m.received.with_label_values(&[k.name()]).get());
-            queue_dropped.insert(
-                k.name(),
-                m.dropped.with_label_values(&[k.name(), "user_queue"]).get(),
-            );
         }
         let total = |c: &IntCounterVec| -> u64 {
             c.collect()
@@ -413,7 +409,6 @@ impl Summary {
         Summary {
             kernel,
             received,
-            queue_dropped,
             decode_errors: total(&m.decode_errors),
             enrich_failures: total(&m.enrich_failures),
         }

@@ -527,16 +527,13 @@ fn ring_buffer_flood_accounting_is_exact() {
     let submitted = kernel["submitted"].as_u64().expect("submitted");
     let kdropped = kernel["dropped"].as_u64().expect("dropped");
     let received = out.stats["received"]["unlink"].as_u64().expect("received");
-    let qdropped = out.stats["queue_dropped"]["unlink"]
-        .as_u64()
-        .expect("queue_dropped");
     let printed = out
         .events
         .iter()
         .filter(|e| e["kind"] == "unlink" && e["cgroup_id"] == cg.id)
         .count() as u64;
     eprintln!(
-        "generated={generated} submitted={submitted} kernel_dropped={kdropped} received={received} queue_dropped={qdropped} printed={printed}"
+        "generated={generated} submitted={submitted} kernel_dropped={kdropped} received={received} printed={printed}"
     );
     assert!(kdropped > 0, "the flood should overflow a one-page ring");
     assert_eq!(
@@ -545,11 +542,8 @@ fn ring_buffer_flood_accounting_is_exact() {
         "every attempt is either submitted or counted as dropped"
     );
     assert_eq!(received, submitted, "everything submitted is read");
-    assert_eq!(
-        printed + qdropped,
-        received,
-        "everything read is printed or counted as dropped"
-    );
+    // The ring is the one place records wait: nothing read is lost after it.
+    assert_eq!(printed, received, "everything read is printed");
     assert_eq!(out.stats["decode_errors"], 0);
 }
 

@@ -310,7 +310,6 @@ fn thousands_of_short_lived_processes_a_second_for_30_s() {
     let o = agent.stop();
     let kernel = &o.stats["kernel"]["kinds"];
     let forks_seen = o.stats["received"]["fork"].as_u64().unwrap_or(0)
-        + o.stats["queue_dropped"]["fork"].as_u64().unwrap_or(0)
         + kernel["fork"]["dropped"].as_u64().unwrap_or(0);
     eprintln!(
         "note: {forked} processes in {SECS} s ({} per second); RSS {} -> peak {} -> {} KiB",
@@ -603,18 +602,13 @@ fn a_flood_from_one_container_does_not_blind_the_agent_to_another() {
     let kinds = o.stats["kernel"]["kinds"].as_object().expect("kinds");
     let kernel_dropped: u64 = kinds.values().filter_map(|k| k["dropped"].as_u64()).sum();
     let folded = kinds["open"]["folded"].as_u64().expect("folded");
-    let queue_dropped: u64 = o.stats["queue_dropped"]
-        .as_object()
-        .expect("queue_dropped")
-        .values()
-        .filter_map(Value::as_u64)
-        .sum();
     eprintln!(
-        "opens={opens} folded={folded} flood alert count={flood_count} kernel_dropped={kernel_dropped} queue_dropped={queue_dropped}"
+        "opens={opens} folded={folded} flood alert count={flood_count} kernel_dropped={kernel_dropped}"
     );
     assert!(opens > 100_000, "the flood was too slow to be one: {opens}");
+    // The kernel's rings are the only place events can be lost (the workers read them
+    // directly).
     assert_eq!(kernel_dropped, 0, "events were dropped in the kernel");
-    assert_eq!(queue_dropped, 0, "events were dropped in the agent");
     assert!(folded > opens / 2, "folded {folded} of {opens}");
     // The count covers every fold window but the last, whose count no later read carries.
     assert!(

@@ -251,8 +251,7 @@ fn alerts() -> Vec<Alert> {
     lossy.drops = Some(DropNotice {
         window_seconds: 60,
         total: 12,
-        kernel_ring: BTreeMap::from([("open", 10)]),
-        user_queue: BTreeMap::from([("open", 2)]),
+        kernel_ring: BTreeMap::from([("open", 10), ("exec", 2)]),
         same_cgroup: 1,
     });
     let mut shell = alert(
