@@ -52,12 +52,17 @@ pub(super) fn floor(ready: &Path) -> Result<(), CliError> {
     };
     let loaded = crate::load::load(&opts)?;
     crate::load::log_probes(&loaded.probes);
+    // Listening before the ready file says so: a SIGTERM right after it ends this cleanly.
+    let stop = {
+        let _rt = rt.enter();
+        super::shutdown_signal()
+    };
     std::fs::write(ready, b"ready\n").map_err(|source| CliError::Io {
         what: "writing the ready file",
         path: ready.to_path_buf(),
         source,
     })?;
-    rt.block_on(super::shutdown_signal());
+    rt.block_on(stop);
     drop(loaded);
     Ok(())
 }

@@ -155,18 +155,24 @@ enum CliError {
     Yaml(serde_norway::Error),
 }
 
-async fn shutdown_signal() {
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    // Listening starts here, not when the future is first polled: a SIGTERM that arrives while
+    // the agent is still loading (a pod deleted right after it started) is kept and ends the
+    // agent cleanly once it runs, instead of killing it by the default action.
+    let listeners = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers we can only run until killed.
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = listeners else {
+            // Without signal handlers we can only run until killed.
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
     }
 }
 
@@ -210,7 +216,7 @@ fn run_agent(
         stats_json: a.stats_json,
         ready_file: a.ready_file,
     };
-    rt.block_on(agent::run(opts, std::io::stdout(), shutdown_signal()))
+    rt.block_on(async { agent::run(opts, std::io::stdout(), shutdown_signal()).await })
         .map_err(|source| CliError::Agent {
             what,
             source: Box::new(source),
