@@ -199,10 +199,18 @@ fn runtime_socket_outage_is_survived_counted_and_recovered() {
         .status()
         .expect("run in fake container cgroup");
     assert!(status.success());
-    // The runtime stays away until the agent has tried it for that container.
-    wait_for(
-        "a lookup against the absent socket",
+    // The runtime stays away until the agent has tried it for that container: until the
+    // fake container's own event is out (held until its lookup failed). Another lookup failing
+    // first (a worker asking about container `a`) is not enough: the runtime could come back
+    // before the fake container's lookup, which would then get "not known" instead.
+    agent.wait_output(
+        "the exec during the outage",
         std::time::Duration::from_secs(20),
+        |ev| ev.iter().any(|e| e["exec"]["args"][1] == "during-outage"),
+    );
+    wait_for(
+        "the failed lookup counted by reason",
+        std::time::Duration::from_secs(10),
         || {
             metric(
                 &http_get(metrics, "/metrics"),
